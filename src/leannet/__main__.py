@@ -1,0 +1,5 @@
+import sys
+
+from leannet.cli import main
+
+sys.exit(main())

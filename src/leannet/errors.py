@@ -1,0 +1,26 @@
+"""Errors a user can cause. The CLI prints these as one line and exits 2; anything else is a bug."""
+
+
+class LeannetError(Exception):
+    """Base for user-facing errors (bad name, bad shape, bad file, bad config)."""
+
+
+class UnknownModelError(LeannetError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ShapeError(LeannetError, ValueError):
+    pass
+
+
+class WeightsError(LeannetError):
+    """A checkpoint that is missing, corrupt, unsafe or does not fit the model."""
+
+
+class ConfigError(LeannetError, ValueError):
+    pass
+
+
+class DataError(LeannetError):
+    pass

@@ -1,0 +1,50 @@
+"""`create_model`: registry name (or timm alias) -> model with the leannet contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from leannet.errors import ConfigError
+from leannet.models.base import FeatureNet
+from leannet.registry import model_info
+
+
+def create_model(
+    name: str,
+    num_classes: int = 1000,
+    pretrained: bool | str | Path | None = None,
+    in_chans: int = 3,
+    drop_rate: float | None = None,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model.
+
+    `pretrained` is a checkpoint path (leannet safetensors, or a timm/official layout that is
+    converted on load) or True for the local cache. `features_only=True` returns a FeatureNet
+    whose forward gives one map per level in `out_indices` (all levels by default).
+    """
+    info = model_info(name)
+    build_args = dict(kwargs, num_classes=num_classes, in_chans=in_chans)
+    if drop_rate is not None:
+        build_args["drop_rate"] = drop_rate
+    try:
+        model = info.builder(**build_args)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        bad = str(e).rpartition("unexpected keyword argument ")[2]
+        raise ConfigError(f"{info.name}: unknown argument {bad}") from None
+    model.pretrained_cfg = info
+    if pretrained:
+        from leannet.weights import load_pretrained
+
+        load_pretrained(model, info.name, pretrained)
+    if features_only:
+        model = FeatureNet(model, out_indices)
+        model.pretrained_cfg = info
+    return model

@@ -1,0 +1,58 @@
+"""MobileNetV1 (Howard et al., arXiv:1704.04861): the plain depthwise-separable stack that
+PP-LCNet starts from. torchvision has no MobileNetV1, so it is written here."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from leannet.layers import (
+    ClassifierHead,
+    ConvBnAct,
+    DepthwiseSeparable,
+    init_weights,
+    make_divisible,
+)
+from leannet.models.base import FeatureInfo, StagedModel
+from leannet.registry import Published, register
+
+# MobileNetV1 Table 1, as (out_chs, stride) per depthwise-separable block, grouped by stride.
+STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((64, 1),),
+    ((128, 2), (128, 1)),
+    ((256, 2), (256, 1)),
+    ((512, 2), *[(512, 1)] * 5),
+    ((1024, 2), (1024, 1)),
+)
+
+
+class MobileNetV1(StagedModel):
+    def __init__(self, width: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
+                 drop_rate: float = 0.0):
+        super().__init__()
+        self.in_chans, self.num_classes = in_chans, num_classes
+        chs = make_divisible(32 * width)
+        self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act="relu")
+        stages, self.feature_info, stride = [], [], 2
+        for i, rows in enumerate(STAGES):
+            blocks = []
+            for out, s in rows:
+                out = make_divisible(out * width)
+                blocks.append(DepthwiseSeparable(chs, out, 3, s, act="relu"))
+                chs, stride = out, stride * s
+            stages.append(nn.Sequential(*blocks))
+            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
+        self.stages = nn.Sequential(*stages)
+        self.final = nn.Identity()
+        self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
+        self.num_features = chs
+        init_weights(self)
+
+
+@register(
+    "mobilenetv1_x1_0",
+    family="mobilenetv1",
+    aliases=("mobilenetv1_100",),
+    published=Published("arXiv:1704.04861 Table 6 (1.0 MobileNet-224)", params_m=4.2, macs_m=569, top1=70.6),
+)
+def mobilenetv1_x1_0(**kwargs) -> MobileNetV1:
+    return MobileNetV1(width=1.0, **kwargs)

@@ -1,0 +1,103 @@
+"""PP-LCNet: A Lightweight CPU Convolutional Neural Network (Cui et al., arXiv:2109.15099).
+
+A MobileNetV1-like stack of depthwise-separable blocks tuned for Intel CPUs with MKLDNN: no
+shortcuts (adds and concats cost memory traffic and gain little in small nets), H-Swish
+everywhere, 5x5 depthwise kernels and SE only near the tail, and a 1280-wide 1x1 conv after
+global pooling. Layout follows PaddleClas `ppcls/arch/backbone/legendary_models/pp_lcnet.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from leannet.layers import (
+    ClassifierHead,
+    ConvBnAct,
+    DepthwiseSeparable,
+    init_weights,
+    make_divisible,
+)
+from leannet.models.base import FeatureInfo, StagedModel
+from leannet.registry import Published, register
+
+
+@dataclass(frozen=True)
+class Block:
+    kernel: int
+    out_chs: int  # at scale 1.0, before make_divisible
+    stride: int
+    se: bool = False
+
+
+# PP-LCNet Table 1 (PaddleClas NET_CONFIG "blocks2".."blocks6"); one inner tuple per stage.
+STAGES: tuple[tuple[Block, ...], ...] = (
+    (Block(3, 32, 1),),
+    (Block(3, 64, 2), Block(3, 64, 1)),
+    (Block(3, 128, 2), Block(3, 128, 1)),
+    (Block(3, 256, 2), *[Block(5, 256, 1)] * 5),
+    (Block(5, 512, 2, se=True), Block(5, 512, 1, se=True)),
+)
+STEM_CHS = 16
+HEAD_HIDDEN = 1280
+
+
+class PPLCNet(StagedModel):
+    def __init__(
+        self,
+        scale: float = 1.0,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+        head_bias: bool = False,  # PaddleClas: no bias; timm's lcnet_*: bias
+    ):
+        super().__init__()
+        self.in_chans, self.num_classes = in_chans, num_classes
+        chs = make_divisible(STEM_CHS * scale)
+        self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act="hard_swish")
+        stages, self.feature_info, stride = [], [], 2
+        for i, rows in enumerate(STAGES):
+            blocks = []
+            for b in rows:
+                out = make_divisible(b.out_chs * scale)
+                blocks.append(DepthwiseSeparable(chs, out, b.kernel, b.stride, b.se, act="hard_swish"))
+                chs, stride = out, stride * b.stride
+            stages.append(nn.Sequential(*blocks))
+            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
+        self.stages = nn.Sequential(*stages)
+        self.final = nn.Identity()
+        self.head = ClassifierHead(chs, num_classes, hidden=HEAD_HIDDEN, act="hard_swish",
+                                   hidden_bias=head_bias, drop_rate=drop_rate)
+        self.num_features = HEAD_HIDDEN
+        init_weights(self)
+
+
+# PP-LCNet Table 2: params, FLOPs (really MACs), top-1 without SSLD, latency on an Intel Xeon
+# Gold 6148 (batch 1, MKLDNN, 4 threads).
+_PAPER = "arXiv:2109.15099 Table 2"
+_HW = "Intel Xeon Gold 6148, Paddle + MKLDNN, bs1, 4 threads"
+_VARIANTS = {
+    # name: (scale, params_m, macs_m, top1, latency_ms, timm alias)
+    "pplcnet_x0_25": (0.25, 1.5, 18, 51.86, 1.74, "lcnet_025"),
+    "pplcnet_x0_35": (0.35, 1.6, 29, 58.09, 1.92, "lcnet_035"),
+    "pplcnet_x0_5": (0.5, 1.9, 47, 63.14, 2.05, "lcnet_050"),
+    "pplcnet_x0_75": (0.75, 2.4, 99, 68.18, 2.29, "lcnet_075"),
+    "pplcnet_x1_0": (1.0, 3.0, 161, 71.32, 2.46, "lcnet_100"),
+    "pplcnet_x1_5": (1.5, 4.5, 342, 73.71, 3.19, "lcnet_150"),
+    "pplcnet_x2_0": (2.0, 6.5, 590, 75.18, 4.27, "lcnet_200"),
+    "pplcnet_x2_5": (2.5, 9.0, 906, 76.60, 5.39, "lcnet_250"),
+}
+
+
+def _make(name: str, scale: float, facts: Published, alias: str) -> None:
+    @register(name, family="pplcnet", published=facts, aliases=(alias,), interpolation="bilinear")
+    def build(**kwargs) -> PPLCNet:
+        return PPLCNet(scale=scale, **kwargs)
+
+    build.__name__ = name
+    build.__doc__ = f"PP-LCNet x{scale} ({facts.source})."
+
+
+for _name, (_scale, _p, _m, _t, _l, _alias) in _VARIANTS.items():
+    _make(_name, _scale, Published(_PAPER, _p, _m, _t, _l, _HW), _alias)

@@ -1,0 +1,122 @@
+"""One registry of model builders, each entry carrying the facts its paper publishes.
+
+`register` sits next to each builder; a second registration of a name is an error (no silent
+overwrite). Published numbers are stored as the paper states them, with the source, so that
+docs and the benchmark report can set our measurements beside them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from leannet.errors import UnknownModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Published:
+    """Numbers from a paper or an official repository, with where they come from."""
+
+    source: str  # e.g. "arXiv:2109.15099 Table 2"
+    params_m: float | None = None  # millions, train-time form unless noted
+    macs_m: float | None = None  # millions of multiply-accumulates at `input_size`
+    top1: float | None = None  # ImageNet-1k top-1 %, without distillation unless noted
+    latency_ms: float | None = None
+    latency_hw: str | None = None  # hardware/runtime the latency was measured on
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model needs around it: preprocessing, and what the paper claims."""
+
+    name: str
+    family: str
+    builder: Callable[..., Any]
+    published: Published
+    aliases: tuple[str, ...] = ()
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+    reparameterizable: bool = False  # has multi-branch train-time blocks
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "input_size": list(self.input_size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
+
+
+_MODELS: dict[str, ModelInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    published: Published,
+    aliases: tuple[str, ...] = (),
+    **cfg: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register `fn` as the builder of `name`. Duplicate names or aliases raise."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for key in (name, *aliases):
+            if key in _MODELS or key in _ALIASES:
+                raise ValueError(f"model name {key!r} is registered twice")
+        info = ModelInfo(name=name, family=family, builder=fn, published=published,
+                         aliases=tuple(aliases), **cfg)
+        _MODELS[name] = info
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return fn
+
+    return wrap
+
+
+def _load_families() -> None:
+    # Importing the package registers every family; done lazily so `registry` stays a leaf.
+    import leannet.models  # noqa: F401
+
+
+def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
+    """Registered names matching a shell-style `pattern` (aliases match too), sorted."""
+    _load_families()
+    names = set()
+    for name, info in _MODELS.items():
+        if family is not None and info.family != family:
+            continue
+        if fnmatch.fnmatch(name, pattern) or any(fnmatch.fnmatch(a, pattern) for a in info.aliases):
+            names.add(name)
+    return sorted(names)
+
+
+def resolve(name: str) -> str:
+    """The canonical name for `name` or one of its aliases."""
+    _load_families()
+    if name in _MODELS:
+        return name
+    if name in _ALIASES:
+        return _ALIASES[name]
+    candidates = list(_MODELS) + list(_ALIASES)
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+    close = [_ALIASES.get(c, c) for c in close]
+    hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else "; see `leannet models`"
+    raise UnknownModelError(f"unknown model {name!r}{hint}")
+
+
+def model_info(name: str) -> ModelInfo:
+    return _MODELS[resolve(name)]
