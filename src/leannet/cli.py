@@ -33,6 +33,95 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- detect: the slim RetinaNet document detector -----------------------------------------------
+
+
+def _print_result(result: dict) -> None:
+    import json
+
+    print(json.dumps(result, indent=1, default=str))
+
+
+def cmd_detect_train(args: argparse.Namespace) -> int:
+    from leannet.detect.train import train_from_config
+
+    _print_result(train_from_config(args.config, args.override, resume=args.resume, strict=args.strict))
+    return 0
+
+
+def cmd_detect_eval(args: argparse.Namespace) -> int:
+    from leannet.detect.evaluate import evaluate_weights
+
+    _print_result(evaluate_weights(args.weights, ann=args.ann, images=args.images, config=args.config,
+                                   overrides=args.override, strict=args.strict, speed=not args.no_speed))
+    return 0
+
+
+def cmd_detect_infer(args: argparse.Namespace) -> int:
+    from leannet.detect.predict import infer
+
+    print(infer(args.weights, args.images, args.out, score_thr=args.score_thr))
+    return 0
+
+
+def cmd_detect_pseudo_label(args: argparse.Namespace) -> int:
+    from leannet.detect.predict import pseudo_label
+
+    _print_result(pseudo_label(args.teacher, args.images, args.out, score_thr=args.score_thr))
+    return 0
+
+
+def cmd_detect_synth(args: argparse.Namespace) -> int:
+    from leannet.detect.synthetic import generate
+
+    print(generate(args.out, args.num_images, seed=args.seed, image_size=args.size))
+    return 0
+
+
+def _add_detect(sub) -> None:
+    d = sub.add_parser("detect", help="slim RetinaNet document detector: train, eval, infer, pseudo-label")
+    dsub = d.add_subparsers(dest="detect_command", metavar="COMMAND", parser_class=_Parser, required=True)
+
+    s = dsub.add_parser("train", help="train a detector from a YAML config")
+    s.add_argument("-c", "--config", help="YAML config (defaults: the slim detector on synthetic documents)")
+    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o train.epochs=5 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue from train.out_dir/last")
+    s.add_argument("--strict", action="store_true", help="stop at the first bad annotation")
+    s.set_defaults(func=cmd_detect_train)
+
+    s = dsub.add_parser("eval", help="COCO mAP, params, MACs and CPU FPS of detector weights")
+    s.add_argument("--weights", required=True, help="a detector .safetensors written by detect train")
+    s.add_argument("--ann", help="COCO annotation file (default: data.val of -c CONFIG)")
+    s.add_argument("--images", help="image folder of --ann (default: the folder of --ann)")
+    s.add_argument("-c", "--config", help="YAML config whose data.val to evaluate on")
+    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--strict", action="store_true", help="stop at the first bad annotation")
+    s.add_argument("--no-speed", action="store_true", help="skip the batch-1 FPS measurement")
+    s.set_defaults(func=cmd_detect_eval)
+
+    s = dsub.add_parser("infer", help="draw detections on images to PNG and write JSON")
+    s.add_argument("images", nargs="+", help="image files or folders")
+    s.add_argument("--weights", required=True)
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--score-thr", type=float, default=0.3)
+    s.set_defaults(func=cmd_detect_infer)
+
+    s = dsub.add_parser("pseudo-label", help="label unlabeled images with a teacher detector (COCO JSON)")
+    s.add_argument("--teacher", required=True, help="teacher detector .safetensors (carries its config)")
+    s.add_argument("--images", required=True, help="folder of unlabeled images")
+    s.add_argument("--score-thr", type=float, default=0.5, help="keep teacher boxes scoring at least this")
+    s.add_argument("--out", required=True, help="COCO JSON to write")
+    s.set_defaults(func=cmd_detect_pseudo_label)
+
+    s = dsub.add_parser("synth", help="write a synthetic document dataset (COCO JSON + JPEGs)")
+    s.add_argument("--out", required=True)
+    s.add_argument("-n", "--num-images", type=int, default=256)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=int, default=256, help="image side in pixels")
+    s.set_defaults(func=cmd_detect_synth)
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -48,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-macs", action="store_true", help="skip counting MACs (faster)")
     s.add_argument("--format", choices=["table", "markdown", "json"], default="table")
     s.set_defaults(func=cmd_models)
+
+    _add_detect(sub)
     return p
 
 

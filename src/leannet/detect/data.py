@@ -1,0 +1,251 @@
+"""COCO-format detection data: a JSON file of images/annotations/categories + an image folder.
+
+Annotations are checked once, when the set is loaded. What a careful user would want to know
+about is reported, not silently fixed:
+
+- an annotation whose `image_id` is not in `images`, whose `category_id` is not in
+  `categories`, whose box has no area or lies wholly outside its image: skipped;
+- a box that sticks out of its image: clipped to it;
+- an image file that does not exist: the image and its annotations are skipped;
+- an image with no (valid) boxes: skipped (`keep_empty=True` keeps it as background).
+
+Each kind is counted with the first offending id in `AnnotationReport.summary()`. With
+`strict=True` the first problem raises a DataError naming the id instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as F
+
+from leannet.errors import DataError
+
+log = logging.getLogger("leannet.detect")
+
+# problem kind -> the sentence the report and the strict error use
+PROBLEMS = {
+    "unknown_image": "annotation {id}: image_id {image_id} is not in 'images'",
+    "unknown_category": "annotation {id}: category_id {category_id} is not in 'categories'",
+    "zero_area": "annotation {id}: box {bbox} has zero area",
+    "outside": "annotation {id}: box {bbox} lies outside its {width}x{height} image",
+    "clipped": "annotation {id}: box {bbox} sticks out of its {width}x{height} image",
+    "missing_file": "image {id}: file {path} does not exist",
+    "empty": "image {id}: has no boxes",
+}
+ACTION = {"unknown_image": "skipped", "unknown_category": "skipped", "zero_area": "skipped",
+          "outside": "skipped", "clipped": "clipped", "missing_file": "skipped (with its annotations)",
+          "empty": "skipped"}
+
+
+@dataclass
+class AnnotationReport:
+    """What loading found wrong with an annotation file: counts and the first example of each."""
+
+    source: str
+    counts: Counter = field(default_factory=Counter)
+    first: dict[str, str] = field(default_factory=dict)
+
+    def add(self, kind: str, strict: bool, **facts: Any) -> None:
+        message = PROBLEMS[kind].format(**facts)
+        if strict:
+            raise DataError(f"{self.source}: {message} (--strict)")
+        self.counts[kind] += 1
+        self.first.setdefault(kind, message)
+
+    def summary(self) -> str:
+        if not self.counts:
+            return f"{self.source}: all annotations valid"
+        parts = [f"{n} {ACTION[k]} (first: {self.first[k]})" for k, n in self.counts.items()]
+        return f"{self.source}: " + "; ".join(parts)
+
+
+def _require(obj: dict, key: str, typ: type | tuple[type, ...], where: str, source: str) -> Any:
+    if key not in obj:
+        raise DataError(f"{source}: {where} has no {key!r}")
+    if not isinstance(obj[key], typ):
+        raise DataError(f"{source}: {where}: {key!r} must be {getattr(typ, '__name__', typ)}")
+    return obj[key]
+
+
+def load_coco(ann_file: str | Path, images_dir: str | Path | None = None, strict: bool = False,
+              keep_empty: bool = False) -> tuple[dict[str, Any], AnnotationReport]:
+    """Read and check a COCO detection file; return the cleaned COCO dict and the report.
+
+    `images_dir` defaults to the JSON's folder; `file_name`s are relative to it. The cleaned
+    dict holds only usable images and annotations (boxes clipped), ready for training and for
+    pycocotools.
+    """
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise DataError(f"{ann_file}: no such annotation file")
+    try:
+        coco = json.loads(ann_file.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{ann_file}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(coco, dict):
+        raise DataError(f"{ann_file}: expected a COCO object with 'images', 'annotations', 'categories'")
+    src = str(ann_file)
+    images = _require(coco, "images", list, "the file", src)
+    anns = _require(coco, "annotations", list, "the file", src)
+    cats = _require(coco, "categories", list, "the file", src)
+    if not cats:
+        raise DataError(f"{src}: 'categories' is empty")
+    images_dir = Path(images_dir) if images_dir is not None else ann_file.parent
+    report = AnnotationReport(src)
+
+    cat_ids = set()
+    for c in cats:
+        cid = _require(c, "id", int, "a category", src)
+        if cid in cat_ids:
+            raise DataError(f"{src}: category id {cid} appears twice")
+        cat_ids.add(cid)
+    by_id: dict[int, dict] = {}
+    for img in images:
+        iid = _require(img, "id", int, "an image", src)
+        if iid in by_id:
+            raise DataError(f"{src}: image id {iid} appears twice")
+        _require(img, "file_name", str, f"image {iid}", src)
+        _require(img, "width", int, f"image {iid}", src)
+        _require(img, "height", int, f"image {iid}", src)
+        by_id[iid] = img
+    missing = set()
+    for iid, img in by_id.items():
+        path = images_dir / img["file_name"]
+        if not path.is_file():
+            report.add("missing_file", strict, id=iid, path=path)
+            missing.add(iid)
+
+    kept, per_image = [], Counter()
+    for a in anns:
+        aid = _require(a, "id", int, "an annotation", src)
+        iid = _require(a, "image_id", int, f"annotation {aid}", src)
+        cid = _require(a, "category_id", int, f"annotation {aid}", src)
+        bbox = _require(a, "bbox", list, f"annotation {aid}", src)
+        if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
+            raise DataError(f"{src}: annotation {aid}: bbox must be [x, y, width, height], got {bbox}")
+        if iid not in by_id:
+            report.add("unknown_image", strict, id=aid, image_id=iid)
+            continue
+        if iid in missing:
+            continue
+        if cid not in cat_ids:
+            report.add("unknown_category", strict, id=aid, category_id=cid)
+            continue
+        img = by_id[iid]
+        w, h = img["width"], img["height"]
+        x, y, bw, bh = (float(v) for v in bbox)
+        if bw <= 0 or bh <= 0:
+            report.add("zero_area", strict, id=aid, bbox=bbox)
+            continue
+        x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + bw, float(w)), min(y + bh, float(h))
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            report.add("outside", strict, id=aid, bbox=bbox, width=w, height=h)
+            continue
+        if (x0, y0, x1, y1) != (x, y, x + bw, y + bh):
+            # Half a pixel of slack: exporters round box edges.
+            if x < -0.5 or y < -0.5 or x + bw > w + 0.5 or y + bh > h + 0.5:
+                report.add("clipped", strict, id=aid, bbox=bbox, width=w, height=h)
+        kept.append({**a, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                     "iscrowd": int(a.get("iscrowd", 0))})
+        per_image[iid] += 1
+
+    kept_images = []
+    for iid, img in by_id.items():
+        if iid in missing:
+            continue
+        if not per_image[iid] and not keep_empty:
+            report.add("empty", strict, id=iid)
+            continue
+        kept_images.append(img)
+    if not kept_images:
+        raise DataError(f"{src}: no usable images ({report.summary()})")
+    clean = {"images": kept_images, "annotations": kept, "categories": cats}
+    if report.counts:
+        log.warning(report.summary())
+    return clean, report
+
+
+class CocoDetection(Dataset):
+    """Images and targets of a checked COCO file, in torchvision's detection format.
+
+    Item `i` is `(image, target)`: a float (3, H, W) tensor in [0, 1] and a dict with `boxes`
+    (x0, y0, x1, y1 in pixels), `labels` (0..num_classes-1, in the order of `categories`
+    sorted by id) and `image_id` (the COCO id).
+    """
+
+    def __init__(self, ann_file: str | Path, images_dir: str | Path | None = None, strict: bool = False,
+                 keep_empty: bool = False, hflip: float = 0.0):
+        self.ann_file = Path(ann_file)
+        self.images_dir = Path(images_dir) if images_dir is not None else self.ann_file.parent
+        self.coco, self.report = load_coco(ann_file, self.images_dir, strict=strict, keep_empty=keep_empty)
+        self.categories = sorted(self.coco["categories"], key=lambda c: c["id"])
+        self.label_of = {c["id"]: i for i, c in enumerate(self.categories)}
+        self.images = self.coco["images"]
+        self.anns: dict[int, list[dict]] = {img["id"]: [] for img in self.images}
+        for a in self.coco["annotations"]:
+            self.anns[a["image_id"]].append(a)
+        self.hflip = hflip
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.get("name", str(c["id"])) for c in self.categories]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_image(self, i: int) -> torch.Tensor:
+        path = self.images_dir / self.images[i]["file_name"]
+        try:
+            with Image.open(path) as im:
+                return F.to_image(im.convert("RGB")).float().div_(255)
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(f"{path}: unreadable image ({e})") from None
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        img = self.load_image(i)
+        info = self.images[i]
+        anns = self.anns[info["id"]]
+        boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                               a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64)
+        if img.shape[1:] != (info["height"], info["width"]):
+            # Trust the pixels: rescale boxes from the size the JSON claims.
+            sy, sx = img.shape[1] / info["height"], img.shape[2] / info["width"]
+            boxes = boxes * torch.tensor([sx, sy, sx, sy])
+        if self.hflip and torch.rand(()) < self.hflip:
+            img = img.flip(-1)
+            boxes = torch.stack([img.shape[2] - boxes[:, 2], boxes[:, 1], img.shape[2] - boxes[:, 0], boxes[:, 3]], 1)
+        return img, {"boxes": boxes, "labels": labels, "image_id": torch.tensor(info["id"])}
+
+
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    images, targets = zip(*batch, strict=True)
+    return list(images), list(targets)
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def list_images(paths: list[str | Path] | str | Path) -> list[Path]:
+    """Image files named directly or found (non-recursively, sorted) in the given folders."""
+    paths = [paths] if isinstance(paths, str | Path) else paths
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise DataError(f"{p}: no such image or folder")
+    if not found:
+        raise DataError(f"no images found in {', '.join(map(str, paths))}")
+    return found

@@ -1,0 +1,125 @@
+"""Detector evaluation: COCO mAP via pycocotools, CPU speed at batch 1, params and MACs.
+
+MACs are counted on `RawDetector` (backbone -> FPN -> heads on a fixed `image_size` square),
+the part with multiply-accumulates; resizing, anchor decoding and NMS add none. Speed is
+timed on the whole detector (`model([image])`, postprocessing included), batch 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from leannet.detect.data import CocoDetection, collate
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    model.eval()
+    return model(images)
+
+
+@torch.inference_mode()
+def coco_detections(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8) -> list[dict[str, Any]]:
+    """Every detection on `dataset` as COCO result records (category ids, xywh boxes)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    cat_ids = [c["id"] for c in dataset.categories]
+    results = []
+    for images, targets in loader:
+        for out, t in zip(model(images), targets, strict=True):
+            for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(),
+                                         out["labels"].tolist(), strict=True):
+                x0, y0, x1, y1 = box
+                results.append({"image_id": int(t["image_id"]), "category_id": cat_ids[label],
+                                "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score})
+    return results
+
+
+def coco_map(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
+    """COCO box AP of `detections` against the (checked) COCO dict `gt`, via pycocotools:
+    `map` = AP@[.5:.95], `map50` = AP@.5, `map75` = AP@.75."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not detections:
+        return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_gt = COCO()
+        coco_gt.dataset = {k: gt[k] for k in ("images", "annotations", "categories")}
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(detections)
+        ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # stats[k] is -1 when a category/area has no ground truth; report it as 0
+    s = [max(0.0, float(v)) for v in ev.stats[:3]]
+    return {"map": s[0], "map50": s[1], "map75": s[2]}
+
+
+def evaluate(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8) -> dict[str, float]:
+    """mAP@[.5:.95], mAP@.5, mAP@.75 of `model` on `dataset`."""
+    return coco_map(dataset.coco, coco_detections(model, dataset, batch_size))
+
+
+@torch.inference_mode()
+def measure_fps(model: torch.nn.Module, image_size: int, iters: int = 30, warmup: int = 5) -> dict[str, float]:
+    """Latency of the whole detector on one `image_size` square image (batch 1, this
+    process's torch threads); median and p90 in ms, and FPS = 1000 / median."""
+    model.eval()
+    image = [torch.rand(3, image_size, image_size, generator=torch.Generator().manual_seed(0))]
+    for _ in range(warmup):
+        model(image)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        model(image)
+        times.append((time.perf_counter() - t) * 1000)
+    median = float(np.median(times))
+    return {"median_ms": median, "p90_ms": float(np.percentile(times, 90)), "fps": 1000.0 / median,
+            "threads": torch.get_num_threads()}
+
+
+def complexity(model: torch.nn.Module, image_size: int) -> dict[str, int]:
+    """Params of the whole detector and MACs of one `image_size` square through RawDetector."""
+    from leannet.detect.model import RawDetector
+    from leannet.profile.complexity import count_macs, count_params
+
+    return {"params": count_params(model), "macs": count_macs(RawDetector(model), (3, image_size, image_size))}
+
+
+def evaluate_weights(weights: str, ann: str | None = None, images: str | None = None,
+                     config: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     strict: bool = False, speed: bool = True) -> dict[str, Any]:
+    """`leannet detect eval`: mAP of a detector weights file on a COCO set (`ann`/`images`, or
+    the `data.val` split of `config`), plus params, MACs and batch-1 CPU speed."""
+    from leannet.detect.config import SplitConfig, load_detect_config
+    from leannet.detect.model import load_detector
+    from leannet.detect.train import make_dataset
+    from leannet.errors import ConfigError
+
+    cfg = load_detect_config(config, overrides)
+    if ann is not None:
+        split = SplitConfig(ann=ann, images=images)
+    elif config is not None and cfg.data.val is not None:
+        split = cfg.data.val
+    else:
+        raise ConfigError("detect eval: give --ann (a COCO file) or -c a config with data.val")
+    model, classes = load_detector(weights)
+    dataset = make_dataset(split, cfg.data, train=False, strict=strict)
+    if dataset.class_names != classes:
+        raise ConfigError(f"{weights} detects {classes} but {dataset.ann_file} has categories {dataset.class_names}")
+    size = model.config.image_size
+    result: dict[str, Any] = {"weights": weights, "images": len(dataset), "image_size": size,
+                              **evaluate(model, dataset), **complexity(model, size)}
+    if speed:
+        result.update(measure_fps(model, size))
+    result["data_report"] = dataset.report.summary()
+    return result

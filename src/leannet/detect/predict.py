@@ -1,0 +1,94 @@
+"""Running a trained detector on image files: drawn previews + JSON, and pseudo-labels.
+
+Pseudo-labelling is the seed's data distillation (Radosavovic et al., "Data Distillation:
+Towards Omni-Supervised Learning", CVPR 2018): a big, accurate detector (the teacher) labels
+unlabeled photos; its confident boxes become a COCO file a small detector (the student)
+trains on like any other:
+
+    leannet detect pseudo-label --teacher runs/r50/best.safetensors --images photos/ \\
+        --score-thr 0.5 --out photos/pseudo.json
+    leannet detect train -c configs/detect/retinanet_snet146_slim.yaml \\
+        -o data.train.ann=photos/pseudo.json -o data.train.images=photos
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from leannet.detect.data import list_images
+from leannet.errors import DataError
+from leannet.fileio import atomic_path, write_text
+
+
+def _read(path: Path) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as F
+
+    try:
+        with Image.open(path) as im:
+            return F.to_image(im.convert("RGB"))
+    except OSError as e:
+        raise DataError(f"{path}: unreadable image ({e})") from None
+
+
+@torch.inference_mode()
+def detect_files(weights: str | Path, images: list[str | Path] | str | Path, score_thr: float = 0.3):
+    """Yield (path, uint8 image, boxes, scores, labels, class names) for every image file."""
+    from leannet.detect.model import load_detector
+
+    model, classes = load_detector(str(weights))
+    for path in list_images(images):
+        img = _read(path)
+        out = model([img.float() / 255])[0]
+        keep = out["scores"] >= score_thr
+        yield path, img, out["boxes"][keep], out["scores"][keep], out["labels"][keep], classes
+
+
+def infer(weights: str | Path, images: list[str | Path] | str | Path, out_dir: str | Path,
+          score_thr: float = 0.3) -> Path:
+    """Draw each image's detections (box, class, score) to `out_dir/<name>.png` and write all
+    of them to `out_dir/detections.json`; return the JSON path."""
+    from torchvision.utils import draw_bounding_boxes
+
+    out_dir = Path(out_dir)
+    records: list[dict[str, Any]] = []
+    for path, img, boxes, scores, labels, classes in detect_files(weights, images, score_thr):
+        names = [classes[int(i)] for i in labels]
+        drawn = draw_bounding_boxes(img, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)],
+                                    colors="red", width=max(1, max(img.shape[1:]) // 200))
+        with atomic_path(out_dir / f"{path.stem}.png") as tmp:
+            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+        records.append({"image": str(path), "detections": [
+            {"class": n, "score": round(s, 4), "box_xyxy": [round(v, 2) for v in b]}
+            for n, s, b in zip(names, scores.tolist(), boxes.tolist(), strict=True)]})
+    json_path = out_dir / "detections.json"
+    write_text(json_path, json.dumps(records, indent=1))
+    return json_path
+
+
+def pseudo_label(teacher: str | Path, images: str | Path, out: str | Path, score_thr: float = 0.5) -> dict[str, int]:
+    """Label every image in folder `images` with the teacher's boxes scoring >= `score_thr`;
+    write a COCO file to `out` whose `file_name`s are relative to `images`. Images where the
+    teacher finds nothing are listed without boxes (training skips and counts them)."""
+    images = Path(images)
+    coco: dict[str, Any] = {"info": {"description": "leannet pseudo-labels", "teacher": str(teacher),
+                                     "score_thr": score_thr},
+                            "images": [], "annotations": [], "categories": []}
+    for path, img, boxes, scores, labels, classes in detect_files(teacher, images, score_thr):
+        iid = len(coco["images"]) + 1
+        coco["images"].append({"id": iid, "file_name": str(path.relative_to(images)),
+                               "width": int(img.shape[2]), "height": int(img.shape[1])})
+        for (x0, y0, x1, y1), s, lab in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True):
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": iid,
+                                        "category_id": int(lab) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                        "area": (x1 - x0) * (y1 - y0), "iscrowd": 0, "score": round(s, 4)})
+        coco["categories"] = [{"id": i + 1, "name": n} for i, n in enumerate(classes)]
+    write_text(out, json.dumps(coco))
+    labeled = len({a["image_id"] for a in coco["annotations"]})
+    return {"images": len(coco["images"]), "labeled_images": labeled, "boxes": len(coco["annotations"])}
