@@ -9,6 +9,7 @@ two extra levels, two-conv 64-wide heads with GroupNorm (small batches), two cla
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +43,7 @@ class ModelConfig(Schema):
     @model_validator(mode="after")
     def _strides(self) -> ModelConfig:
         s = self.in_strides
-        if any(b != 2 * a for a, b in zip(s, s[1:], strict=False)):
+        if any(b != 2 * a for a, b in itertools.pairwise(s)):
             raise ValueError(f"in_strides must double level to level, got {s}")
         if any(r <= 0 for r in self.anchor_ratios):
             raise ValueError("anchor_ratios must be positive")

@@ -150,10 +150,9 @@ def load_coco(ann_file: str | Path, images_dir: str | Path | None = None, strict
         if x1 - x0 < 1 or y1 - y0 < 1:
             report.add("outside", strict, id=aid, bbox=bbox, width=w, height=h)
             continue
-        if (x0, y0, x1, y1) != (x, y, x + bw, y + bh):
-            # Half a pixel of slack: exporters round box edges.
-            if x < -0.5 or y < -0.5 or x + bw > w + 0.5 or y + bh > h + 0.5:
-                report.add("clipped", strict, id=aid, bbox=bbox, width=w, height=h)
+        # Half a pixel of slack: exporters round box edges.
+        if x < -0.5 or y < -0.5 or x + bw > w + 0.5 or y + bh > h + 0.5:
+            report.add("clipped", strict, id=aid, bbox=bbox, width=w, height=h)
         kept.append({**a, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
                      "iscrowd": int(a.get("iscrowd", 0))})
         per_image[iid] += 1
