@@ -22,7 +22,8 @@ class ModelConfig(Schema):
     backbone: str = "snet146"  # any leannet model with features_only (ResNet-50 = the seed's baseline)
     in_strides: list[int] = Field(default=[8, 16, 32], min_length=1)  # backbone levels feeding the FPN
     fpn_channels: int = Field(64, ge=8)  # RetinaNet: 256; the seed slims the FPN branch
-    extra_levels: int = Field(2, ge=0, le=3)  # stride-2 convs on the last FPN map (P6, P7)
+    extra_levels: int = Field(2, ge=0, le=3)  # stride-2 convs after the last level (P6, P7)
+    extra_from: Literal["c5", "p5"] = "p5"  # RetinaNet: P6 from C5; cheaper from the slim P5
     fpn_norm: Literal["none", "batch", "group"] = "none"
     head_channels: int = Field(64, ge=8)  # RetinaNet: 256
     head_depth: int = Field(2, ge=0, le=8)  # convs per head tower; RetinaNet: 4

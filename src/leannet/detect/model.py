@@ -36,22 +36,30 @@ from leannet.errors import ConfigError
 
 def _norm(kind: str) -> Callable[[int], nn.Module] | None:
     if kind == "group":
-        return lambda c: nn.GroupNorm(math.gcd(32, c), c)
+        # At most 32 groups (Wu & He's default; torchvision's on 256 channels) and at least 8
+        # channels per group, so narrow heads on 1x1 top levels still normalise over something.
+        return lambda c: nn.GroupNorm(math.gcd(32, max(1, c // 8)), c)
     return nn.BatchNorm2d if kind == "batch" else None
 
 
 class ExtraLevels(ExtraFPNBlock):
-    """P6, P7, ...: stride-2 3x3 convs on the last FPN output (RetinaNet v2 / FCOS style)."""
+    """P6, P7, ...: stride-2 3x3 convs (ReLU between them) after the last level. RetinaNet
+    (arXiv:1708.02002 Sec. 4) computes P6 from C5, the backbone map (`from_c5`; torchvision's
+    LastLevelP6P7 with two levels); FCOS and RetinaNet v2 from P5, which is cheaper when the
+    FPN is narrower than C5."""
 
-    def __init__(self, channels: int, num: int):
+    def __init__(self, in_channels: int, channels: int, num: int, from_c5: bool):
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, 2, 1) for _ in range(num))
+        self.from_c5 = from_c5
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels if i == 0 and from_c5 else channels, channels, 3, 2, 1) for i in range(num)
+        )
         for conv in self.convs:
             nn.init.kaiming_uniform_(conv.weight, a=1)
             nn.init.zeros_(conv.bias)
 
     def forward(self, results: list[torch.Tensor], x: list[torch.Tensor], names: list[str]):
-        p = results[-1]
+        p = x[-1] if self.from_c5 else results[-1]
         for i, conv in enumerate(self.convs):
             p = conv(p if i == 0 else nn.functional.relu(p))
             results.append(p)
@@ -75,7 +83,8 @@ class BackboneFPN(nn.Module):
         self.body = leannet.create_model(cfg.backbone, features_only=True, out_indices=indices)
         self.fpn = FeaturePyramidNetwork(
             [f.channels for f in self.body.feature_info], cfg.fpn_channels,
-            extra_blocks=ExtraLevels(cfg.fpn_channels, cfg.extra_levels) if cfg.extra_levels else None,
+            extra_blocks=ExtraLevels(self.body.feature_info[-1].channels, cfg.fpn_channels, cfg.extra_levels,
+                                     from_c5=cfg.extra_from == "c5") if cfg.extra_levels else None,
             norm_layer=_norm(cfg.fpn_norm),
         )
         self.out_channels = cfg.fpn_channels
@@ -130,7 +139,8 @@ def build_detector(cfg: ModelConfig) -> RetinaNet:
     """A torchvision RetinaNet built from `cfg`; `detector.config` keeps the config."""
     backbone = BackboneFPN(cfg)
     sizes = tuple(
-        tuple(round(cfg.anchor_scale * s * 2 ** (i / cfg.anchor_octaves)) for i in range(cfg.anchor_octaves))
+        # int() truncates as torchvision does, so the ResNet-50 config reproduces its anchors
+        tuple(int(cfg.anchor_scale * s * 2 ** (i / cfg.anchor_octaves)) for i in range(cfg.anchor_octaves))
         for s in backbone.strides
     )
     anchors = AnchorGenerator(sizes, (tuple(cfg.anchor_ratios),) * len(sizes))

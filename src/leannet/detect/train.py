@@ -151,7 +151,7 @@ def train(cfg: DetectConfig, resume: bool = False) -> dict[str, Any]:
             losses = model(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss ({ {k: float(v) for k, v in losses.items()} }) at epoch "
+                raise TrainingError(f"non-finite loss ({ {k: float(v.detach()) for k, v in losses.items()} }) at epoch "
                                     f"{epoch + 1} step {step}; lower train.lr or check the boxes. The last good "
                                     f"checkpoint is {checkpoint_paths(out / 'last')[0]}")
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from leannet.detect.data import CocoDetection, load_coco
+from leannet.errors import DataError
+
+
+def _write(tmp_path, images, annotations, categories=({"id": 3, "name": "card"}, {"id": 7, "name": "page"}),
+           files=None):
+    for img in images:
+        if files is None or img["file_name"] in files:
+            Image.new("RGB", (img["width"], img["height"]), (200, 10, 10)).save(tmp_path / img["file_name"])
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": list(categories)}))
+    return path
+
+
+def _img(i, w=40, h=30):
+    return {"id": i, "file_name": f"{i}.png", "width": w, "height": h}
+
+
+def _ann(i, image_id, bbox, cat=3):
+    return {"id": i, "image_id": image_id, "category_id": cat, "bbox": bbox}
+
+
+@pytest.fixture
+def bad_set(tmp_path):
+    images = [_img(1), _img(2), _img(3), _img(4)]
+    anns = [
+        _ann(10, 1, [2, 2, 10, 10]),  # good
+        _ann(11, 9, [2, 2, 10, 10]),  # unknown image
+        _ann(12, 1, [2, 2, 10, 10], cat=5),  # unknown category
+        _ann(13, 1, [5, 5, 0, 8]),  # zero width
+        _ann(14, 1, [50, 40, 10, 10]),  # wholly outside the 40x30 image
+        _ann(15, 2, [30, 20, 20, 20], cat=7),  # sticks out: clipped to 30,20,40,30
+        _ann(16, 3, [1, 1, 5, 5]),  # image 3's file is missing
+    ]  # image 4: no boxes
+    return _write(tmp_path, images, anns, files={"1.png", "2.png", "4.png"})
+
+
+def test_bad_annotations_are_skipped_and_counted(bad_set):
+    coco, report = load_coco(bad_set)
+    assert [a["id"] for a in coco["annotations"]] == [10, 15]
+    assert [i["id"] for i in coco["images"]] == [1, 2]
+    assert dict(report.counts) == {"missing_file": 1, "unknown_image": 1, "unknown_category": 1,
+                                   "zero_area": 1, "outside": 1, "clipped": 1, "empty": 1}
+    clipped = next(a for a in coco["annotations"] if a["id"] == 15)
+    assert clipped["bbox"] == [30.0, 20.0, 10.0, 10.0]
+    text = report.summary()
+    for phrase in ("annotation 11: image_id 9 is not in 'images'", "annotation 12: category_id 5 is not in "
+                   "'categories'", "annotation 13: box [5, 5, 0, 8] has zero area",
+                   "annotation 14: box [50, 40, 10, 10] lies outside its 40x30 image", "image 4: has no boxes",
+                   "image 3: file", "does not exist", "1 clipped"):
+        assert phrase in text
+
+
+def test_strict_names_the_first_offender(bad_set):
+    # Image files are checked before annotations, so the missing file comes first.
+    with pytest.raises(DataError, match=r"image 3: file .*3.png does not exist \(--strict\)"):
+        load_coco(bad_set, strict=True)
+
+
+def test_strict_on_each_kind(tmp_path):
+    cases = {
+        "category_id 5": [_ann(1, 1, [2, 2, 10, 10], cat=5)],
+        "annotation 1: box .* has zero area": [_ann(1, 1, [2, 2, 10, 0])],
+        "annotation 1: box .* lies outside": [_ann(1, 1, [-20, 2, 10, 10])],
+        "annotation 1: box .* sticks out": [_ann(1, 1, [35, 2, 10, 10])],
+        "image 1: has no boxes": [],
+    }
+    for i, (message, anns) in enumerate(cases.items()):
+        d = tmp_path / str(i)
+        d.mkdir()
+        with pytest.raises(DataError, match=message + r".*\(--strict\)"):
+            load_coco(_write(d, [_img(1)], anns), strict=True)
+
+
+def test_keep_empty_keeps_background_images(tmp_path):
+    coco, report = load_coco(_write(tmp_path, [_img(1), _img(2)], [_ann(1, 1, [2, 2, 10, 10])]), keep_empty=True)
+    assert len(coco["images"]) == 2 and not report.counts
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ('{"images": [], "annotations": []}', "has no 'categories'"),
+    ('{"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]}', "image 1 has no 'file_name'"),
+    ('[1, 2]', "expected a COCO object"),
+])
+def test_malformed_files(tmp_path, content, message):
+    path = tmp_path / "a.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_coco(path)
+
+
+def test_nothing_usable_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="no usable images"):
+        load_coco(_write(tmp_path, [_img(1)], []))
+
+
+def test_dataset_targets(tmp_path):
+    path = _write(tmp_path, [_img(1), _img(2)], [_ann(1, 1, [2, 3, 10, 12], cat=7), _ann(2, 2, [1, 1, 5, 5])])
+    ds = CocoDetection(path)
+    assert ds.class_names == ["card", "page"]  # sorted by category id: label 0 = id 3, 1 = id 7
+    img, target = ds[0]
+    assert img.shape == (3, 30, 40) and img.dtype == torch.float32 and img.min() >= 0 and img.max() <= 1
+    assert target["boxes"].tolist() == [[2.0, 3.0, 12.0, 15.0]]
+    assert target["labels"].tolist() == [1]
+    assert int(target["image_id"]) == 1
+    flipped = CocoDetection(path, hflip=1.0)[0]
+    assert flipped[1]["boxes"].tolist() == [[28.0, 3.0, 38.0, 15.0]]
+    assert torch.equal(flipped[0], img.flip(-1))

@@ -1,0 +1,133 @@
+"""End to end on tiny synthetic data: overfit, evaluate, infer, pseudo-label, train a student."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from leannet.cli import main
+from leannet.detect.config import load_detect_config
+from leannet.detect.data import load_coco
+from leannet.detect.evaluate import coco_map
+from leannet.detect.model import load_detector
+from leannet.detect.train import TrainingError, split_files, train
+from leannet.train.checkpoint import checkpoint_paths
+
+TINY = "configs/detect/tiny_test.yaml"
+
+
+def _cfg(tmp, *overrides):
+    return load_detect_config(TINY, [f"data.root={tmp / 'data'}", f"train.out_dir={tmp / 'run'}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def overfit(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("overfit")
+    cfg = _cfg(tmp)
+    summary = train(cfg)
+    ann, _ = split_files(cfg.data.train, cfg.data)
+    return tmp, cfg, summary, ann
+
+
+def test_tiny_detector_overfits(overfit):
+    _, _, summary, _ = overfit
+    assert summary["map50"] >= 0.9, summary
+    assert summary["map"] >= 0.7, summary
+
+
+def test_weights_alone_rebuild_the_detector(overfit):
+    _, cfg, summary, _ann = overfit
+    model, classes = load_detector(summary["weights"])
+    assert classes == ["card", "page"]
+    assert model.config == cfg.model
+
+
+def test_eval_cli_reproduces_training_map(overfit, capsys):
+    _, _, summary, ann = overfit
+    assert main(["detect", "eval", "--weights", summary["weights"], "--ann", str(ann), "--no-speed"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["map50"] == pytest.approx(summary["map50"])
+    assert result["params"] > 0 and result["macs"] > 0
+
+
+def test_infer_draws_png_and_json(overfit, tmp_path):
+    _, _, summary, ann = overfit
+    image = ann.parent / "images" / "000000.jpg"
+    assert main(["detect", "infer", str(image), "--weights", summary["weights"], "--out", str(tmp_path)]) == 0
+    png = tmp_path / "000000.png"
+    drawn, original = Image.open(png), Image.open(image).convert("RGB")
+    assert drawn.size == original.size
+    diff = np.abs(np.asarray(drawn.convert("RGB"), np.int16) - np.asarray(original, np.int16)).sum(-1)
+    assert (diff > 0).sum() > 100  # boxes were drawn
+    records = json.loads((tmp_path / "detections.json").read_text())
+    truth = [a for a in json.loads(ann.read_text())["annotations"] if a["image_id"] == 1]
+    assert len(records[0]["detections"]) >= len(truth)
+
+
+def test_pseudo_labels_are_valid_coco_and_train_a_student(overfit, tmp_path, capsys):
+    _tmp, _, summary, ann = overfit
+    images = ann.parent / "images"
+    out = tmp_path / "pseudo.json"
+    assert main(["detect", "pseudo-label", "--teacher", summary["weights"], "--images", str(images),
+                 "--score-thr", "0.5", "--out", str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["images"] == 6
+    pseudo, _report = load_coco(out, images, strict=True)  # valid COCO, nothing to report
+    from pycocotools.coco import COCO
+
+    COCO(str(out))  # pycocotools reads it
+    # The teacher overfit these images, so its labels are (nearly) the ground truth.
+    gt, _ = load_coco(ann)
+    dets = [{**a, "score": a["score"]} for a in pseudo["annotations"]]
+    assert coco_map(gt, dets)["map50"] >= 0.9
+    student = _cfg(tmp_path, f"data.train.ann={out}", f"data.train.images={images}", "data.train.synthetic=null",
+                   "train.epochs=2", "train.eval_every=1", "model.backbone=mobilenetv1_x1_0")
+    result = train(student)
+    assert result["map50"] is not None and torch.isfinite(torch.tensor(result["loss"]))
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    import leannet.detect.train as mod
+
+    base = ["train.epochs=3", "train.eval_every=10", "data.hflip=0.5"]
+    full = train(_cfg(tmp_path / "a", *base))
+    real_save, calls = mod.save_checkpoint, []
+
+    def crash_after_epoch_2(stem, model, state, meta):
+        real_save(stem, model, state, meta)
+        calls.append(stem)
+        if state["epoch"] == 2 and stem.name == "last":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "save_checkpoint", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "b", *base))
+    monkeypatch.setattr(mod, "save_checkpoint", real_save)
+    resumed = train(_cfg(tmp_path / "b", *base), resume=True)
+    a = load_detector(full["weights"])[0].state_dict()
+    b = load_detector(resumed["weights"])[0].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_class_count_mismatch(tmp_path):
+    from leannet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model\.num_classes is 3 but the train set"):
+        train(_cfg(tmp_path, "model.num_classes=3"))
+
+
+def test_nonfinite_loss_stops_with_checkpoint_named(tmp_path):
+    with pytest.raises(TrainingError, match=r"non-finite loss .* last good checkpoint"):
+        train(_cfg(tmp_path, "train.lr=1e30", "train.clip_grad=null", "train.epochs=3", "train.optimizer=sgd"))
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["detect", "train", "-c", TINY, "-o", "model.head_widht=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model.head_widht: unknown key" in err
+    assert main(["detect", "infer", "x.jpg", "--weights", str(tmp_path / "none.safetensors"), "--out", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert checkpoint_paths(tmp_path / "x")[0].suffix == ".safetensors"
