@@ -20,10 +20,11 @@ Follows the official `g_ghost_pytorch/g_ghost_regnet.py` of huawei-noah/Efficien
 - the mix branch sees the first block's full output and every complex block's output;
 - stage 3 (1/16) is always a G-Ghost stage; stages 2 and 4 only when deeper than 2 blocks;
   stage 1 never.
-Module names follow the official file where it has them (`base`, `merge`, `cheap`, `end`;
-its `layers` are our `blocks`; an X block's `convN`/`bnN` are our `convN.conv`/`convN.bn`,
-`downsample.{0,1}` our `downsample.{conv,bn}`; `conv1`/`bn1` -> `stem.{conv,bn}`,
-`layerN` -> `stages.N-1`, `fc` -> `head.fc`).
+Module names follow the official file where it has them, so its checkpoints map by renaming:
+`conv1`/`bn1` -> `stem.{conv,bn}`; `layerN` -> `stages.{N-1}`; in a G-Ghost stage `base`,
+`end` keep their names, `layers.i` -> `blocks.i`, `merge.{1,2,4,5}` -> `merge.{1.conv,1.bn,
+2.conv,2.bn}`, `cheap.{0,1}` -> `cheap.{conv,bn}`; in an X block `convN`/`bnN` ->
+`convN.{conv,bn}`, `downsample.{0,1}` -> `downsample.{conv,bn}`; `fc` -> `head.fc`.
 """
 
 from __future__ import annotations
@@ -179,4 +180,5 @@ def _make(size: str, facts: Published) -> None:
 
 
 for _size, (_p, _m, _t) in _PUBLISHED.items():
-    _make(_size, Published(_README, _p, _m, _t))
+    _make(_size, Published(_README, _p, _m, _t,
+                           note="README 'FLOPs' are multiply-adds; no latency published there"))
