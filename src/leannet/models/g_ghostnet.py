@@ -181,4 +181,4 @@ def _make(size: str, facts: Published) -> None:
 
 for _size, (_p, _m, _t) in _PUBLISHED.items():
     _make(_size, Published(_README, _p, _m, _t,
-                           note="README 'FLOPs' are multiply-adds; no latency published there"))
+                           note="the README rounds FLOPs (multiply-adds) to 0.1B and params to 0.1M"))

@@ -158,4 +158,4 @@ def _make(name: str, width: float, facts: Published, alias: str) -> None:
 
 
 for _name, (_width, _p, _m, _t, _alias) in _VARIANTS.items():
-    _make(_name, _width, Published(_PAPER, _p, _m, _t, note="paper 'FLOPs' are multiply-adds"), _alias)
+    _make(_name, _width, Published(_PAPER, _p, _m, _t), _alias)
