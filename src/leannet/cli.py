@@ -33,6 +33,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from leannet.train import train_from_config
+
+    train_from_config(args.config, args.override, resume=args.resume, strict=args.strict)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from leannet.train.loop import evaluate_from_config, format_metrics
+
+    print(format_metrics(evaluate_from_config(args.config, args.weights, args.override, strict=args.strict)))
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -48,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-macs", action="store_true", help="skip counting MACs (faster)")
     s.add_argument("--format", choices=["table", "markdown", "json"], default="table")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("train", help="train a classifier from a YAML config (torchrun-ready)")
+    s.add_argument("-c", "--config", required=True, help="YAML config, e.g. configs/pplcnet_x0_25_digits.yaml")
+    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o optim.lr=0.2 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue from RUN.OUT_DIR/last")
+    s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="top-1/top-5 of weights on a config's validation split")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--weights", required=True, help="a leannet .safetensors checkpoint")
+    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    s.set_defaults(func=cmd_eval)
     return p
 
 

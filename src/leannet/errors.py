@@ -24,3 +24,7 @@ class ConfigError(LeannetError, ValueError):
 
 class DataError(LeannetError):
     pass
+
+
+class TrainingError(LeannetError):
+    """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
