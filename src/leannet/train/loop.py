@@ -30,7 +30,7 @@ from leannet.registry import IMAGENET_MEAN, IMAGENET_STD
 from leannet.train.config import DataConfig, TrainConfig, load_train_config
 from leannet.train.distill import DistillLoss, load_teacher
 from leannet.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from leannet.train.engine import StepOutput, Task, autocast, autocast_dtype, train
+from leannet.train.engine import StepOutput, Task, autocast, autocast_dtype, seed_everything, train
 
 
 def load_samples(cfg: DataConfig, num_classes: int | None, is_main: bool = True) -> tuple[Samples, Samples]:
@@ -169,6 +169,7 @@ def fit(cfg: TrainConfig, resume: bool = False, model: nn.Module | None = None) 
     """Train `cfg` (in this process, or as one rank under torchrun); returns the summary.
     `model` replaces `cfg.model.name` (e.g. a timm model for a like-for-like benchmark)."""
     dist = init_distributed(cfg.run.device)
+    seed_everything(cfg.run.seed + dist.rank, cfg.run.deterministic)  # model init is seeded too
     try:
         return train(build_task(cfg, dist, model), cfg, dist, resume=resume)
     finally:
