@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torch import nn
 
 CLASSES = 3
 
@@ -48,3 +49,16 @@ def overrides(root: Path, out: Path, **extra) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+class NoNormNet(nn.Module):
+    """No BatchNorm: per-rank batch statistics would make DDP differ from one big batch
+    (SyncBatchNorm is GPU-only), and this test is about the gradient averaging."""
+
+    def __init__(self, num_classes: int = 3):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
+
+    def forward(self, x):
+        return self.body(x)

@@ -4,9 +4,30 @@ is converted by the loader), output a normalised float tensor."""
 from __future__ import annotations
 
 import torch
+from pydantic import Field, model_validator
 from torchvision.transforms import v2
 
-from leannet.train.config import AugmentConfig
+from leannet.config import Schema
+
+
+class AugmentConfig(Schema):
+    scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area fraction
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = Field(0.5, ge=0, le=1)  # probability; 0 for digits and text
+    color_jitter: float = Field(0.0, ge=0, description="brightness/contrast/saturation strength")
+    randaugment: bool = False
+    randaugment_magnitude: int = Field(9, ge=0, le=30)
+    mixup_alpha: float = Field(0.0, ge=0)
+    cutmix_alpha: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentConfig:
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale}")
+        if not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {self.ratio}")
+        return self
 
 
 def train_transform(size: int, aug: AugmentConfig, mean, std) -> v2.Compose:
