@@ -23,7 +23,7 @@ def make_image_folder(root: Path, per_class: int = 24, val_per_class: int = 8, s
                 img = rng.integers(0, 90, (size, size), dtype=np.uint8)
                 band = slice(c * size // CLASSES, (c + 1) * size // CLASSES)
                 img[band] = rng.integers(170, 255, img[band].shape, dtype=np.uint8)
-                Image.fromarray(img, mode="L").save(d / f"{i:03d}.png")
+                Image.fromarray(img).save(d / f"{i:03d}.png")  # 2-D uint8: mode "L"
     return root
 
 

@@ -292,9 +292,7 @@ def train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool = False) -
                "img_s": images_seen / max(1e-9, elapsed), "skipped_images": skipped_count,
                "skipped_unique": sorted(skipped), "last": str(checkpoint_paths(last_stem)[0]),
                "best_weights": str(checkpoint_paths(best_stem)[0])}
-    if dist.is_main:
-        logger.enabled = True
-        logger.print(summary_line(summary, cfg.checkpoint.metric))
+    logger.print(summary_line(summary, cfg.checkpoint.metric))  # rank 0 only
     return summary
 
 
