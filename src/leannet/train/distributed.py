@@ -51,11 +51,13 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
+def wrap_ddp(model: nn.Module, info: DistInfo, find_unused_parameters: bool = False) -> nn.Module:
+    """DDP around `model` when there are several processes; `model` itself otherwise."""
     if not info.enabled:
         return model
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                               find_unused_parameters=find_unused_parameters)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -64,7 +64,9 @@ class Task:
     collate_fn: Callable | None = None
     workers: int = 0
     on_epoch: Callable[[int], None] | None = None  # e.g. progressive resizing
-    describe_batch: Callable[[int], str] | None = None  # extra text for the epoch line
+    # DDP option for models whose forward leaves some parameters unused (e.g. a detector
+    # whose loss skips a head when an image has no boxes)
+    find_unused_parameters: bool = False
 
 
 class _Skip(Sampler):
@@ -186,7 +188,7 @@ def train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool = False) -
 
     logger = RunLogger(out if dist.is_main else None, tensorboard=cfg.log.tensorboard,
                        progress=cfg.log.progress, resume_step=step if resume else None)
-    ddp_model = wrap_ddp(model, dist)
+    ddp_model = wrap_ddp(model, dist, task.find_unused_parameters)
     params = [p for p in model.parameters() if p.requires_grad]
     skipped: set[str] = set()
     skipped_count = 0
