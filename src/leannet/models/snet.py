@@ -114,16 +114,23 @@ class SNet(StagedModel):
         init_weights(self)
 
 
-# ThunderNet Table 1 gives each backbone's FLOPs at 224x224 in its name: MFLOPs counted as
-# multiply-adds (the ShuffleNet convention). The paper's table of ImageNet top-1 for SNet was
-# not available offline, so top-1 is left unset rather than guessed.
+# ThunderNet names each backbone by its FLOPs at 224x224, counted as multiply-adds (the
+# ShuffleNet convention; conv + FC, no BN/ReLU/pooling). Counting Table 1's layers that way
+# (tests/models/test_snet.py) gives 535.4M for SNet535 and, with 3x3 kernels and ShuffleNetV2's
+# widths, exactly torchvision's ShuffleNetV2 1x (144.9M; 146M in its paper): that pins the unit and the
+# convention; SNet49 and SNet146 come out at 51.2M and 161.1M, so those names are nominal.
+# The paper's ImageNet top-1 for SNet could not be checked offline, so it is left unset.
 _PAPER = "arXiv:1903.11752 Table 1"
 _MACS = {"snet49": 49, "snet146": 146, "snet535": 535}
+_NOTES = {
+    "snet49": "Table 1's layers count 51.2M MACs (+4.5%); the same count gives 535.4M for SNet535",
+    "snet146": "Table 1's layers count 161.1M MACs (+10.4%); the same count gives 535.4M for SNet535",
+    "snet535": "",
+}
 
 
 def _make(name: str, spec: Spec) -> None:
-    facts = Published(_PAPER, macs_m=_MACS[name],
-                      note="MFLOPs in the paper = multiply-adds at 224x224; top-1 not transcribed")
+    facts = Published(_PAPER, macs_m=_MACS[name], note=_NOTES[name])
 
     @register(name, family="snet", published=facts, interpolation="bilinear")
     def build(**kwargs) -> SNet:
