@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from leannet.errors import ShapeError
-from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite, init_weights
+from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite
 from leannet.models.base import FeatureInfo, StagedModel
 from leannet.registry import Published, register
 
@@ -157,7 +157,9 @@ VARIANTS: dict[str, Variant] = {
     "tresnet_xl": Variant(width=1.3, depths=(4, 5, 24, 3)),
 }
 
-MIN_SIZE = 32  # below this the stage-4 blur would have to reflect-pad a 1-pixel map
+# The stage-4 blur reflect-pads its input, which needs 2+ pixels (H > 16); 32, one pixel
+# at the output stride, is the documented floor.
+MIN_SIZE = 32
 
 
 class TResNet(StagedModel):
@@ -194,12 +196,15 @@ class TResNet(StagedModel):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        init_weights(self)
+        # Official init: Kaiming (fan-out, leaky) convs, N(0, 0.01) FC, and every residual
+        # branch starting at zero (its last BN gamma = 0) so each block begins as an identity.
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # official: Kaiming for the leaky activation
+            if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")
-            # Official: each residual branch starts at zero (last BN gamma = 0).
-            if isinstance(m, BasicBlock):
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, BasicBlock):
                 nn.init.zeros_(m.conv2.bn.weight)
             elif isinstance(m, Bottleneck):
                 nn.init.zeros_(m.conv3.bn.weight)
