@@ -222,10 +222,11 @@ class TResNet(StagedModel):
 
 
 # Published numbers. Source: the paper's TResNet-models table (ImageNet, 224x224, V100 with
-# mixed precision, throughput at 90% of the largest batch), reproduced in the official README
-# ("Main Article Results"). The paper reports throughput (img/s), not latency, and FLOPs only
-# for TResNet-M (5.5G in its ResNet-50 comparison table, where ResNet-50 has 4.1G: i.e. MACs).
-# It gives no parameter counts; tests compare ours with timm's definition instead.
+# mixed precision, throughput at 90% of the largest batch) as reproduced in the official README
+# ("Main Article Results"), and TResNet-M's 5.5G FLOPs from the README's ResNet-50 comparison
+# (where ResNet-50 has 4.1G: i.e. MACs). Throughput is not latency, so it goes in `extra`.
+# The paper's parameter counts and L/XL FLOPs were not available offline and are left unset
+# rather than guessed; tests compare our params and MACs with timm's definition instead.
 _PAPER = "arXiv:2003.13630 (TResNet models table; official README)"
 _HW = "NVIDIA V100, mixed precision, throughput at 90% of max batch"
 # Measured (tests/models/test_tresnet.py): ours = timm's tresnet_m = 5736.5M MACs, of which the
