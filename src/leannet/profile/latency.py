@@ -5,10 +5,12 @@ timed calls until both `min_time` seconds and `min_repeats` calls are reached. R
 median, p90, p99, min, mean (ms), spread = (p90 - p10) / median, throughput = batch / median.
 
 Peak memory on CPU is the growth of the process's resident set during warm-up and timing
-(Linux: the high-water mark VmHWM is reset through /proc/self/clear_refs after the session
-is built, then read back): the activation and workspace memory inference needs, without
-the weights that were already loaded. It is approximate (allocator caching) and None where
-/proc is missing. On CUDA it is torch.cuda.max_memory_allocated over the same span.
+(Linux: freed heap is returned with malloc_trim, the high-water mark VmHWM is reset through
+/proc/self/clear_refs after the session is built, then read back): the activation and
+workspace memory inference needs, without the weights already loaded. It is approximate: a
+runtime that allocates its arena while building the session (ONNX Runtime) or memory kept by
+an allocator from an earlier row shows as little growth; for an isolated figure, benchmark
+one model per process. None where /proc is missing. On CUDA it is torch.cuda.max_memory_allocated over the same span.
 
 The sweep (`bench`) appends one JSON row per model x runtime x batch to OUT/results.jsonl
 as soon as it is measured; a re-run skips the rows already there (same model, runtime,
@@ -18,7 +20,9 @@ batch, image size, threads and form), so an interrupted sweep resumes where it s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
+import gc
 import importlib.metadata
 import json
 import os
@@ -67,6 +71,9 @@ def _rss_kb(field: str) -> int | None:
 
 
 def _reset_peak_rss() -> int | None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # hand freed heap back to the OS first
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
         Path("/proc/self/clear_refs").write_text("5")  # 5 = reset the RSS high-water mark
     except OSError:
@@ -266,8 +273,10 @@ def bench(
 
     todo = [(n, b, rt) for n in names for b in batches for rt in rts
             if (n, rt.name, b, img, threads, deployed) not in done]
-    console.print(f"{len(names)} models x {len(rts)} runtimes x {len(batches)} batch sizes: "
-                  f"{len(todo)} to measure, {len(names) * len(rts) * len(batches) - len(todo)} already in {results}")
+    console.print(f"{len(names)} models ({FORM[deployed]}) x {len(rts)} runtimes x {len(batches)} batch "
+                  f"sizes, {threads} threads: {len(todo)} to measure, "
+                  f"{len(names) * len(rts) * len(batches) - len(todo)} already in {results}")
+    torch_threads = torch.get_num_threads()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not progress) as bar, \
             tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp:
@@ -300,6 +309,7 @@ def bench(
                     row |= {"env": env, "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
                     _append(results, row)
                     bar.advance(task)
+    torch.set_num_threads(torch_threads)  # the runtimes pin it; give the caller theirs back
     if report:
         from leannet.profile.report import write_report
 

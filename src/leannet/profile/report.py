@@ -162,12 +162,33 @@ def _plain_log_ticks(axis) -> None:
     axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
-def _label(ax, name: str, x: float, y: float, xs: list[float], **kw) -> None:
-    """Label a point on a log-x axis to its right, or to its left near the right edge."""
-    lo, hi = math.log(min(xs)), math.log(max(xs))
-    right = hi == lo or (math.log(x) - lo) / (hi - lo) < 0.7
-    ax.annotate(name, (x, y), xytext=(5 if right else -5, 0), textcoords="offset points",
-                ha="left" if right else "right", va="center", fontsize=7.5, **kw)
+class _Labeller:
+    """Put point labels beside their points without piling them on each other: try right,
+    then left, then nudged up or down, and keep the first spot that overlaps nothing placed."""
+
+    def __init__(self, ax, points=()):
+        self.ax, self.boxes = ax, []
+        ax.figure.canvas.draw_idle()
+        for x, y in points:  # the markers themselves are obstacles too
+            px, py = ax.transData.transform((x, y))
+            self.boxes.append((px - 4, py - 4, px + 4, py + 4))
+
+    def add(self, name: str, x: float, y: float, **kw) -> None:
+        fig = self.ax.figure
+        fig.canvas.draw_idle()
+        px, py = self.ax.transData.transform((x, y))
+        w, h = 5.2 * len(name) * fig.dpi / 100, 11 * fig.dpi / 100  # ~7.5 pt text, in pixels
+        for dy in (0, 1, -1, 2, -2, 3, -3):
+            for side in (1, -1):
+                x0 = px + 5 if side > 0 else px - 5 - w
+                box = (x0, py - h / 2 + dy * h, x0 + w, py + h / 2 + dy * h)
+                if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in self.boxes):
+                    self.boxes.append(box)
+                    self.ax.annotate(name, (x, y), xytext=(5 * side, dy * h * 72 / fig.dpi),
+                                     textcoords="offset points", ha="left" if side > 0 else "right",
+                                     va="center", fontsize=7.5, **kw)
+                    return
+        self.ax.annotate(name, (x, y), xytext=(5, 0), textcoords="offset points", fontsize=7.5, **kw)
 
 
 def plot_latency_vs_macs(rows, path: Path, title: str) -> None:
@@ -185,10 +206,6 @@ def plot_latency_vs_macs(rows, path: Path, title: str) -> None:
     by_model = defaultdict(list)
     for r in rows:
         by_model[r["model"]].append(r)
-    xs = [r["macs"] / 1e6 for r in rows]
-    for model, rs in by_model.items():  # one label per model, beside its slowest runtime
-        top = max(rs, key=lambda r: r["median_ms"])
-        _label(ax, model, top["macs"] / 1e6, top["median_ms"], xs, color="#333333")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax.xaxis)
@@ -197,7 +214,11 @@ def plot_latency_vs_macs(rows, path: Path, title: str) -> None:
     ax.set_ylabel("median latency (ms, log scale; whisker to p90)")
     ax.set_title(title)
     ax.legend(title="runtime", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.margins(x=0.1, y=0.1)
+    ax.margins(x=0.12, y=0.1)
+    labels = _Labeller(ax, [(r["macs"] / 1e6, r["median_ms"]) for r in rows])
+    for model, rs in sorted(by_model.items(), key=lambda kv: kv[1][0]["macs"]):
+        top = max(rs, key=lambda r: r["median_ms"])  # one label per model, beside its slowest runtime
+        labels.add(model, top["macs"] / 1e6, top["median_ms"], color="#333333")
     _save(fig, path)
     plt.close(fig)
 
@@ -216,10 +237,11 @@ def plot_correlation(table, path: Path, title: str) -> None:
             if not math.isnan(v):
                 ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2 if v >= 0 else -10),
                             textcoords="offset points", ha="center", fontsize=7.5)
-    ax.set_xticks(range(len(METRICS)), [f"latency vs {v}" for v in METRICS.values()])
+    ax.set_xticks(range(len(METRICS)), list(METRICS.values()))
+    ax.set_xlabel("static cost the models are ranked by")
     ax.set_ylim(min([0.0, *(e[k][0] for e in table for k in METRICS if not math.isnan(e[k][0]))]) - 0.1, 1.1)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_ylabel("Spearman's rho")
+    ax.set_ylabel("Spearman's rho with median latency")
     ax.set_title(title)
     ax.legend(title="runtime", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="x", visible=False)
@@ -248,14 +270,14 @@ def plot_pareto(rows, path: Path, title: str) -> dict[str, list]:
         if front:  # best top-1 reachable within a latency budget: a staircase
             ax.step([p[1] for p in front], [p[2] for p in front], where="post", color=color[rt],
                     linewidth=1.4, alpha=0.8, zorder=2)
-        xs = [p[1] for p in pts]
-        for name, x, y in pts:
-            _label(ax, name, x, y, xs, color="#222222" if name in on_front else "#9a9a9a")
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
         ax.set_title(rt, color=color[rt])
         ax.set_xlabel("median latency (ms, log scale)")
-        ax.margins(x=0.12, y=0.08)
+        ax.margins(x=0.15, y=0.08)
+        labels = _Labeller(ax, [(p[1], p[2]) for p in pts])
+        for name, x, y in sorted(pts, key=lambda p: p[0] not in on_front):  # front labels first
+            labels.add(name, x, y, color="#222222" if name in on_front else "#9a9a9a")
     for row in axes:
         row[0].set_ylabel("published ImageNet top-1 (%)")
     fig.suptitle(title, fontweight="bold")
@@ -292,22 +314,23 @@ def write_report(out: str | Path) -> Path:
         f"Models run in their **{rows[0]['form']}** form. Latency is the median of repeated "
         "single calls after warm-up (p90 beside it); MACs, memory access (bytes: weights + inputs "
         "+ outputs per layer) and activations (conv/linear output elements) are leannet's profiler "
-        "counts for the same form and input. `max |diff|` is the runtime's largest absolute "
-        "difference from PyTorch eager on the same input.",
+        "counts for the same form and input. `max rel diff` is the runtime's largest absolute "
+        "difference from PyTorch eager on the same input, over eager's largest |output| (untrained "
+        "weights give outputs of any scale; the absolute figure is in results.jsonl).",
         "",
     ]
     settings = sorted({(r["batch"], r["img"], r["threads"]) for r in rows})
     for batch, img, threads in settings:
         rs = [r for r in rows if (r["batch"], r["img"], r["threads"]) == (batch, img, threads)]
         tag = f"b{batch}_{img}px_t{threads}"
-        where = f"batch {batch}, {img}x{img}, {threads} threads"
+        where = f"batch {batch}, {img}x{img}, {threads} thread{'s' if threads != 1 else ''}"
         runtimes = list(dict.fromkeys(r["runtime"] for r in rs))
         md += [f"## {where}", ""]
         # results table
         models = sorted({r["model"] for r in rs}, key=lambda m: next(r["macs"] for r in rs if r["model"] == m))
         cell = {(r["model"], r["runtime"]): r for r in rs}
         md.append("| model | MACs | params | memory access | activations | top-1 (paper) | "
-                  + " | ".join(f"{rt} median / p90 ms (max abs diff)" for rt in runtimes) + " |")
+                  + " | ".join(f"{rt} median / p90 ms (max rel diff)" for rt in runtimes) + " |")
         md.append("|---" * (6 + len(runtimes)) + "|")
         for m in models:
             any_r = next(r for r in rs if r["model"] == m)
@@ -315,7 +338,7 @@ def write_report(out: str | Path) -> Path:
             for rt in runtimes:
                 r = cell.get((m, rt))
                 cells.append("-" if r is None else
-                             f"{r['median_ms']:.2f} / {r['p90_ms']:.2f} ({r['max_abs_diff']:.1e})")
+                             f"{r['median_ms']:.2f} / {r['p90_ms']:.2f} ({r['max_rel_diff']:.0e})")
             top1 = any_r.get("published_top1")
             md.append(f"| {m} | {_si(any_r['macs'])} | {_si(any_r['params'])} | {_bytes(any_r['memory_access_bytes'])} "
                       f"| {_si(any_r['activations'])} | {'-' if top1 is None else f'{top1:.1f}'} | " + " | ".join(cells) + " |")
