@@ -28,3 +28,7 @@ class DataError(LeannetError):
 
 class TrainingError(LeannetError):
     """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class UnknownRuntimeError(LeannetError):
+    """A benchmark runtime name that leannet does not know."""
