@@ -5,7 +5,11 @@ batch: same samples per global step (DistributedSampler interleaving), same augm
 import csv
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
@@ -53,3 +57,21 @@ def test_two_process_ddp_matches_one_process(tiny_root, tmp_path):
     # Only rank 0 writes: one metrics row per epoch, not one per process.
     with open(tmp_path / "two" / "metrics.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_cli_two_processes(tiny_root, tmp_path):
+    """The documented launch: `torchrun --nproc-per-node 2 -m leannet train ...`."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("{}\n")
+    args = [a for o in overrides(tiny_root, tmp_path / "run", **{"schedule.epochs": 1, "schedule.warmup_epochs": 0})
+            for a in ("-o", o)]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           f"--master-port={_free_port()}", "-m", "leannet", "train", "-c", str(cfg), *args],
+                          env={**os.environ, "PYTHONPATH": str(root / "src")}, cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert proc.stdout.count("best top1") == 1  # rank 0 alone reports
+    with open(tmp_path / "run" / "steps.csv") as f:
+        assert len(list(csv.DictReader(f))) == 72 // 8
