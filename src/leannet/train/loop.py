@@ -191,6 +191,8 @@ def evaluate_from_config(path: str | Path, weights: str | Path, overrides: list[
     overrides = [*overrides, "data.strict=true"] if strict else list(overrides)
     cfg = load_train_config(path, overrides)
     dist = init_distributed(cfg.run.device)
+    if cfg.run.threads is not None:
+        torch.set_num_threads(cfg.run.threads)
     try:
         meta = read_metadata(weights)
         num_classes = cfg.model.num_classes or meta.get("num_classes")
