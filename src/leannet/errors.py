@@ -24,3 +24,11 @@ class ConfigError(LeannetError, ValueError):
 
 class DataError(LeannetError):
     pass
+
+
+class TrainingError(LeannetError):
+    """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class UnknownRuntimeError(LeannetError):
+    """A benchmark runtime name that leannet does not know."""

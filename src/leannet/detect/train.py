@@ -7,9 +7,11 @@ that rebuild the detector alone + the training state beside them): `last` every 
 `best` by validation mAP@.5. `resume=True` continues from `last` (optimizer, schedule, EMA,
 epoch, RNG).
 
-LOCAL until the classification trainer (`leannet.train`: optim, ema, logging, distributed)
-lands on main: `_param_groups`, `_schedule`, the `AveragedModel` EMA and the plain progress
-lines below stand in for it and are to be replaced by its helpers. No DDP yet.
+The optimizer (weight-decay exemptions), the warm-up + cosine schedule and the EMA come from
+`leannet.train` (optim, ema). TODO(issue 7/8): this epoch loop predates the shared
+`leannet.train.engine` and still lacks what it adds (DDP, AMP, TensorBoard/progress bar,
+mid-epoch checkpoints); port it to an `engine.Task` (model, train_set, loss_fn = sum of the
+RetinaNet losses, evaluate = COCO mAP, collate_fn, find_unused_parameters=True).
 """
 
 from __future__ import annotations
@@ -31,15 +33,14 @@ from leannet.detect.config import DataConfig, DetectConfig, SplitConfig
 from leannet.detect.data import CocoDetection, collate
 from leannet.detect.evaluate import evaluate
 from leannet.detect.model import build_detector, detector_meta
-from leannet.errors import ConfigError, LeannetError
+from leannet.errors import ConfigError, TrainingError
 from leannet.fileio import write_text
 from leannet.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from leannet.train.config import EmaConfig, OptimConfig, ScheduleConfig
+from leannet.train.ema import build_ema
+from leannet.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("leannet.detect")
-
-
-class TrainingError(LeannetError):
-    """Training cannot go on (a non-finite loss); the last good checkpoint is intact."""
 
 
 def data_root(cfg: DataConfig) -> Path:
@@ -65,37 +66,10 @@ def make_dataset(split: SplitConfig, cfg: DataConfig, train: bool, strict: bool 
                          keep_empty=cfg.keep_empty, hflip=cfg.hflip if train else 0.0)
 
 
-# --- LOCAL stand-ins for leannet.train (see the module docstring) -----------------------------
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on norms and biases (1-d parameters)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warm-up then cosine to zero, stepped per iteration."""
-    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
-
-    cosine = CosineAnnealingLR(opt, T_max=max(1, total - warmup))
-    if warmup <= 0:
-        return cosine
-    return SequentialLR(opt, [LinearLR(opt, start_factor=1e-3, total_iters=warmup), cosine], milestones=[warmup])
-
-
-# ----------------------------------------------------------------------------------------------
-
-
 def _optimizer(model: nn.Module, cfg: DetectConfig) -> torch.optim.Optimizer:
     t = cfg.train
-    groups = _param_groups(model, t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
-    return torch.optim.AdamW(groups, lr=t.lr)
+    return build_optimizer(model, OptimConfig(name=t.optimizer, lr=t.lr, momentum=t.momentum,
+                                              weight_decay=t.weight_decay))
 
 
 def train(cfg: DetectConfig, resume: bool = False) -> dict[str, Any]:
@@ -118,12 +92,9 @@ def train(cfg: DetectConfig, resume: bool = False) -> dict[str, Any]:
     opt = _optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_set) / t.batch_size)
     total = steps_per_epoch * t.epochs
-    sched = _schedule(opt, round(t.warmup_epochs * steps_per_epoch), total)
-    ema = None
-    if t.ema_decay:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+    sched = build_scheduler(opt, ScheduleConfig(epochs=t.epochs, warmup_epochs=t.warmup_epochs,
+                                                warmup_start_factor=1e-3), steps_per_epoch)
+    ema = build_ema(model, EmaConfig(enabled=bool(t.ema_decay), decay=t.ema_decay or 0.999))
     meta = detector_meta(cfg.model, train_set.class_names)
     start_epoch, step, best, history = 0, 0, -1.0, []
     if resume:
