@@ -28,9 +28,9 @@ from leannet.detect.evaluate import complexity, evaluate, measure_fps
 from leannet.detect.model import load_detector
 from leannet.detect.train import make_dataset, train
 
-SMOKE = ["data.train.synthetic.num_images=16", "data.val.synthetic.num_images=8", "train.epochs=1",
-         "train.batch_size=4", "model.image_size=128", "data.train.synthetic.image_size=128",
-         "data.val.synthetic.image_size=128", "train.log_every=1000"]
+SMOKE = ["data.train.synthetic.num_images=16", "data.val.synthetic.num_images=8", "schedule.epochs=1",
+         "data.batch_size=4", "model.image_size=128", "data.train.synthetic.image_size=128",
+         "data.val.synthetic.image_size=128", "log.progress=false"]
 
 
 def _cpu() -> str:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slim", default="configs/detect/retinanet_snet146_slim.yaml")
     p.add_argument("--baseline", default="configs/detect/retinanet_resnet50.yaml")
     p.add_argument("-o", "--override", action="append", default=[],
-                   help="recipe override applied to BOTH runs, e.g. -o train.epochs=8")
+                   help="recipe override applied to BOTH runs, e.g. -o schedule.epochs=8")
     p.add_argument("--heldout-seed", type=int, default=1234)
     p.add_argument("--heldout-images", type=int, default=300)
     p.add_argument("--out", default="runs/bench_detect")
@@ -81,19 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, cfg in (("slim", slim_cfg), ("baseline", base_cfg)):
         run_dir = out / name
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": str(run_dir)})})
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"out_dir": run_dir})})
         weights = run_dir / "best.safetensors"
         if args.reuse and weights.is_file():
             train_s = json.loads((run_dir / "summary.json").read_text())["time_s"]
         else:
             print(f"== training {name}: {cfg.model.backbone}", file=sys.stderr, flush=True)
             summary = train(cfg)
-            train_s = summary["time_s"]
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-            weights = Path(summary["best_weights"] or summary["weights"])
+            train_s = summary["time_s"] = summary["seconds"]
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+            weights = Path(summary["best_weights"])
         model, _ = load_detector(str(weights))
         rows[name] = {"backbone": cfg.model.backbone, "image_size": size, "train_min": train_s / 60,
-                      "epochs": cfg.train.epochs, "train_images": len(make_dataset(cfg.data.train, cfg.data, True)),
+                      "epochs": cfg.schedule.epochs, "train_images": len(make_dataset(cfg.data.train, cfg.data, True)),
                       **evaluate(model, heldout), **complexity(model, size), "model": model}
 
     fps: dict[str, list[dict]] = {k: [] for k in rows}
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             f"eager fp32, batch 1, {s['threads']} threads; {time.strftime('%Y-%m-%d')}")
     met = "MET" if d_map >= -2 and ratio >= 3 else "NOT MET"
     if b["map50"] < 0.5:  # an undertrained baseline makes "within 2 points" say nothing
-        met += " but NOT MEANINGFUL: the baseline's mAP@.5 is below 50%, train longer (-o train.epochs=...)"
+        met += " but NOT MEANINGFUL: the baseline's mAP@.5 is below 50%, train longer (-o schedule.epochs=...)"
     verdict = f"target (mAP@.5 within 2 pts at >= 3x FPS): {met} ({d_map:+.1f} pts, {ratio:.2f}x)"
     print("\n".join(lines))
     print(meta)

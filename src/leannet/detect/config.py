@@ -1,6 +1,6 @@
 """The detection config: one YAML drives train, eval, infer and pseudo-labelling.
 
-    leannet detect train -c configs/detect/retinanet_snet146_slim.yaml -o train.epochs=30
+    leannet detect train -c configs/detect/retinanet_snet146_slim.yaml -o schedule.epochs=30
 
 Every field is validated (unknown keys fail with their dotted path). Defaults describe the
 slim document detector of seed 001: a light backbone, a 64-wide FPN over strides 8-32 plus
@@ -16,6 +16,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from leannet.config import Schema
+from leannet.train.config import (
+    CheckpointConfig,
+    EngineConfig,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+)
 
 
 class ModelConfig(Schema):
@@ -75,7 +82,8 @@ class SplitConfig(Schema):
 
 class DataConfig(Schema):
     train: SplitConfig = SplitConfig(synthetic=SyntheticConfig(num_images=512, seed=0))
-    val: SplitConfig | None = SplitConfig(synthetic=SyntheticConfig(num_images=128, seed=1))
+    val: SplitConfig = SplitConfig(synthetic=SyntheticConfig(num_images=128, seed=1))  # picks `best`
+    batch_size: int = Field(8, ge=1)  # global (split across torchrun processes)
     root: str | None = None  # where synthetic sets are written; default $LEANNET_HOME/data/detect
     strict: bool = False  # bad annotations raise instead of being skipped and counted
     keep_empty: bool = False  # keep images without boxes as background-only samples
@@ -83,27 +91,16 @@ class DataConfig(Schema):
     workers: int = Field(0, ge=0)
 
 
-class TrainConfig(Schema):
-    epochs: int = Field(24, ge=1)
-    batch_size: int = Field(8, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: float = Field(2e-3, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    warmup_epochs: float = Field(1.0, ge=0)
-    clip_grad: float | None = Field(10.0, gt=0)
-    ema_decay: float | None = Field(None, gt=0, lt=1)  # None = no EMA
-    seed: int = 0
-    eval_every: int = Field(1, ge=1)  # epochs between validations (the last epoch always)
-    log_every: int = Field(20, ge=1)  # steps between progress lines
-    out_dir: str = "runs/detect"
-    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = torch's default
+class DetectConfig(EngineConfig):
+    """`model` and `data` here; `optim`, `schedule`, `ema`, `amp`, `checkpoint`, `log` and
+    `run` are the shared trainer's sections (leannet.train.config), with detection defaults."""
 
-
-class DetectConfig(Schema):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
+    optim: OptimConfig = OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-4, clip_grad_norm=10.0)
+    schedule: ScheduleConfig = ScheduleConfig(epochs=24, warmup_epochs=1.0)
+    checkpoint: CheckpointConfig = CheckpointConfig(metric="map50")
+    run: RunConfig = RunConfig(out_dir=Path("runs/detect"))
 
 
 def load_detect_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DetectConfig:
