@@ -71,7 +71,7 @@ def test_pseudo_labels_are_valid_coco_and_train_a_student(overfit, tmp_path, cap
     _tmp, _, summary, ann = overfit
     images = ann.parent / "images"
     out = tmp_path / "pseudo.json"
-    assert main(["detect", "pseudo-label", "--teacher", summary["best_weights"], "--images", str(images),
+    assert main(["detect", "pseudo-label", "--teacher", summary["last"], "--images", str(images),
                  "--score-thr", "0.5", "--out", str(out)]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["images"] == 6
