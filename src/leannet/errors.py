@@ -24,3 +24,7 @@ class ConfigError(LeannetError, ValueError):
 
 class DataError(LeannetError):
     pass
+
+
+class ExportError(LeannetError):
+    """An export that failed, or whose artefact does not reproduce the PyTorch model."""
