@@ -62,7 +62,7 @@ def test_fp32_export_matches_pytorch(name, fmt, tmp_path):
 
 
 def test_onnx_graph_is_deployed_form_with_native_hardswish(tmp_path):
-    model, weights = _trained_like("pplcnet_x0_25", tmp_path)
+    _model, weights = _trained_like("pplcnet_x0_25", tmp_path)
     path = export(weights, img=IMG, out=tmp_path / "m.onnx").path
     proto = onnx.load(path)
     ops = [n.op_type for n in proto.graph.node]

@@ -26,7 +26,7 @@ def image_dir(digits_root, tmp_path, monkeypatch):
     big = src.resize((64, 64))
     big.convert("CMYK").save(d / "cmyk.jpg")
     big.convert("L").save(d / "gray.png")
-    Image.fromarray((np.asarray(big.convert("L"), dtype=np.uint16) * 257)).save(d / "sixteen.png")
+    Image.fromarray(np.asarray(big.convert("L"), dtype=np.uint16) * 257).save(d / "sixteen.png")
     Image.new("RGB", (1, 1), (255, 255, 255)).save(d / "tiny.png")
     big.save(d / "whole.png")
     data = (d / "whole.png").read_bytes()
