@@ -39,6 +39,10 @@ def digits_checkpoint(digits_root, tmp_path_factory):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=steps, pct_start=0.15)
     g = torch.Generator().manual_seed(0)
     model.train()
+    threads = torch.get_num_threads()
+    # Tiny batches gain nothing from a second thread, and on a busy machine two spinning
+    # threads per process make a step ~30x slower.
+    torch.set_num_threads(1)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (64,), generator=g)
         loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx], label_smoothing=0.1)
@@ -46,6 +50,7 @@ def digits_checkpoint(digits_root, tmp_path_factory):
         loss.backward()
         opt.step()
         sched.step()
+    torch.set_num_threads(threads)
     model.eval()
     xv, yv, _ = _tensors(digits_root, "val")
     with torch.no_grad():

@@ -21,7 +21,7 @@ def test_onnx_int8_agrees_with_fp32_on_real_images(digits_checkpoint, digits_roo
     assert int8["precision"] == "int8" and int8["n"] == 360  # every val image
     assert int8["top1_agreement"] >= 0.95
     top1 = side["top1"]
-    assert abs(top1["pytorch"] - torch_top1) < 1e-6  # sidecar's figure is the model's own
+    assert abs(top1["pytorch"] - torch_top1) < 1e-3  # sidecar's figure is the model's own
     assert top1["onnx fp32"] == top1["pytorch"]
     assert top1["onnx int8"] >= top1["onnx fp32"] - 3.0
 
