@@ -52,6 +52,8 @@ class Predictor:
         if path.suffix in ARTEFACT_SUFFIXES:
             if weights is not None:
                 raise LeannetError(f"{path}: an exported artefact holds its weights; drop --weights")
+            if not path.is_file():
+                raise LeannetError(f"{path}: no such file")
             record = read_sidecar(path)
             self.runner: Runner = open_runner(path, runtime, threads)
             self.pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct") if k in record}

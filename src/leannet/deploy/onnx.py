@@ -12,6 +12,7 @@ the newer exporter (torch.export based) for models the tracer cannot handle.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,17 @@ def export_onnx(
         axes[0] = "batch"
     if dynamic_size:
         axes.update({2: "height", 3: "width"})
-    with atomic_path(path) as tmp, torch.no_grad():
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         try:
             if dynamo:
                 shapes = {"x": {i: torch.export.Dim(n, min=1 if i == 0 else 32) for i, n in axes.items()}} if axes else None
                 _run_dynamo(model, x, tmp, opset, shapes)
             else:
                 dynamic_axes = {"input": axes, "logits": {0: "batch"} if dynamic_batch else {}} if axes else None
+                # The TorchScript exporter is chosen on purpose (module docstring); its
+                # deprecation notices would only alarm users.
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
                 torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=["logits"],
                                   dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,7 +39,9 @@ def export_openvino(
     c, h, w = input_size
     shape = [-1 if dynamic_batch else batch, c, -1 if dynamic_size else h, -1 if dynamic_size else w]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # OpenVINO's PyTorch frontend traces with torch.jit, which warns it is deprecated.
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             ov_model = ov.convert_model(model, example_input=torch.randn(batch, *input_size),
                                         input=[ov.PartialShape(shape)])
     except Exception as e:  # OpenVINO's frontends raise assorted RuntimeError subclasses
