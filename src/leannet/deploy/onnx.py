@@ -65,7 +65,7 @@ def export_onnx(
                 dynamic_axes = {"input": axes, "logits": {0: "batch"} if dynamic_batch else {}} if axes else None
                 # The TorchScript exporter is chosen on purpose (module docstring); its
                 # deprecation notices would only alarm users.
-                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+                warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
                 warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
                 torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=["logits"],
                                   dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
