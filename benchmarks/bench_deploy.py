@@ -72,12 +72,24 @@ def naive_timm_onnx(timm_name: str, path: Path, img: int, batch: int) -> Path:
     return path
 
 
+def _timm_alias(name: str) -> str | None:
+    import timm
+
+    from leannet.registry import model_info
+
+    return next((a for a in model_info(name).aliases if timm.is_model(a)), None)
+
+
 def fake_weights(name: str, path: Path) -> Path:
     # Latency does not depend on the values, but BN statistics make a fresh model's outputs
     # degenerate: a few train-mode passes give realistic ones so fp32 verification is meaningful.
     from leannet.weights import save_weights
 
     model = leannet.create_model(name)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # cumulative average over the passes below
+            m.reset_running_stats()
     model.train()
     with torch.no_grad():
         for _ in range(2):
@@ -90,7 +102,7 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
 
     rows = []
     seeds = [(m, t) for m, t in SEEDS if leannet.list_models(m)] if not args.models else \
-        [(m, dict(SEEDS).get(m) or m.replace("pplcnet_x", "lcnet_").replace("_", "")) for m in args.models]
+        [(m, dict(SEEDS).get(m) or _timm_alias(m)) for m in args.models]
     for name, timm_name in seeds:
         if not leannet.list_models(name):
             print(f"skip {name}: not registered", file=sys.stderr)

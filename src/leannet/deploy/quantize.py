@@ -1,9 +1,11 @@
 """INT8 post-training quantisation from a folder of calibration images.
 
 ONNX: `onnxruntime.quantization.quantize_static` in QDQ format with per-channel int8 weights
-and int8 activations (ORT's recommended S8S8 for QDQ; this CPU has AVX-512 VNNI, so no
-reduced range is needed), after ORT's quantisation pre-processing (shape inference + graph
-optimisation). OpenVINO: NNCF's `quantize` (per-channel weights, the "performance" preset,
+and uint8 activations (U8S8), after ORT's quantisation pre-processing (shape inference + graph
+optimisation). U8S8 rather than ORT's S8S8 default because MLAS's x86 int8 kernels are built
+for it: on this AVX-512 VNNI CPU, pplcnet_x1_0 at 224x224, 1 thread, ran S8S8 in 57 ms,
+U8S8 in 18 ms, fp32 in 20 ms (a loaded machine; the ratios are what matter). VNNI also means
+no reduced range is needed. OpenVINO: NNCF's `quantize` (per-channel weights, the "performance" preset,
 fast bias correction). Calibration images go through the model's own evaluation transform.
 """
 
@@ -83,7 +85,7 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, calib: np.ndarray, bat
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
         with atomic_path(out) as tmp:
             quantize_static(str(prepped), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8,
+                            per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8)
     except (RuntimeError, ValueError) as e:
         raise ExportError(f"INT8 quantisation of {fp32_path} failed: {str(e).splitlines()[0][:300]}") from None
