@@ -219,6 +219,7 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls per row")
     p.add_argument("--runtimes", type=lambda s: s.split(","), default=["onnxruntime", "openvino"])
     p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--accuracy-only", action="store_true", help="only the digits fp32 vs INT8 top-1")
     p.add_argument("--digits-ckpt", help="a leannet checkpoint trained on digits "
                    f"(`leannet train -c {DIGITS_CONFIG}`); default: a quick fit")
     p.add_argument("--out", help="also write the results as JSON here")
@@ -229,7 +230,7 @@ def main() -> None:
         work = Path(tmp)
         root = prepare_digits()
         # Calibration for the ImageNet-shaped latency models: real images, upscaled digits.
-        lat = latency_rows(args, work, root / "train")
+        lat = [] if args.accuracy_only else latency_rows(args, work, root / "train")
         acc = [] if args.no_int8 else accuracy_rows(args, work, root)
     env = environment(args)
     print(f"\n{env['cpu']}, {args.threads} threads, input {args.img}x{args.img}, ORT {env['onnxruntime']}, "

