@@ -132,15 +132,20 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
 
 
 def digits_checkpoint(args, work: Path, root: Path) -> Path:
+    """--digits-ckpt if given; else train with leannet's trainer and the shipped digits config
+    (issue 7) when this checkout has them; else a quick fit."""
     if args.digits_ckpt:
         return Path(args.digits_ckpt)
-    try:  # the trainer (issue 7), once it is on main
-        from leannet.train import train  # noqa: F401
+    config = Path(__file__).resolve().parent.parent / DIGITS_CONFIG
+    try:
+        from leannet.train import train_from_config
     except ImportError:
-        pass
-    else:
-        print(f"train the digits model first: leannet train -c {DIGITS_CONFIG}; then pass "
-              "--digits-ckpt RUN_DIR/best.safetensors (falling back to a quick fit)", file=sys.stderr)
+        train_from_config = None
+    if train_from_config is not None and config.is_file():
+        out = work / "digits-run"
+        print(f"training {config.name} with leannet's trainer (pass --digits-ckpt to reuse a run)", file=sys.stderr)
+        train_from_config(config, [f"run.out_dir={out}"])
+        return out / "best.safetensors"
     return quick_fit_digits(root, work / "digits.safetensors")
 
 
