@@ -141,7 +141,11 @@ def test_bf16_is_recorded_and_compared(tmp_path):
     assert side["precision"] == "bf16"
     fp32, bf16 = side["verification"]
     assert fp32["precision"] == "fp32" and fp32["max_abs_diff"] <= 1e-4
-    assert bf16["precision"] == "bf16" and bf16["max_abs_diff"] > fp32["max_abs_diff"]  # really ran in bf16
+    assert bf16["precision"] == "bf16"
+    import openvino as ov
+
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert bf16["max_abs_diff"] > fp32["max_abs_diff"]  # really computed in bf16, not fp32
 
 
 def test_failed_verification_leaves_nothing(tmp_path, monkeypatch):
