@@ -5,7 +5,14 @@ and uint8 activations (U8S8), after ORT's quantisation pre-processing (shape inf
 optimisation). U8S8 rather than ORT's S8S8 default because MLAS's x86 int8 kernels are built
 for it: on this AVX-512 VNNI CPU, pplcnet_x1_0 at 224x224, 1 thread, ran S8S8 in 57 ms,
 U8S8 in 18 ms, fp32 in 20 ms (a loaded machine; the ratios are what matter). VNNI also means
-no reduced range is needed. OpenVINO: NNCF's `quantize` (per-channel weights, the "performance" preset,
+no reduced range is needed.
+
+Which runtime to quantise for: on hard-swish networks (PP-LCNet, MobileNetV3) ORT's INT8 is
+often *slower* than its fp32. Its fp32 graph fuses Conv+HardSwish into one NCHWc kernel,
+while the INT8 graph splits every HardSwish into DequantizeLinear -> HardSigmoid ->
+QLinearMul -> QuantizeLinear (ORT profile of pplcnet_x0_35 INT8: QLinearConv 33% of kernel
+time, HardSigmoid 27%, Q/DQ 23%). OpenVINO fuses these, so its INT8 is the one that pays off
+there (smoke run, pplcnet_x0_35, batch 8: OpenVINO INT8 1.8x faster than fp32, ORT INT8 0.5x). OpenVINO: NNCF's `quantize` (per-channel weights, the "performance" preset,
 fast bias correction). Calibration images go through the model's own evaluation transform.
 """
 
