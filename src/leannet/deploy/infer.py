@@ -109,7 +109,8 @@ def infer(source: str | Path, inputs: Iterable[str | Path], weights: str | Path 
     predictor = Predictor(source, weights, runtime, threads)
     rows: list[Prediction] = []
     n_failed = 0
-    with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
+    show = progress and sys.stderr.isatty()  # a redirected stderr gets no bar (nor its blank line)
+    with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
         task = bar.add_task("infer", total=len(paths))
         for pred in predictor.predict(paths, topk, batch_size):
             bar.advance(task)
