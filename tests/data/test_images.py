@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leannet.data.images import eval_transform, find_images, labelled_images, load_image
+from leannet.data.images import eval_transform_for, find_images, labelled_images, load_image
 from leannet.errors import DataError
 
 
@@ -47,7 +47,7 @@ def test_bad_files_raise_with_reason(tmp_path, content, reason):
 def test_eval_transform_resizes_then_crops():
     pre = {"input_size": [3, 32, 32], "mean": [0, 0, 0], "std": [1, 1, 1], "interpolation": "bicubic", "crop_pct": 0.5}
     img = Image.new("RGB", (100, 50), (255, 0, 0))
-    x = eval_transform(pre)(img)
+    x = eval_transform_for(pre)(img)
     assert x.shape == (3, 32, 32) and x[0].min() > 0.99 and x[1].max() < 0.01
 
 

@@ -8,7 +8,6 @@ with the reason, so a caller can skip it and say why.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -133,38 +132,20 @@ def _read_list_file(path: Path, classes: Sequence[str] | None) -> tuple[list[Pat
     return paths, labels, names
 
 
-_INTERPOLATION = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS"}
-
-
-def eval_transform(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
-    """RGB PIL image -> normalised (3, H, W) float32 tensor, the timm evaluation recipe:
-    resize the short side to size / crop_pct, centre-crop to size, scale to [0, 1], normalise.
-
-    `pre` is a preprocessing record (`input_size`, `mean`, `std`, `interpolation`, `crop_pct`),
-    as stored in checkpoints and export sidecars.
-    """
-    from torchvision.transforms import v2
+def eval_transform_for(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+    """`transforms.eval_transform` configured by a preprocessing record (`input_size`, `mean`,
+    `std`, `interpolation`, `crop_pct`), as stored in checkpoints and export sidecars."""
+    from leannet.data.transforms import eval_transform
 
     _, h, w = pre["input_size"]
-    crop_pct = float(pre.get("crop_pct", 1.0))
-    interp = pre.get("interpolation", "bilinear")
-    if interp not in _INTERPOLATION:
-        raise DataError(f"unknown interpolation {interp!r}; use one of {', '.join(_INTERPOLATION)}")
-    mode = getattr(v2.InterpolationMode, _INTERPOLATION[interp])
-    resize = math.floor(h / crop_pct) if h == w else (math.floor(h / crop_pct), math.floor(w / crop_pct))
-    return v2.Compose([
-        v2.PILToTensor(),
-        v2.Resize(resize, interpolation=mode, antialias=True),
-        v2.CenterCrop((h, w)),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(pre["mean"]), list(pre["std"])),
-    ])
+    return eval_transform((h, w), float(pre.get("crop_pct", 1.0)), pre["mean"], pre["std"],
+                          pre.get("interpolation", "bilinear"))
 
 
 def image_batches(paths: list[Path], pre: dict[str, Any], batch: int,
                   on_error: Callable[[Path, str], None] | None = None) -> Iterator[tuple[list[Path], np.ndarray]]:
     """(paths, array) batches of preprocessed images; unreadable files go to `on_error` and are skipped."""
-    transform = eval_transform(pre)
+    transform = eval_transform_for(pre)
     done: list[Path] = []
     arrays: list[np.ndarray] = []
     for p in paths:
