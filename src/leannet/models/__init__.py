@@ -1,3 +1,3 @@
 """Importing this package registers every model family."""
 
-from leannet.models import mobilenetv1, pplcnet, torchvision_adapters  # noqa: F401
+from leannet.models import mobilenetv1, mobileone, pplcnet, repvgg, torchvision_adapters  # noqa: F401
