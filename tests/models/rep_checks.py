@@ -19,20 +19,25 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual.double() - expected.double()).abs().max() / expected.double().abs().max()).item()
 
 
-def float32_errors(name: str) -> tuple[float, float]:
-    """(deployed vs train form, train form vs its exact float64 value), both float32, eval mode.
+def assert_reparameterized_equals_float32(name: str, rel: float = 1e-5) -> None:
+    """Deployed vs train form in float32, eval mode, BN calibrated: max relative error <= `rel`,
+    or, where the train form's own float32 noise (vs its exact float64 value) is already of
+    that order, no more than 4x that noise.
 
-    The second is the float32 noise of the train form itself: a randomly initialised
-    MobileOne amplifies rounding by ~1.15x per block, so over 44 blocks the train form's own
-    float32 output is only good to ~1e-5 relative. Folding can't be judged more finely.
+    A randomly initialised MobileOne amplifies rounding by ~1.15x per block, so over its 44
+    blocks the train form itself is only good to ~1e-5 relative in float32 (measured 2e-6 to
+    5e-5 depending on the seed); folding can't be judged more finely than that. A wrong fusion
+    gives errors of order 1.
     """
     model = calibrate_bn(leannet.create_model(name, num_classes=10), (3, SIZE, SIZE))
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         ref = model(x)
-        exact = copy.deepcopy(model).double()(x.double())
-        out = leannet.reparameterize(model)(x)
-    return rel_err(out, ref), rel_err(ref, exact)
+        err = rel_err(leannet.reparameterize(model)(x), ref)
+        if err <= rel:
+            return
+        noise = rel_err(ref, copy.deepcopy(model).double()(x.double()))
+    assert err <= 4 * noise, f"deployed vs train {err:.2g} > {rel:g}, and > 4x the train form's float32 noise {noise:.2g}"
 
 
 def assert_single_branch(deployed: nn.Module) -> None:

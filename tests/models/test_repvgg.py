@@ -8,9 +8,9 @@ from leannet.profile.complexity import count_macs
 from leannet.registry import model_info
 from tests.helpers import assert_close_rel, calibrate_bn
 from tests.models.rep_checks import (
+    assert_reparameterized_equals_float32,
     assert_single_branch,
     count,
-    float32_errors,
     from_timm,
     fvcore_macs,
     shapes,
@@ -20,8 +20,7 @@ NAME = "repvgg_a0"
 
 
 def test_reparameterized_equals_train_form_float32():
-    err, noise = float32_errors(NAME)
-    assert err <= max(1e-5, 4 * noise), f"deployed vs train {err:.2g}, train-form float32 noise {noise:.2g}"
+    assert_reparameterized_equals_float32(NAME)
 
 
 def test_deployed_is_single_branch_and_original_untouched():

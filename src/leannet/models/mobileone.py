@@ -108,31 +108,39 @@ class MobileOne(StagedModel):
 
 
 # MobileOne Table 9 (ImageNet-1k, 224x224, no distillation): params are of the deployed form,
-# "FLOPs" are fvcore counts, i.e. MACs; latency is on an iPhone 12 (iOS 16, Core ML). The two
+# "FLOPs" are fvcore counts, i.e. MACs; latency is of a Core ML model on an iPhone 12 (the
+# apple/ml-mobileone README, repeating the numbers, says iPhone 12 Pro). The two
 # param counts of the architecture itself (train form with all branches, and deployed) are
 # kept in `extra` because users compare the wrong one; tests check them against the model.
 _PAPER = "arXiv:2206.04040 Table 9"
-_HW = "iPhone 12, Core ML"
-_FACTS = {
-    # name: (params_m deployed, macs_m, top1, latency_ms, params_train_m, params_deployed_m)
-    "s0": (2.1, 275, 71.4, 0.79, 5.29, 2.08),
-    "s1": (4.8, 825, 75.9, 0.89, 4.83, 4.76),
-    "s2": (7.8, 1299, 77.4, 1.18, 7.88, 7.81),
-    "s3": (10.1, 1896, 78.1, 1.53, 10.17, 10.08),
-    "s4": (14.8, 2978, 79.4, 1.86, 14.95, 14.84),
+_HW = "iPhone 12 (Pro per the official README), Core ML"
+_NOTE = "params and MACs of the deployed (re-parameterised) form"
+PUBLISHED: dict[str, Published] = {
+    key: Published(_PAPER, params_m=p, macs_m=m, top1=t, latency_ms=lat, latency_hw=_HW, note=_NOTE)
+    for key, p, m, t, lat in [
+        # key, params (M), MACs (M), top-1 (%), latency (ms)
+        ("s0", 2.1, 275, 71.4, 0.79),
+        ("s1", 4.8, 825, 75.9, 0.89),
+        ("s2", 7.8, 1299, 77.4, 1.18),
+        ("s3", 10.1, 1896, 78.1, 1.53),
+        ("s4", 14.8, 2978, 79.4, 1.86),
+    ]
+}
+PARAMS_M: dict[str, dict[str, float]] = {
+    "s0": {"params_train_m": 5.29, "params_deployed_m": 2.08},  # k=4: most of S0 is branches
+    "s1": {"params_train_m": 4.83, "params_deployed_m": 4.76},
+    "s2": {"params_train_m": 7.88, "params_deployed_m": 7.81},
+    "s3": {"params_train_m": 10.17, "params_deployed_m": 10.08},
+    "s4": {"params_train_m": 14.95, "params_deployed_m": 14.84},
 }
 
 
 def _make(key: str) -> None:
     name = f"mobileone_{key}"
-    params, macs, top1, latency, train_m, deployed_m = _FACTS[key]
-    facts = Published(_PAPER, params_m=params, macs_m=macs, top1=top1, latency_ms=latency,
-                      latency_hw=_HW, note="params and MACs of the deployed (re-parameterised) form")
 
-    # timm's names are the same, so no aliases.
-    @register(name, family="mobileone", published=facts, reparameterizable=True,
-              crop_pct=0.875 if key == "s0" else 0.9,
-              extra={"params_train_m": train_m, "params_deployed_m": deployed_m})
+    # timm's names are the same, so no aliases; crop_pct is timm's eval crop for these weights.
+    @register(name, family="mobileone", published=PUBLISHED[key], reparameterizable=True,
+              crop_pct=0.875 if key == "s0" else 0.9, extra=dict(PARAMS_M[key]))
     def build(**kwargs) -> MobileOne:
         return MobileOne(VARIANTS[key], **kwargs)
 
