@@ -114,13 +114,9 @@ class MobileOne(StagedModel):
 # kept in `extra` because users compare the wrong one; tests check them against the model.
 _PAPER = "arXiv:2206.04040 Table 9"
 _HW = "iPhone 12 (Pro per the official README), Core ML"
-# Why the zoo table (which counts MACs on the train form) differs from Table 9, where it does.
-_NOTES = {
-    "s0": "paper counts the deployed form: 275.1M MACs deployed; the train form's k=4 branches make 1051.9M",
-}
 PUBLISHED: dict[str, Published] = {
     key: Published(_PAPER, params_m=p, macs_m=m, top1=t, latency_ms=lat, latency_hw=_HW,
-                   params_form="deployed", note=_NOTES.get(key, ""))
+                   params_form="deployed")
     for key, p, m, t, lat in [
         # key, params (M), MACs (M), top-1 (%), latency (ms)
         ("s0", 2.1, 275, 71.4, 0.79),

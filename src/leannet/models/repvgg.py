@@ -85,8 +85,8 @@ _FACTS = Published(
     macs_m=1400,
     top1=72.41,
     params_form="deployed",
-    note="paper counts the deployed form: 1361.5M MACs deployed (printed as 1.4B); the train "
-    "form's 1x1 branches make 1512.6M",
+    note="the paper prints 1.4B MACs for the deployed form, rounded to 0.1B; the deployed "
+    "form counts 1361.5M (train form with its 1x1 branches: 1512.6M)",
 )
 
 
