@@ -33,6 +33,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from leannet.weights import convert_checkpoint
+
+    report = convert_checkpoint(args.src, args.model, args.out, strict=not args.non_strict,
+                                trust_pickle=args.trust_pickle, num_classes=args.num_classes)
+    print(report.summary())
+    print(f"wrote {args.out}")
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -48,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-macs", action="store_true", help="skip counting MACs (faster)")
     s.add_argument("--format", choices=["table", "markdown", "json"], default="table")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("convert", help="convert a timm / torchvision / official checkpoint to leannet's format")
+    s.add_argument("src", help="checkpoint: .safetensors, .pth/.pt/.bin/.pth.tar, or PaddleClas .pdparams")
+    s.add_argument("--model", required=True, help="leannet model name (or timm alias), e.g. pplcnet_x1_0")
+    s.add_argument("--out", required=True, help="output .safetensors (a .json sidecar is written beside it)")
+    s.add_argument("--num-classes", type=int, default=1000, help="classes of the checkpoint's classifier")
+    s.add_argument("--non-strict", action="store_true",
+                   help="write even if keys are missing or unexpected (listed in the report and metadata)")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="allow .pdparams (Python pickles); only numpy arrays are admitted")
+    s.set_defaults(func=cmd_convert)
     return p
 
 

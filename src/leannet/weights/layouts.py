@@ -1,0 +1,144 @@
+"""The checkpoint layouts leannet converts, one table per source, grouped by family.
+
+Each entry says how a source's keys become ours (see `leannet.weights.convert`). Every entry
+has a parity test in tests/weights/test_convert.py: the source's model (timm, torchvision, or
+the official repository's key structure) and ours compute the same logits after conversion.
+A family's `leannet` layout also covers torchvision's own checkpoints for the wrapped
+baselines, whose modules keep torchvision's names.
+"""
+
+from __future__ import annotations
+
+from leannet.weights.convert import (
+    Blocks,
+    Layout,
+    bn_eps,
+    conv_to_linear,
+    scale,
+    transpose,
+)
+
+# PaddleClas PPLCNet: `Dropout(p=0.2, mode="downscale_in_infer")` multiplies by (1 - p) at
+# inference (torch's dropout scales in training instead), so (1 - p) is folded into the FC.
+PADDLE_LCNET_DROPOUT = 0.2
+
+# timm's depthwise-separable block (conv_dw, bn1, [se], conv_pw, bn2) -> leannet's.
+_TIMM_DS = (
+    (r"^conv_stem\.", "stem.conv."),
+    (r"^bn1\.", "stem.bn."),
+    (r"\.conv_dw\.", ".dw.conv."),
+    (r"^(blocks\.\d+\.\d+)\.bn1\.", r"\1.dw.bn."),
+    (r"\.conv_pw\.", ".pw.conv."),
+    (r"^(blocks\.\d+\.\d+)\.bn2\.", r"\1.pw.bn."),
+    (r"^conv_head\.", "head.conv."),
+    (r"^classifier\.", "head.fc."),
+)
+_TIMM_BLOCKS = Blocks(source=r"^blocks\.\d+\.\d+\.", target=r"^stages\.\d+\.\d+\.")
+
+# timm's MobileNet blocks, their modules in network order (smallest block type first).
+_TIMM_CBA = ("conv", "bn1")
+_TIMM_DSCONV = ("conv_dw", "bn1", "se.conv_reduce", "se.conv_expand", "conv_pw", "bn2")
+_TIMM_IR = ("conv_pw", "bn1", "conv_dw", "bn2", "se.conv_reduce", "se.conv_expand", "conv_pwl", "bn3")
+
+LAYOUTS: tuple[Layout, ...] = (
+    # --- PP-LCNet ---------------------------------------------------------------------------
+    Layout(
+        "leannet", "pplcnet",
+        detect=(r"^stem\.conv\.weight$",),
+        model_args=((r"^head\.conv\.bias$", "head_bias", True),),
+    ),
+    Layout(
+        "timm lcnet_*", "pplcnet",
+        detect=(r"^conv_stem\.weight$", r"^blocks\.5\.1\.se\.conv_reduce\.weight$"),
+        rename=_TIMM_DS,
+        blocks=_TIMM_BLOCKS,
+        model_args=((r"^conv_head\.bias$", "head_bias", True),),
+        note="timm trains lcnet_* with a bias on the 1280-wide head conv: the model takes one.",
+    ),
+    Layout(
+        "PaddleClas PPLCNet (.pdparams)", "pplcnet",
+        detect=(r"^conv1\.bn\._variance$", r"^blocks6\.\d+\.se\.conv1\.weight$"),
+        rename=(
+            (r"\._mean$", ".running_mean"),
+            (r"\._variance$", ".running_var"),
+            (r"^conv1\.", "stem."),
+            (r"\.dw_conv\.", ".dw."),
+            (r"\.pw_conv\.", ".pw."),
+            (r"\.se\.conv1\.", ".se.conv_reduce."),
+            (r"\.se\.conv2\.", ".se.conv_expand."),
+            (r"^last_conv\.", "head.conv."),
+            (r"^fc\.", "head.fc."),
+        ),
+        blocks=Blocks(source=r"^blocks\d\.\d+\.", target=r"^stages\.\d+\.\d+\."),
+        transforms=(
+            (r"^head\.fc\.weight$", transpose),
+            (r"^head\.fc\.weight$", scale(1 - PADDLE_LCNET_DROPOUT)),
+        ),
+        note="Paddle's Linear is (in, out) and its dropout scales at inference: both folded into the FC.",
+    ),
+    # --- MobileNetV1 ------------------------------------------------------------------------
+    Layout(
+        "timm mobilenetv1_100", "mobilenetv1",
+        detect=(r"^conv_stem\.weight$", r"^blocks\.4\.1\.conv_pw\.weight$"),
+        reject=(r"^blocks\.5\.",),  # timm's lcnet_* (same block count, another network)
+        rename=_TIMM_DS,
+        blocks=_TIMM_BLOCKS,
+        # timm's MobileNetV1 follows TF-slim's ReLU6; the paper (and our default) says ReLU.
+        model_args=((r"^conv_stem\.weight$", "act", "relu6"),),
+    ),
+    # --- torchvision baselines (timm -> torchvision names) -----------------------------------
+    Layout(
+        "timm mobilenetv2_100", "mobilenetv2",
+        detect=(r"^conv_stem\.weight$", r"^blocks\.\d+\.\d+\.conv_pwl\.weight$"),
+        rename=(
+            (r"^conv_stem\.", "features.0.0."),
+            (r"^bn1\.", "features.0.1."),
+            (r"^conv_head\.", "features.18.0."),
+            (r"^bn2\.", "features.18.1."),
+            (r"^classifier\.", "classifier.1."),
+        ),
+        blocks=Blocks(source=r"^blocks\.\d+\.\d+\.", target=r"^features\.\d+\.conv\.",
+                      inner=(_TIMM_DSCONV, _TIMM_IR)),
+    ),
+    Layout(
+        "timm mobilenetv3_*_100", "mobilenetv3",
+        detect=(r"^conv_stem\.weight$", r"^blocks\.\d+\.\d+\.se\.conv_reduce\.weight$", r"^conv_head\.bias$"),
+        rename=(
+            (r"^conv_stem\.", "features.0.0."),
+            (r"^bn1\.", "features.0.1."),
+            (r"^classifier\.", "classifier.3."),  # before conv_head becomes classifier.0
+            (r"^conv_head\.", "classifier.0."),
+        ),
+        # The 1x1 conv before pooling is timm's last block, torchvision's last `features`.
+        blocks=Blocks(source=r"^blocks\.\d+\.\d+\.", target=r"^features\.[1-9]\d*\.(?:block\.)?",
+                      inner=(_TIMM_CBA, _TIMM_DSCONV, _TIMM_IR)),
+        transforms=(
+            (r"^classifier\.0\.weight$", conv_to_linear),
+            # torchvision builds MobileNetV3's BNs with eps=1e-3, timm with 1e-5.
+            (r"^features\..*\.weight$", bn_eps(1e-5, 1e-3)),
+        ),
+    ),
+    Layout(
+        "timm regnetx_*", "regnetx",
+        detect=(r"^stem\.conv\.weight$", r"^s1\.b1\.conv1\.conv\.weight$"),
+        rename=(
+            (r"^stem\.conv\.", "stem.0."),
+            (r"^stem\.bn\.", "stem.1."),
+            (r"\.conv1\.conv\.", ".f.a.0."),
+            (r"\.conv1\.bn\.", ".f.a.1."),
+            (r"\.conv2\.conv\.", ".f.b.0."),
+            (r"\.conv2\.bn\.", ".f.b.1."),
+            (r"\.conv3\.conv\.", ".f.c.0."),
+            (r"\.conv3\.bn\.", ".f.c.1."),
+            (r"\.downsample\.conv\.", ".proj.0."),
+            (r"\.downsample\.bn\.", ".proj.1."),
+            (r"^head\.fc\.", "fc."),
+        ),
+        blocks=Blocks(source=r"^s\d+\.b\d+\.", target=r"^trunk_output\.block\d+\.block\d+-\d+\."),
+    ),
+)
+# timm's resnet50 uses torchvision's names: the `leannet` layout loads it unchanged.
+
+
+def layouts_for(family: str) -> tuple[Layout, ...]:
+    return tuple(layout for layout in LAYOUTS if layout.family == family)
