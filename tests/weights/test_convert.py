@@ -10,6 +10,7 @@ padding, another activation) stands out from rounding by many orders of magnitud
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -295,3 +296,48 @@ def test_convert_refuses_non_safetensors_out(lcnet_file, tmp_path):
     _, src = lcnet_file
     with pytest.raises(WeightsError, match=r"must be a \.safetensors file"):
         convert_checkpoint(src, "pplcnet_x0_5", tmp_path / "out.pth")
+
+
+# --- TResNet ------------------------------------------------------------------------------------
+
+needs_tresnet = pytest.mark.skipif(not leannet.list_models("tresnet_m"), reason="TResNet not in this tree")
+# Alibaba-MIIL src/models/tresnet/tresnet.py: conv2d_ABN = Sequential(Conv2d, InPlaceABN); a
+# stride-2 conv is Sequential(conv2d_ABN, AntiAliasDownsampleLayer) (BasicBlock conv1,
+# Bottleneck conv2); downsample = Sequential(AvgPool2d, conv2d_ABN); SEModule(fc1, fc2).
+_TRESNET_AA = {("layer2", "0", "conv1"), ("layer3", "0", "conv2"), ("layer4", "0", "conv2")}
+
+
+def official_tresnet_state(timm_state: dict) -> dict:
+    """Official TResNet keys holding a timm tresnet's values; InPlaceABN weights stored as
+    +-(w - eps) (it applies |w| + eps), AA filters stored as with remove_aa_jit=True."""
+    out = {}
+    for key, value in timm_state.items():
+        if key.endswith("num_batches_tracked"):  # InPlaceABN keeps none
+            continue
+        m = re.match(r"body\.(layer\d)\.(\d+)\.(conv\d)\.(conv|bn)\.(\w+)$", key)
+        if m and m.groups()[:3] in _TRESNET_AA:
+            layer, block, conv, kind, leaf = m.groups()
+            name = f"body.{layer}.{block}.{conv}.0.{'0' if kind == 'conv' else '1'}.{leaf}"
+            if kind == "conv":
+                out[f"body.{layer}.{block}.{conv}.1.op.filt"] = torch.full((value.shape[0], 1, 3, 3), 1 / 16)
+        else:
+            name = re.sub(r"\.(conv\d|downsample\.1)\.conv\.", r".\1.0.", key)
+            name = re.sub(r"\.(conv\d|downsample\.1)\.bn\.", r".\1.1.", name)
+        if key.endswith("bn.weight"):
+            sign = torch.where(torch.rand_like(value) < 0.5, -1.0, 1.0).to(value.dtype)
+            value = sign * (value - 1e-5)
+        out[name] = value
+    return out
+
+
+@needs_tresnet
+@pytest.mark.parametrize("layout", ["timm", "official"])
+def test_tresnet_parity(tmp_path, layout):
+    ref = perturbed(timm.create_model("tresnet_m"))
+    state = ref.state_dict()
+    if layout == "official":
+        state = {"model": official_tresnet_state(state), "epoch": 300}  # the repo's checkpoint dict
+    path = tmp_path / "tresnet_m.pth"
+    torch.save(state, path)
+    ours = leannet_double(path, "tresnet_m")
+    assert_parity(ref, ours)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from leannet.weights.convert import (
     Blocks,
     Layout,
+    abs_plus,
     bn_eps,
     conv_to_linear,
     scale,
@@ -137,6 +138,41 @@ LAYOUTS: tuple[Layout, ...] = (
         blocks=Blocks(source=r"^s\d+\.b\d+\.", target=r"^trunk_output\.block\d+\.block\d+-\d+\."),
     ),
 )
+
+LAYOUTS += (
+    # --- TResNet ----------------------------------------------------------------------------
+    Layout(
+        "timm tresnet_*", "tresnet",
+        detect=(r"^body\.conv1\.conv\.weight$",),
+        rename=(
+            (r"^body\.conv1\.", "stem.conv."),
+            (r"\.se\.fc1\.", ".se.conv_reduce."),
+            (r"\.se\.fc2\.", ".se.conv_expand."),
+        ),
+        blocks=Blocks(source=r"^body\.layer\d\.\d+\.", target=r"^stages\.\d+\.\d+\."),
+    ),
+    Layout(
+        "Alibaba-MIIL TResNet (InPlaceABN)", "tresnet",
+        detect=(r"^body\.conv1\.0\.weight$", r"^body\.conv1\.1\.running_var$"),
+        drop=(r"\.op\.filt$",),  # the fixed blur filter (stored when remove_aa_jit=True)
+        rename=(
+            # conv2d_ABN = Sequential(conv, InPlaceABN); a stride-2 one is nested with the blur.
+            (r"\.(conv\d)\.0\.0\.", r".\1.conv."),
+            (r"\.(conv\d)\.0\.1\.", r".\1.bn."),
+            (r"\.(conv\d)\.0\.", r".\1.conv."),
+            (r"\.(conv\d)\.1\.", r".\1.bn."),
+            (r"\.downsample\.1\.0\.", ".downsample.1.conv."),
+            (r"\.downsample\.1\.1\.", ".downsample.1.bn."),
+            (r"^body\.conv1\.", "stem.conv."),
+            (r"\.se\.fc1\.", ".se.conv_reduce."),
+            (r"\.se\.fc2\.", ".se.conv_expand."),
+        ),
+        blocks=Blocks(source=r"^body\.layer\d\.\d+\.", target=r"^stages\.\d+\.\d+\."),
+        # InPlaceABN scales by |gamma| + eps (eps=1e-5); a plain BN's weight is that value.
+        transforms=((r"\.bn\.weight$", abs_plus(1e-5)),),
+    ),
+)
+
 # timm's resnet50 uses torchvision's names: the `leannet` layout loads it unchanged.
 
 
