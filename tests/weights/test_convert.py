@@ -237,6 +237,17 @@ def test_missing_key_names_it(lcnet_file, tmp_path):
         leannet.create_model("pplcnet_x0_5", pretrained=path)
 
 
+def test_hf_snapshot_of_a_different_network_refused(tmp_path):
+    """tf_mobilenetv3_* share mobilenetv3_*'s keys but not its padding: the snapshot's
+    config.json gives them away."""
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    save(timm.create_model("tf_mobilenetv3_small_100").state_dict(), snapshot / "model.safetensors")
+    (snapshot / "config.json").write_text(json.dumps({"architecture": "tf_mobilenetv3_small_100"}))
+    with pytest.raises(WeightsError, match="'tf_mobilenetv3_small_100' is a different network"):
+        leannet.create_model("mobilenetv3_small_x1_0", pretrained=snapshot / "model.safetensors")
+
+
 # --- leannet convert ----------------------------------------------------------------------------
 
 

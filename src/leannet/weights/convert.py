@@ -292,6 +292,7 @@ def load_checkpoint(
     meta = read_metadata(path) if path.suffix == ".safetensors" else {}
     if meta.get("arch") and model_info(meta["arch"]).name != info.name:
         raise WeightsError(f"{source}: holds weights for {meta['arch']!r}, not {info.name!r}")
+    _refuse_different_network(path)
     model = build()
     layout = detect_layout(state, model, info.family, source)
     args = {**meta.get("model_args", {}), **layout.implied_args(list(state))}
@@ -303,6 +304,25 @@ def load_checkpoint(
     own = model.state_dict()
     model.load_state_dict({k: v for k, v in converted.items() if k in own}, strict=strict)
     return model, report
+
+
+def _refuse_different_network(path: Path) -> None:
+    """A Hugging Face snapshot's config.json names the timm architecture; some share keys with
+    a layout we convert but are other networks, and loading them would fail silently."""
+    import fnmatch
+
+    from leannet.weights.layouts import DIFFERENT_NETWORKS
+
+    config = path.parent / "config.json"
+    if not config.is_file():
+        return
+    try:
+        arch = json.loads(config.read_text()).get("architecture", "")
+    except (json.JSONDecodeError, AttributeError, OSError, UnicodeDecodeError):
+        return
+    for pattern, why in DIFFERENT_NETWORKS.items():
+        if isinstance(arch, str) and fnmatch.fnmatch(arch, pattern):
+            raise WeightsError(f"{path}: timm's {arch!r} is a different network ({why})")
 
 
 def load_pretrained(build: Callable[..., nn.Module], name: str, pretrained: bool | str | Path) -> nn.Module:

@@ -51,6 +51,7 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "timm lcnet_*", "pplcnet",
         detect=(r"^conv_stem\.weight$", r"^blocks\.5\.1\.se\.conv_reduce\.weight$"),
+        reject=(r"\.conv_pwl\.",),  # depthwise-separable blocks only
         rename=_TIMM_DS,
         blocks=_TIMM_BLOCKS,
         model_args=((r"^conv_head\.bias$", "head_bias", True),),
@@ -91,6 +92,7 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "timm mobilenetv2_100", "mobilenetv2",
         detect=(r"^conv_stem\.weight$", r"^blocks\.\d+\.\d+\.conv_pwl\.weight$"),
+        reject=(r"\.se\.",),  # MobileNetV2 has no squeeze-excite
         rename=(
             (r"^conv_stem\.", "features.0.0."),
             (r"^bn1\.", "features.0.1."),
@@ -174,6 +176,14 @@ LAYOUTS += (
 )
 
 # timm's resnet50 uses torchvision's names: the `leannet` layout loads it unchanged.
+
+
+# timm architectures whose keys match a layout above but which compute another function; a
+# Hugging Face snapshot names its architecture in the `config.json` beside the weights.
+DIFFERENT_NETWORKS = {
+    "tf_mobilenetv3_*": "TF 'same' padding and BN eps 1e-3: not torchvision's MobileNetV3 "
+                        "(max logit difference ~30 after a key-for-key load); use mobilenetv3_*_100",
+}
 
 
 def layouts_for(family: str) -> tuple[Layout, ...]:
