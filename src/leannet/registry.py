@@ -29,7 +29,8 @@ class Published:
     top1: float | None = None  # ImageNet-1k top-1 %, without distillation unless noted
     latency_ms: float | None = None
     latency_hw: str | None = None  # hardware/runtime the latency was measured on
-    note: str = ""
+    params_form: str = "train"  # "deployed" when the paper counts the re-parameterised model
+    note: str = ""  # why our count differs from the paper's, where it does
 
 
 @dataclass(frozen=True)

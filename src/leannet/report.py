@@ -4,29 +4,55 @@ from __future__ import annotations
 
 import json
 
+from leannet.deploy.reparam import reparameterize
 from leannet.factory import create_model
 from leannet.profile.complexity import count_macs, count_params
 from leannet.registry import list_models, model_info
 
 
-def model_rows(pattern: str = "*", with_macs: bool = True) -> list[dict]:
+def model_rows(pattern: str = "*", with_macs: bool = True, deployed_params: bool = False) -> list[dict]:
+    """One dict per model: our counts at the default input size and the paper's numbers."""
     rows = []
     for name in list_models(pattern):
         info = model_info(name)
         model = create_model(name)
+        pub = info.published
         row = {
             "name": name,
             "family": info.family,
             "params_m": count_params(model) / 1e6,
             "macs_m": count_macs(model, info.input_size) / 1e6 if with_macs else None,
             "input": "x".join(map(str, info.input_size[1:])),
-            "paper_params_m": info.published.params_m,
-            "paper_macs_m": info.published.macs_m,
-            "paper_top1": info.published.top1,
-            "source": info.published.source,
+            "paper_params_m": pub.params_m,
+            "paper_params_form": pub.params_form,
+            "paper_macs_m": pub.macs_m,
+            "paper_top1": pub.top1,
+            "paper_latency_ms": pub.latency_ms,
+            "paper_latency_hw": pub.latency_hw,
+            "source": pub.source,
+            "note": pub.note,
         }
+        if deployed_params:
+            row["params_deployed_m"] = count_params(reparameterize(model)) / 1e6
         rows.append(row)
     return rows
+
+
+def deviation(ours: float, paper: float | None) -> float | None:
+    """Relative difference of our count from the paper's, 0.0 when the paper's rounding
+    explains it (1.64M printed as "1.6"); None when the paper gives no number."""
+    if not paper:
+        return None
+    text = f"{paper:g}"
+    decimals = len(text.partition(".")[2])
+    if round(ours, decimals) == paper:
+        return 0.0
+    return (ours - paper) / paper
+
+
+def paper_form_params(row: dict) -> float:
+    """Our params in the form the paper counts (deployed for re-parameterisable models)."""
+    return row["params_deployed_m"] if row["paper_params_form"] == "deployed" else row["params_m"]
 
 
 def _fmt(v, digits=2):

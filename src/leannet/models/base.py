@@ -54,7 +54,7 @@ class LeanModel(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         # Shapes are static under dynamo/export, so the check costs nothing in a graph; an
         # FX proxy has no shape to check.
-        if isinstance(x, torch.fx.Proxy):
+        if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing():
             return
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ShapeError(

@@ -195,7 +195,9 @@ _TV = "torchvision model docs (IMAGENET1K_V1)"
 # name: (torchvision builder, layout, timm alias, published facts)
 _BASELINES = {
     "mobilenetv2_x1_0": (tvm.mobilenet_v2, MOBILENETV2, "mobilenetv2_100",
-                         Published("arXiv:1801.04381 Table 4", 3.4, 300, 72.0, 75.0, "Google Pixel 1 CPU, TF-Lite")),
+                         Published("arXiv:1801.04381 Table 4", 3.4, 300, 72.0, 75.0, "Google Pixel 1 CPU, TF-Lite",
+                                   note="torchvision and timm both build 3.50M params for this "
+                                        "architecture; the paper's 3.4M is not reproduced by them")),
     "mobilenetv3_large_x1_0": (tvm.mobilenet_v3_large, MOBILENETV3_LARGE, "mobilenetv3_large_100",
                                Published("arXiv:1905.02244 Table 3", 5.4, 219, 75.2, 51.0, "Google Pixel 1 CPU, TF-Lite")),
     "mobilenetv3_small_x1_0": (tvm.mobilenet_v3_small, MOBILENETV3_SMALL, "mobilenetv3_small_100",
@@ -209,7 +211,9 @@ _BASELINES = {
     "shufflenetv2_x2_0": (tvm.shufflenet_v2_x2_0, SHUFFLENETV2, None,
                           Published("arXiv:1807.11164 Table 8; params: " + _TV, 7.39, 591, 74.9)),
     "resnet50": (tvm.resnet50, RESNET, None,
-                 Published("arXiv:1512.03385 Table 1 (3.8 GFLOPs = MACs); params, top-1: " + _TV, 25.56, 3800, 76.13)),
+                 Published("arXiv:1512.03385 Table 1 (3.8 GFLOPs = MACs); params, top-1: " + _TV, 25.56, 3800, 76.13,
+                           note="torchvision's ResNet-50 v1.5 puts the stride in the 3x3 conv "
+                                "(paper: in the 1x1), which costs 4.09G MACs instead of 3.8G")),
     "regnetx_032": (tvm.regnet_x_3_2gf, REGNET, None,
                     Published("arXiv:2003.13678 Table 6 (REGNETX-3.2GF)", 15.3, 3200, 78.3)),
 }

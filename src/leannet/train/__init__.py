@@ -1,0 +1,1 @@
+"""Training and evaluation: loop, checkpoints, EMA, distillation, distributed."""

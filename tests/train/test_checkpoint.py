@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+import leannet
+from leannet.errors import WeightsError
+from leannet.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+
+
+def test_roundtrip(tmp_path):
+    model = leannet.create_model("pplcnet_x0_25", num_classes=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    opt.step()
+    state = {"step": 7, "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "config": {"lr": 0.1}}
+    save_checkpoint(tmp_path / "last", model, state, meta={"arch": "pplcnet_x0_25"})
+    weights, tstate, meta = load_checkpoint(tmp_path / "last")
+    assert meta["arch"] == "pplcnet_x0_25" and meta["step"] == 7 and tstate["config"] == {"lr": 0.1}
+    torch.testing.assert_close(weights["head.fc.weight"], model.head.fc.weight)
+    opt2 = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(tstate["optimizer"])
+
+
+def test_mismatched_pair_is_detected(tmp_path):
+    model = leannet.create_model("pplcnet_x0_25", num_classes=3)
+    save_checkpoint(tmp_path / "last", model, {"step": 1}, meta={})
+    _, state_path = checkpoint_paths(tmp_path / "last")
+    torch.save({"step": 2}, state_path)  # as if the run died after writing only the state
+    with pytest.raises(WeightsError, match="different steps"):
+        load_checkpoint(tmp_path / "last")
+
+
+def test_missing_state(tmp_path):
+    with pytest.raises(WeightsError, match="no training state"):
+        load_checkpoint(tmp_path / "nothing")
