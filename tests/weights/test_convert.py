@@ -26,7 +26,10 @@ from tests.helpers import calibrate_bn
 timm = pytest.importorskip("timm")
 tvm = pytest.importorskip("torchvision.models")
 
-TOL = 1e-5  # max |logit difference| (issue 4); float64 parity lands near 1e-13
+# max |logit difference| (issue 4), relative to the logits' scale when that exceeds 1: a
+# perturbed MobileOne-S4 reaches logits of 1e4, where float64 re-parameterisation is off by
+# 1e-9 relative. Key-for-key loads land at exactly 0; a real difference is >1e-3.
+TOL = 1e-5
 
 
 @torch.no_grad()
@@ -59,8 +62,8 @@ def assert_parity(ref, ours, size: int = 64) -> None:
     x = torch.randn(2, 3, size, size, dtype=torch.float64)
     with torch.no_grad():
         expected, actual = ref(x), ours(x)
-    diff = (actual - expected).abs().max().item()
-    assert diff <= TOL, f"max |logit diff| {diff:.3g} (logits up to {expected.abs().max().item():.3g})"
+    diff, scale = (actual - expected).abs().max().item(), expected.abs().max().item()
+    assert diff <= TOL * max(1.0, scale), f"max |logit diff| {diff:.3g} (logits up to {scale:.3g})"
 
 
 # (timm name, leannet name, file suffix): suffixes vary so both readers are exercised.
@@ -352,3 +355,102 @@ def test_tresnet_parity(tmp_path, layout):
     torch.save(state, path)
     ours = leannet_double(path, "tresnet_m")
     assert_parity(ref, ours)
+
+
+# --- GhostNet -----------------------------------------------------------------------------------
+
+needs_ghostnet = pytest.mark.skipif(not leannet.list_models("ghostnet_x1_0"), reason="GhostNet not in this tree")
+
+
+@needs_ghostnet
+def test_ghostnet_parity(tmp_path):
+    """timm ghostnet_100; huawei-noah's ghostnet_pytorch/ghostnet.py has the same module names
+    (conv_stem, bn1, blocks.i.j.ghost1.primary_conv.0, ..., blocks.9.0.conv/bn1, conv_head,
+    classifier), so its checkpoints take the same path."""
+    ref = perturbed(timm.create_model("ghostnet_100"))
+    path = tmp_path / "ghostnet_100.pth"
+    torch.save(ref.state_dict(), path)
+    assert_parity(ref, leannet_double(path, "ghostnet_x1_0"))
+
+
+@needs_ghostnet
+@pytest.mark.parametrize(("source", "match"), [
+    ("paddle", "PaddleClas's GhostNet is a different network"),
+    ("ghostnetv2_100", "GhostNetV2"),
+    ("ghostnetv3_100", "GhostNetV3"),
+])
+def test_other_ghostnets_refused(tmp_path, source, match):
+    if source == "paddle":
+        # ppcls/arch/backbone/model_zoo/ghostnet.py: ConvBNLayer(_conv, _batch_norm), blocks
+        # added as "_ghostbottleneck_<i>", SEBlock(squeeze, excitation) Linear layers.
+        state = {"conv1._conv.weight": torch.zeros(16, 3, 3, 3),
+                 "conv1._batch_norm._variance": torch.ones(16),
+                 "_ghostbottleneck_0.ghost_module_1.primary_conv._conv.weight": torch.zeros(8, 16, 1, 1)}
+    else:
+        state = timm.create_model(source).state_dict()
+    path = tmp_path / "ghost.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=match):
+        leannet.create_model("ghostnet_x1_0", pretrained=path)
+
+
+# --- MobileOne and RepVGG -----------------------------------------------------------------------
+
+needs_mobileone = pytest.mark.skipif(not leannet.list_models("mobileone_s0"), reason="MobileOne not in this tree")
+
+
+def apple_mobileone_state(timm_state: dict) -> dict:
+    """apple/ml-mobileone mobileone.py names for a timm mobileone's tensors: stage0 (one
+    MobileOneBlock), stage1..4 (flat Sequentials of depthwise/pointwise blocks), linear; a
+    block holds rbr_skip (BN), rbr_conv.i.{conv,bn}, rbr_scale.{conv,bn}, se.{reduce,expand},
+    or reparam_conv once re-parameterised."""
+    rules = ((r"^stem\.", "stage0."), (r"^stages\.(\d)\.", lambda m: f"stage{int(m[1]) + 1}."),
+             (r"\.conv_kxk\.", ".rbr_conv."), (r"\.conv_scale\.", ".rbr_scale."),
+             (r"\.identity\.", ".rbr_skip."), (r"\.attn\.fc1\.", ".se.reduce."),
+             (r"\.attn\.fc2\.", ".se.expand."), (r"^head\.fc\.", "linear."))
+    out = {}
+    for key, value in timm_state.items():
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+@needs_mobileone
+@pytest.mark.parametrize(("source", "variant"), [  # s0: 4 branches; s4: SE (renamed per source)
+    ("timm", "s0"),
+    ("apple", "s4"),
+    pytest.param("apple", "s0", marks=pytest.mark.slow),
+    pytest.param("timm", "s4", marks=pytest.mark.slow),
+])
+def test_mobileone_unfused_parity(tmp_path, source, variant):
+    ref = perturbed(timm.create_model(f"mobileone_{variant}"))
+    state = ref.state_dict()
+    path = tmp_path / (f"mobileone_{variant}_unfused.pth.tar" if source == "apple" else "model.safetensors")
+    save(apple_mobileone_state(state) if source == "apple" else state, path)
+    ours = leannet_double(path, f"mobileone_{variant}")
+    assert_parity(ref, ours)
+    assert_parity(ref, leannet.reparameterize(ours))
+
+
+@needs_mobileone
+def test_mobileone_reparameterized_apple_parity(tmp_path):
+    from timm.utils.model import reparameterize_model
+
+    ref = reparameterize_model(perturbed(timm.create_model("mobileone_s0")))
+    path = tmp_path / "mobileone_s0.pth.tar"
+    torch.save(apple_mobileone_state(ref.state_dict()), path)
+    ours, report = load_checkpoint(path, "mobileone_s0",
+                                   build=lambda **a: leannet.create_model("mobileone_s0", **a).double())
+    assert report.model_args == {"inference_mode": True}
+    assert_parity(ref, ours.eval())
+
+
+@pytest.mark.skipif(not leannet.list_models("repvgg_a0"), reason="RepVGG not in this tree")
+def test_repvgg_parity(tmp_path):
+    ref = perturbed(timm.create_model("repvgg_a0"))
+    path = tmp_path / "repvgg_a0.pth"
+    torch.save(ref.state_dict(), path)
+    ours = leannet_double(path, "repvgg_a0")
+    assert_parity(ref, ours)
+    assert_parity(ref, leannet.reparameterize(ours))

@@ -175,6 +175,91 @@ LAYOUTS += (
     ),
 )
 
+# GhostNet: huawei-noah's `ghostnet_pytorch/ghostnet.py` and timm's `ghostnet_*` share every key.
+_GHOST_RENAME = (
+    (r"^conv_stem\.", "stem.conv."),
+    (r"^bn1\.", "stem.bn."),
+    (r"^blocks\.9\.0\.conv\.", "final.conv."),  # the 1x1 ConvBnAct after the last bottleneck
+    (r"^blocks\.9\.0\.bn1\.", "final.bn."),
+    (r"\.primary_conv\.0\.", ".primary.conv."),
+    (r"\.primary_conv\.1\.", ".primary.bn."),
+    (r"\.cheap_operation\.0\.", ".cheap.conv."),
+    (r"\.cheap_operation\.1\.", ".cheap.bn."),
+    (r"\.conv_dw\.", ".dw.conv."),
+    (r"\.bn_dw\.", ".dw.bn."),
+    (r"\.shortcut\.0\.", ".shortcut.dw.conv."),
+    (r"\.shortcut\.1\.", ".shortcut.dw.bn."),
+    (r"\.shortcut\.2\.", ".shortcut.pw.conv."),
+    (r"\.shortcut\.3\.", ".shortcut.pw.bn."),
+    (r"^conv_head\.", "head.conv."),
+    (r"^classifier\.", "head.fc."),
+)
+# MobileOne / RepVGG: the official repos name the re-parameterisable branches rbr_*.
+_REP_MODEL_ARGS = ((r"\.reparam_conv\.weight$", "inference_mode", True),)
+
+LAYOUTS += (
+    # --- GhostNet (refusals first: these share keys with the layout that follows) -----------
+    Layout(
+        "PaddleClas GhostNet", "ghostnet",
+        detect=(r"^_ghostbottleneck_0\.",),
+        refuse="PaddleClas's GhostNet is a different network (SE on Linear layers gated by "
+               "clip(x, 0, 1) instead of hard-sigmoid, a BN on the 1280-wide head conv, no "
+               "channel slicing): its weights can't become leannet's GhostNet; use timm's or "
+               "huawei-noah's GhostNet checkpoints",
+    ),
+    Layout(
+        "timm ghostnetv3_*", "ghostnet",
+        detect=(r"_rpr_",),
+        refuse="this is GhostNetV3 (re-parameterisable ghost branches; it also has V2's DFC branch), a different network from GhostNet",
+    ),
+    Layout(
+        "timm ghostnetv2_*", "ghostnet",
+        detect=(r"\.short_conv\.",),
+        refuse="this is GhostNetV2 (DFC attention branch), a different network from GhostNet",
+    ),
+    Layout(
+        "timm ghostnet_* / huawei-noah GhostNet", "ghostnet",
+        detect=(r"^conv_stem\.weight$", r"\.ghost1\.primary_conv\.0\.weight$"),
+        rename=_GHOST_RENAME,
+        blocks=_TIMM_BLOCKS,
+    ),
+    # --- MobileOne --------------------------------------------------------------------------
+    Layout(
+        "timm mobileone_* / leannet", "mobileone",
+        detect=(r"^stem\.(conv_kxk\.0\.conv|reparam_conv)\.weight$",),
+        rename=((r"\.attn\.fc1\.", ".se.conv_reduce."), (r"\.attn\.fc2\.", ".se.conv_expand.")),
+        model_args=_REP_MODEL_ARGS,
+    ),
+    Layout(
+        "apple/ml-mobileone", "mobileone",
+        detect=(r"^stage0\.(rbr_conv\.0\.conv|reparam_conv)\.weight$",),
+        rename=(
+            (r"^stage0\.", "stem."),
+            (r"\.rbr_conv\.", ".conv_kxk."),
+            (r"\.rbr_scale\.", ".conv_scale."),
+            (r"\.rbr_skip\.", ".identity."),
+            (r"\.se\.reduce\.", ".se.conv_reduce."),
+            (r"\.se\.expand\.", ".se.conv_expand."),
+            (r"^linear\.", "head.fc."),
+        ),
+        # stage1..4 are flat Sequentials of depthwise/pointwise blocks, as ours.
+        blocks=Blocks(source=r"^stage[1-9]\.\d+\.", target=r"^stages\.\d+\.\d+\."),
+        model_args=_REP_MODEL_ARGS,
+        note="unfused (*_unfused.pth.tar) and re-parameterised checkpoints; the latter build "
+             "the model with inference_mode=True",
+    ),
+    # --- RepVGG -----------------------------------------------------------------------------
+    Layout(
+        "timm repvgg_*", "repvgg",
+        detect=(r"^stem\.(conv_1x1\.conv|reparam_conv)\.weight$",),
+        rename=(
+            (r"\.conv_kxk\.(conv|bn)\.", r".conv_kxk.0.\1."),
+            (r"\.conv_1x1\.", ".conv_scale."),
+        ),
+        model_args=_REP_MODEL_ARGS,
+    ),
+)
+
 # timm's resnet50 uses torchvision's names: the `leannet` layout loads it unchanged.
 
 
