@@ -28,7 +28,9 @@ tvm = pytest.importorskip("torchvision.models")
 
 # max |logit difference| (issue 4), relative to the logits' scale when that exceeds 1: a
 # perturbed MobileOne-S4 reaches logits of 1e4, where float64 re-parameterisation is off by
-# 1e-9 relative. Key-for-key loads land at exactly 0; a real difference is >1e-3.
+# 1e-9 relative. Key-for-key loads land at exactly 0; a real difference is >1e-3. (float32
+# is not enough here: these perturbed nets amplify rounding, e.g. MobileOne-S4 re-param
+# reaches 3e-4 relative; float64 depthwise convs are slow on CPU, hence the slow marks.)
 TOL = 1e-5
 
 
@@ -69,17 +71,17 @@ def assert_parity(ref, ours, size: int = 64) -> None:
 # (timm name, leannet name, file suffix): suffixes vary so both readers are exercised.
 TIMM = [
     ("lcnet_050", "pplcnet_x0_5", ".safetensors"),
-    ("lcnet_035", "pplcnet_x0_35", ".pth"),
+    pytest.param("lcnet_035", "pplcnet_x0_35", ".pth", marks=pytest.mark.slow),
     ("mobilenetv1_100", "mobilenetv1_x1_0", ".pth"),
     ("mobilenetv2_100", "mobilenetv2_x1_0", ".bin"),
     ("mobilenetv3_large_100", "mobilenetv3_large_x1_0", ".safetensors"),
     ("mobilenetv3_small_100", "mobilenetv3_small_x1_0", ".pth"),
     ("resnet50", "resnet50", ".safetensors"),
-    ("regnetx_032", "regnetx_032", ".pth"),
+    pytest.param("regnetx_032", "regnetx_032", ".pth", marks=pytest.mark.slow),  # grouped convs: slow in float64
 ]
 
 
-@pytest.mark.parametrize(("timm_name", "name", "suffix"), TIMM, ids=[c[0] for c in TIMM])
+@pytest.mark.parametrize(("timm_name", "name", "suffix"), TIMM)
 def test_timm_parity(tmp_path, timm_name, name, suffix):
     ref = perturbed(timm.create_model(timm_name))
     path = tmp_path / f"{timm_name}{suffix}"
@@ -88,8 +90,8 @@ def test_timm_parity(tmp_path, timm_name, name, suffix):
 
 
 TORCHVISION = [
-    ("mobilenet_v2", "mobilenetv2_x1_0"),
-    ("mobilenet_v3_large", "mobilenetv3_large_x1_0"),
+    pytest.param("mobilenet_v2", "mobilenetv2_x1_0", marks=pytest.mark.slow),
+    pytest.param("mobilenet_v3_large", "mobilenetv3_large_x1_0", marks=pytest.mark.slow),
     ("mobilenet_v3_small", "mobilenetv3_small_x1_0"),
     ("shufflenet_v2_x0_5", "shufflenetv2_x0_5"),
     pytest.param("resnet50", "resnet50", marks=pytest.mark.slow),
@@ -418,8 +420,8 @@ def apple_mobileone_state(timm_state: dict) -> dict:
 
 @needs_mobileone
 @pytest.mark.parametrize(("source", "variant"), [  # s0: 4 branches; s4: SE (renamed per source)
-    ("timm", "s0"),
     ("apple", "s4"),
+    pytest.param("timm", "s0", marks=pytest.mark.slow),
     pytest.param("apple", "s0", marks=pytest.mark.slow),
     pytest.param("timm", "s4", marks=pytest.mark.slow),
 ])
