@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The main job: the seeds preset in eager, ONNX Runtime and OpenVINO at batch 1 (~10 min on
+# 2 cores); resumes an interrupted sweep from runs/bench/results.jsonl.
 run: $(STAMP)
-	$(VENV)/bin/leannet models
+	$(VENV)/bin/leannet bench --preset seeds --report --out runs/bench
+	@echo "report: runs/bench/report.md (plots beside it; rows in runs/bench/results.jsonl)"
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -27,3 +27,25 @@ def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float = 
     scale = expected.abs().max().clamp_min(1e-12)
     err = (actual - expected).abs().max() / scale
     assert err <= rel, f"max relative error {err.item():.3g} > {rel:g}"
+
+
+def fvcore_macs(model: nn.Module, input_size=(3, 224, 224)) -> int:
+    """Multiply-accumulates of convolutions and linear layers as fvcore counts them: the
+    independent reference for `leannet.profile.count_macs`. fvcore's defaults also count BN and
+    pooling elements, and `set_op_handle(op, None)` does not drop a default handle, so the
+    handles are replaced wholesale."""
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import (
+        addmm_flop_jit,
+        conv_flop_jit,
+        linear_flop_jit,
+        matmul_flop_jit,
+    )
+
+    fa = FlopCountAnalysis(model.eval(), torch.zeros(1, *input_size))
+    fa.clear_op_handles().set_op_handle(**{
+        "aten::_convolution": conv_flop_jit, "aten::addmm": addmm_flop_jit,
+        "aten::linear": linear_flop_jit, "aten::matmul": matmul_flop_jit, "aten::mm": matmul_flop_jit,
+    })
+    fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return int(fa.total())

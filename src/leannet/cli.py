@@ -43,6 +43,46 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    import json
+
+    from leannet.profile.complexity import profile
+    from leannet.profile.report import profile_table
+
+    result = profile(args.model, img=args.img, batch=args.batch, deployed=args.deployed)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        top = args.top if args.top is not None else (None if args.per_layer else 15)
+        sort = args.sort or ("order" if args.per_layer else "macs")
+        print(profile_table(result, sort=sort, top=top))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from leannet.profile.latency import bench
+
+    results = bench(args.models, preset=args.preset, runtimes=args.runtimes, batches=args.batch,
+                    threads=args.threads, img=args.img, min_time=args.min_time, out=args.out,
+                    deployed=not args.train_form, report=args.report)
+    print(f"results: {results}" + (f"\nreport: {results.parent / 'report.md'}" if args.report else ""))
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -69,6 +109,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-pickle", action="store_true",
                    help="allow .pdparams (Python pickles); only numpy arrays are admitted")
     s.set_defaults(func=cmd_convert)
+    from leannet.profile.report import SORT_KEYS
+
+    s = sub.add_parser("profile", help="params, MACs, memory access and activations, per layer")
+    s.add_argument("model", help="registered name or timm alias, e.g. pplcnet_x1_0")
+    s.add_argument("--img", type=int, default=224, help="input height and width (default 224)")
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--deployed", action="store_true",
+                   help="profile the re-parameterised, BN-folded form (what an export runs)")
+    s.add_argument("--json", action="store_true", help="print one JSON object (the Python API's result)")
+    s.add_argument("--per-layer", action="store_true", help="every layer in execution order")
+    s.add_argument("--sort", choices=SORT_KEYS, help="sort layers, largest first (default: macs)")
+    s.add_argument("--top", type=int, help="show only the first N layers (default 15; all with --per-layer)")
+    s.set_defaults(func=cmd_profile)
+
+    from leannet.profile.latency import DEFAULT_RUNTIMES, PRESETS
+
+    s = sub.add_parser("bench", help="measure latency per model x runtime x batch (resumable)")
+    s.add_argument("models", nargs="*", help="registered names or timm aliases")
+    s.add_argument("--preset", choices=sorted(PRESETS), help="a named list of models, e.g. seeds")
+    s.add_argument("--runtimes", type=_name_list, default=list(DEFAULT_RUNTIMES),
+                   help=f"comma-separated (default {','.join(DEFAULT_RUNTIMES)}; also channels_last, "
+                   "compile, openvino_bf16, cuda, cuda_fp16, cuda_bf16)")
+    s.add_argument("--batch", type=_int_list, default=[1], help="comma-separated batch sizes (default 1)")
+    s.add_argument("--threads", type=int, help="threads for every runtime (default: usable cores)")
+    s.add_argument("--img", type=int, default=224)
+    s.add_argument("--min-time", type=float, default=0.5, help="seconds of timed calls per row (default 0.5)")
+    s.add_argument("--out", default="runs/bench", help="results.jsonl (appended) and the report go here")
+    s.add_argument("--train-form", action="store_true", help="benchmark the un-folded train-time form")
+    s.add_argument("--report", action="store_true", help="also write report.md and PNG plots")
+    s.set_defaults(func=cmd_bench)
     return p
 
 

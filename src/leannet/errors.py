@@ -24,3 +24,7 @@ class ConfigError(LeannetError, ValueError):
 
 class DataError(LeannetError):
     pass
+
+
+class UnknownRuntimeError(LeannetError):
+    """A benchmark runtime name that leannet does not know."""

@@ -8,7 +8,10 @@ from leannet.errors import ShapeError, UnknownModelError
 from leannet.registry import model_info
 from tests.helpers import assert_close_rel, calibrate_bn
 
-MODELS = leannet.list_models()
+# Larger siblings of a family already covered here at default tier (same blocks, only deeper
+# and wider): their contract runs in the slow tier. TResNet-L/XL cost 40-80 s each per test on 2 cores.
+HEAVY = {"tresnet_l", "tresnet_xl"}
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in leannet.list_models()]
 SIZE = 64
 
 

@@ -1,3 +1,11 @@
 """Importing this package registers every model family."""
 
-from leannet.models import mobilenetv1, pplcnet, torchvision_adapters  # noqa: F401
+from leannet.models import (  # noqa: F401
+    g_ghostnet,
+    ghostnet,
+    mobilenetv1,
+    pplcnet,
+    snet,
+    torchvision_adapters,
+    tresnet,
+)

@@ -1,5 +1,9 @@
-"""What a model costs: params, MACs, memory access, activations, and measured latency."""
+"""What a model costs: params, MACs, memory access, activations, and measured latency.
 
-from leannet.profile.complexity import count_macs, count_params
+`leannet.profile` (the function, re-exported by the top-level package) shadows this package
+as an attribute of `leannet`; import submodules with `from leannet.profile import latency`.
+"""
 
-__all__ = ["count_macs", "count_params"]
+from leannet.profile.complexity import count_macs, count_params, profile, profile_model
+
+__all__ = ["count_macs", "count_params", "profile", "profile_model"]
