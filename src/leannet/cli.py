@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-pickle", action="store_true",
                    help="allow .pdparams (Python pickles); only numpy arrays are admitted")
     s.set_defaults(func=cmd_convert)
+
     from leannet.profile.report import SORT_KEYS
 
     s = sub.add_parser("profile", help="params, MACs, memory access and activations, per layer")
