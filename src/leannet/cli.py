@@ -43,6 +43,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from leannet.train import train_from_config
+
+    train_from_config(args.config, args.override, resume=args.resume, strict=args.strict)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from leannet.train.loop import evaluate_from_config, format_metrics
+
+    print(format_metrics(evaluate_from_config(args.config, args.weights, args.override, strict=args.strict)))
+    return 0
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     import json
 
@@ -81,6 +95,25 @@ def _int_list(text: str) -> list[int]:
 
 def _name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+def cmd_export(args: argparse.Namespace) -> int:
+    from leannet.deploy import export
+
+    result = export(args.model, weights=args.weights, format=args.format, out=args.out, img=args.img,
+                    batch=args.batch, dynamic_batch=args.dynamic_batch, dynamic_size=args.dynamic_size,
+                    precision=args.precision, int8=args.int8, calib=args.calib, eval_set=args.eval,
+                    opset=args.opset, simplify=args.simplify,
+                    log=lambda msg: print(msg, file=sys.stderr))
+    print(result.summary())
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from leannet.deploy import infer
+
+    failed = infer(args.model, args.images, weights=args.weights, topk=args.topk, runtime=args.runtime,
+                   batch_size=args.batch_size, threads=args.threads, as_json=args.json,
+                   progress=not args.no_progress)
+    return 1 if failed else 0
 
 
 # --- parser ----------------------------------------------------------------------------------
@@ -109,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-pickle", action="store_true",
                    help="allow .pdparams (Python pickles); only numpy arrays are admitted")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("train", help="train a classifier from a YAML config (torchrun-ready)")
+    s.add_argument("-c", "--config", required=True, help="YAML config, e.g. configs/pplcnet_x0_25_digits.yaml")
+    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o optim.lr=0.2 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue from RUN.OUT_DIR/last")
+    s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="top-1/top-5 of weights on a config's validation split")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--weights", required=True, help="a leannet .safetensors checkpoint")
+    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    s.set_defaults(func=cmd_eval)
 
     from leannet.profile.report import SORT_KEYS
 
@@ -140,7 +188,48 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-form", action="store_true", help="benchmark the un-folded train-time form")
     s.add_argument("--report", action="store_true", help="also write report.md and PNG plots")
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("export", help="re-parameterise, fold BN, export to ONNX/OpenVINO (fp32, bf16, INT8) and verify")
+    s.add_argument("model", help="registry name (with --weights) or a leannet .safetensors checkpoint")
+    s.add_argument("--weights", help="checkpoint for a registry name")
+    s.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    s.add_argument("--out", help="artefact path (.onnx or .xml); default ./MODEL[-int8].onnx|.xml")
+    s.add_argument("--img", type=_positive_int, help="square input size (default: the model's)")
+    s.add_argument("--batch", type=_positive_int, default=1, help="fixed batch size (default 1)")
+    s.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
+    s.add_argument("--dynamic-size", action="store_true", help="symbolic height and width")
+    s.add_argument("--precision", choices=["f32", "fp32", "bf16"], default="fp32",
+                   help="compute precision recorded for the runtime (bf16: OpenVINO only)")
+    s.add_argument("--int8", action="store_true", help="post-training INT8 quantisation (needs --calib)")
+    s.add_argument("--calib", help="calibration images: ImageFolder, folder or list file")
+    s.add_argument("--eval", help="labelled images (ImageFolder or list file) for top-1 before/after")
+    s.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 14; default 18)")
+    s.add_argument("--simplify", action="store_true", help="simplify the ONNX graph with onnxslim")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("infer", help="top-k predictions for images from a model, checkpoint or exported artefact")
+    s.add_argument("model", help="registry name (+ --weights), .safetensors checkpoint, .onnx or OpenVINO .xml")
+    s.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    s.add_argument("--weights", help="checkpoint for a registry name")
+    s.add_argument("--topk", type=_positive_int, default=5)
+    s.add_argument("--json", action="store_true", help="one JSON object per image (path, labels, scores)")
+    s.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"],
+                   help="default: torch for models, onnxruntime for .onnx, openvino for .xml")
+    s.add_argument("--batch-size", type=_positive_int, default=16)
+    s.add_argument("--threads", type=_positive_int, help="CPU threads for the runtime")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(func=cmd_infer)
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,5 +26,13 @@ class DataError(LeannetError):
     pass
 
 
+class TrainingError(LeannetError):
+    """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
 class UnknownRuntimeError(LeannetError):
     """A benchmark runtime name that leannet does not know."""
+
+
+class ExportError(LeannetError):
+    """An export that failed, or whose artefact does not reproduce the PyTorch model."""

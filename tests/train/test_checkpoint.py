@@ -32,3 +32,17 @@ def test_mismatched_pair_is_detected(tmp_path):
 def test_missing_state(tmp_path):
     with pytest.raises(WeightsError, match="no training state"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_kill_between_state_and_weights_falls_back_to_previous_state(tmp_path):
+    model = leannet.create_model("pplcnet_x0_25", num_classes=3)
+    save_checkpoint(tmp_path / "last", model, {"step": 1, "tag": "one"}, meta={})
+    save_checkpoint(tmp_path / "last", model, {"step": 2, "tag": "two"}, meta={})
+    _weights, state_path = checkpoint_paths(tmp_path / "last")
+    # Reproduce a kill after the state of step 3 is written but before its weights: the
+    # weights on disk are step 2, and the kept previous state is step 2.
+    import os
+    os.replace(state_path, tmp_path / "last.prev.state.pt")
+    torch.save({"step": 3, "tag": "three"}, state_path)
+    _, state, meta = load_checkpoint(tmp_path / "last")
+    assert meta["step"] == 2 and state["tag"] == "two"

@@ -48,7 +48,7 @@ def prepare_digits(root: str | Path | None = None) -> Path:
             for c in CLASSES:
                 (tmp / split / c).mkdir(parents=True)
             for i in sorted(ids):
-                Image.fromarray(images[i], mode="L").save(tmp / split / str(digits.target[i]) / f"{i:04d}.png")
+                Image.fromarray(images[i]).save(tmp / split / str(digits.target[i]) / f"{i:04d}.png")
         root.mkdir(parents=True, exist_ok=True)
         for split in ("train", "val"):
             os.replace(tmp / split, root / split)

@@ -5,6 +5,7 @@ and plain containers (configs go in as plain dicts)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from leannet.fileio import atomic_path
 from leannet.weights.io import load_state_dict, read_metadata, save_weights
 
 STATE_SUFFIX = ".state.pt"
+PREV_STATE_SUFFIX = ".prev.state.pt"
 
 
 def checkpoint_paths(stem: str | Path) -> tuple[Path, Path]:
@@ -25,10 +27,15 @@ def checkpoint_paths(stem: str | Path) -> tuple[Path, Path]:
 
 
 def save_checkpoint(stem: str | Path, model: nn.Module, state: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Write the state first and the weights last, both carrying the same `step`, so a crash
-    between the two leaves a pair that `load_checkpoint` recognises as mismatched."""
+    """Write the state first and the weights last, both carrying the same `step`.
+
+    The previous state is kept (renamed, atomically) until the new weights are in place, so a
+    kill at any instant leaves one state file whose step matches the weights on disk.
+    """
     weights, state_path = checkpoint_paths(stem)
     step = int(state.get("step", 0))
+    if state_path.is_file() and weights.is_file():
+        os.replace(state_path, _prev_state_path(stem))
     with atomic_path(state_path) as tmp:
         torch.save(state, tmp)
     save_weights(model, weights, meta={**meta, "step": step})
@@ -41,11 +48,25 @@ def load_checkpoint(stem: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not state_path.is_file():
         raise WeightsError(f"{state_path}: no training state to resume from")
     meta = read_metadata(weights)
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unreadable state file is the same user error
-        raise WeightsError(f"{state_path}: corrupt training state ({str(e).splitlines()[0][:200]})") from None
+    state = _read_state(state_path)
     if int(state.get("step", -1)) != int(meta.get("step", -2)):
-        raise WeightsError(f"{weights} and {state_path} come from different steps; the run was "
-                           "interrupted while saving: resume from the other checkpoint")
+        # Killed between writing the new state and the new weights: the kept previous state
+        # belongs to the weights on disk.
+        prev = _prev_state_path(stem)
+        state = _read_state(prev) if prev.is_file() else {}
+        if int(state.get("step", -1)) != int(meta.get("step", -2)):
+            raise WeightsError(f"{weights} and {state_path} come from different steps; the run was "
+                               "interrupted while saving: resume from the other checkpoint")
     return load_state_dict(weights), state, meta
+
+
+def _prev_state_path(stem: str | Path) -> Path:
+    stem = Path(stem)
+    return stem.with_name(stem.name + PREV_STATE_SUFFIX)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unreadable state file is the same user error
+        raise WeightsError(f"{path}: corrupt training state ({str(e).splitlines()[0][:200]})") from None
