@@ -74,7 +74,7 @@ TIMM = [
     pytest.param("lcnet_035", "pplcnet_x0_35", ".pth", marks=pytest.mark.slow),
     ("mobilenetv1_100", "mobilenetv1_x1_0", ".pth"),
     ("mobilenetv2_100", "mobilenetv2_x1_0", ".bin"),
-    ("mobilenetv3_large_100", "mobilenetv3_large_x1_0", ".safetensors"),
+    pytest.param("mobilenetv3_large_100", "mobilenetv3_large_x1_0", ".safetensors", marks=pytest.mark.slow),
     ("mobilenetv3_small_100", "mobilenetv3_small_x1_0", ".pth"),
     ("resnet50", "resnet50", ".safetensors"),
     pytest.param("regnetx_032", "regnetx_032", ".pth", marks=pytest.mark.slow),  # grouped convs: slow in float64
