@@ -33,9 +33,6 @@ from leannet.weights.io import check_state_dict, load_state_dict, read_metadata,
 # transform runs, so transforms never see each other's output.
 Transform = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 
-_LEAVES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-
-
 @dataclass(frozen=True)
 class Blocks:
     """Renumber blocks by position.

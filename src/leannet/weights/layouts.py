@@ -269,7 +269,3 @@ DIFFERENT_NETWORKS = {
     "tf_mobilenetv3_*": "TF 'same' padding and BN eps 1e-3: not torchvision's MobileNetV3 "
                         "(max logit difference ~30 after a key-for-key load); use mobilenetv3_*_100",
 }
-
-
-def layouts_for(family: str) -> tuple[Layout, ...]:
-    return tuple(layout for layout in LAYOUTS if layout.family == family)
