@@ -33,6 +33,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from leannet.weights import convert_checkpoint
+
+    report = convert_checkpoint(args.src, args.model, args.out, strict=not args.non_strict,
+                                trust_pickle=args.trust_pickle, num_classes=args.num_classes)
+    print(report.summary())
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from leannet.train import train_from_config
 
@@ -122,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "markdown", "json"], default="table")
     s.set_defaults(func=cmd_models)
 
+    s = sub.add_parser("convert", help="convert a timm / torchvision / official checkpoint to leannet's format")
+    s.add_argument("src", help="checkpoint: .safetensors, .pth/.pt/.bin/.pth.tar, or PaddleClas .pdparams")
+    s.add_argument("--model", required=True, help="leannet model name (or timm alias), e.g. pplcnet_x1_0")
+    s.add_argument("--out", required=True, help="output .safetensors (a .json sidecar is written beside it)")
+    s.add_argument("--num-classes", type=int, default=1000, help="classes of the checkpoint's classifier")
+    s.add_argument("--non-strict", action="store_true",
+                   help="write even if keys are missing or unexpected (listed in the report and metadata)")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="allow .pdparams (Python pickles); only numpy arrays are admitted")
+    s.set_defaults(func=cmd_convert)
+
     s = sub.add_parser("train", help="train a classifier from a YAML config (torchrun-ready)")
     s.add_argument("-c", "--config", required=True, help="YAML config, e.g. configs/pplcnet_x0_25_digits.yaml")
     s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -136,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     s.set_defaults(func=cmd_eval)
+
     from leannet.profile.report import SORT_KEYS
 
     s = sub.add_parser("profile", help="params, MACs, memory access and activations, per layer")
