@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from leannet.fileio import write_text
-from leannet.report import deviation, model_rows, paper_form_params
+from leannet.report import deviation, model_rows, paper_form
 
 HEADER = """# Models
 
@@ -16,25 +16,27 @@ Our numbers are counted on the model as built by `leannet.create_model(name)` at
 (1000 classes): params from the module, MACs from torch's FlopCounterMode (convolutions and
 linear layers; 1 MAC = 2 FLOPs). Zoos and papers often print MACs and call them FLOPs: the
 "paper MACs" column holds the paper's number as published. For re-parameterisable models the
-paper counts the deployed (single-branch) form, so "params" is the deployed count there and the
-train-time count is shown beside it. Differences over 2% are explained in the notes.
+paper counts the deployed (single-branch) form, so params and MACs are the deployed counts there
+and the train-time counts are shown beside them. Differences over 2% are explained in the notes.
 
 """
 
 
 def main(out: str = "docs/models.md") -> None:
-    rows = model_rows(deployed_params=True)
+    rows = model_rows()
     cols = ["model", "family", "params (M)", "paper params (M)", "Δ params", "MACs (M)",
             "paper MACs (M)", "Δ MACs", "paper top-1 (%)", "paper latency", "source", "notes"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        params = paper_form_params(r)
-        train = f" (train {r['params_m']:.2f})" if r["paper_params_form"] == "deployed" else ""
+        params, macs = paper_form(r, "params_m"), paper_form(r, "macs_m")
+        deployed = r["paper_params_form"] == "deployed"
+        train = f" (train {r['params_m']:.2f})" if deployed else ""
+        train_macs = f" (train {r['macs_m']:.1f})" if deployed else ""
         lat = f"{r['paper_latency_ms']} ms, {r['paper_latency_hw']}" if r["paper_latency_ms"] else "-"
         lines.append("| " + " | ".join([
             f"`{r['name']}`", r["family"], f"{params:.2f}{train}", _num(r["paper_params_m"]),
-            _delta(params, r["paper_params_m"]), f"{r['macs_m']:.1f}", _num(r["paper_macs_m"]),
-            _delta(r["macs_m"], r["paper_macs_m"]), _num(r["paper_top1"]), lat, r["source"],
+            _delta(params, r["paper_params_m"]), f"{macs:.1f}{train_macs}", _num(r["paper_macs_m"]),
+            _delta(macs, r["paper_macs_m"]), _num(r["paper_top1"]), lat, r["source"],
             r["note"] or "",
         ]) + " |")
     write_text(out, HEADER + "\n".join(lines) + "\n")

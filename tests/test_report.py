@@ -5,20 +5,21 @@ from pathlib import Path
 import pytest
 
 import leannet
-from leannet.report import deviation, model_rows, paper_form_params
+from leannet.report import deviation, model_rows, paper_form
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return model_rows(deployed_params=True)
+    return model_rows()
 
 
 def test_every_large_deviation_has_a_note(rows):
     unexplained = []
     for r in rows:
-        for ours, paper in ((paper_form_params(r), r["paper_params_m"]), (r["macs_m"], r["paper_macs_m"])):
+        for ours, paper in ((paper_form(r, "params_m"), r["paper_params_m"]),
+                            (paper_form(r, "macs_m"), r["paper_macs_m"])):
             d = deviation(ours, paper)
             if d is not None and abs(d) > 0.02 and not r["note"]:
                 unexplained.append(f"{r['name']}: ours {ours:.2f} vs paper {paper}")

@@ -33,6 +33,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from leannet.weights import convert_checkpoint
+
+    report = convert_checkpoint(args.src, args.model, args.out, strict=not args.non_strict,
+                                trust_pickle=args.trust_pickle, num_classes=args.num_classes)
+    print(report.summary())
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from leannet.train import train_from_config
 
@@ -85,6 +95,25 @@ def _int_list(text: str) -> list[int]:
 
 def _name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+def cmd_export(args: argparse.Namespace) -> int:
+    from leannet.deploy import export
+
+    result = export(args.model, weights=args.weights, format=args.format, out=args.out, img=args.img,
+                    batch=args.batch, dynamic_batch=args.dynamic_batch, dynamic_size=args.dynamic_size,
+                    precision=args.precision, int8=args.int8, calib=args.calib, eval_set=args.eval,
+                    opset=args.opset, simplify=args.simplify,
+                    log=lambda msg: print(msg, file=sys.stderr))
+    print(result.summary())
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from leannet.deploy import infer
+
+    failed = infer(args.model, args.images, weights=args.weights, topk=args.topk, runtime=args.runtime,
+                   batch_size=args.batch_size, threads=args.threads, as_json=args.json,
+                   progress=not args.no_progress)
+    return 1 if failed else 0
 
 # --- detect: the slim RetinaNet document detector -----------------------------------------------
 
@@ -191,6 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "markdown", "json"], default="table")
     s.set_defaults(func=cmd_models)
 
+    s = sub.add_parser("convert", help="convert a timm / torchvision / official checkpoint to leannet's format")
+    s.add_argument("src", help="checkpoint: .safetensors, .pth/.pt/.bin/.pth.tar, or PaddleClas .pdparams")
+    s.add_argument("--model", required=True, help="leannet model name (or timm alias), e.g. pplcnet_x1_0")
+    s.add_argument("--out", required=True, help="output .safetensors (a .json sidecar is written beside it)")
+    s.add_argument("--num-classes", type=int, default=1000, help="classes of the checkpoint's classifier")
+    s.add_argument("--non-strict", action="store_true",
+                   help="write even if keys are missing or unexpected (listed in the report and metadata)")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="allow .pdparams (Python pickles); only numpy arrays are admitted")
+    s.set_defaults(func=cmd_convert)
+
     s = sub.add_parser("train", help="train a classifier from a YAML config (torchrun-ready)")
     s.add_argument("-c", "--config", required=True, help="YAML config, e.g. configs/pplcnet_x0_25_digits.yaml")
     s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -205,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     s.set_defaults(func=cmd_eval)
+
     from leannet.profile.report import SORT_KEYS
 
     s = sub.add_parser("profile", help="params, MACs, memory access and activations, per layer")
@@ -236,8 +277,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="also write report.md and PNG plots")
     s.set_defaults(func=cmd_bench)
 
+    s = sub.add_parser("export", help="re-parameterise, fold BN, export to ONNX/OpenVINO (fp32, bf16, INT8) and verify")
+    s.add_argument("model", help="registry name (with --weights) or a leannet .safetensors checkpoint")
+    s.add_argument("--weights", help="checkpoint for a registry name")
+    s.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    s.add_argument("--out", help="artefact path (.onnx or .xml); default ./MODEL[-int8].onnx|.xml")
+    s.add_argument("--img", type=_positive_int, help="square input size (default: the model's)")
+    s.add_argument("--batch", type=_positive_int, default=1, help="fixed batch size (default 1)")
+    s.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
+    s.add_argument("--dynamic-size", action="store_true", help="symbolic height and width")
+    s.add_argument("--precision", choices=["f32", "fp32", "bf16"], default="fp32",
+                   help="compute precision recorded for the runtime (bf16: OpenVINO only)")
+    s.add_argument("--int8", action="store_true", help="post-training INT8 quantisation (needs --calib)")
+    s.add_argument("--calib", help="calibration images: ImageFolder, folder or list file")
+    s.add_argument("--eval", help="labelled images (ImageFolder or list file) for top-1 before/after")
+    s.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 14; default 18)")
+    s.add_argument("--simplify", action="store_true", help="simplify the ONNX graph with onnxslim")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("infer", help="top-k predictions for images from a model, checkpoint or exported artefact")
+    s.add_argument("model", help="registry name (+ --weights), .safetensors checkpoint, .onnx or OpenVINO .xml")
+    s.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    s.add_argument("--weights", help="checkpoint for a registry name")
+    s.add_argument("--topk", type=_positive_int, default=5)
+    s.add_argument("--json", action="store_true", help="one JSON object per image (path, labels, scores)")
+    s.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"],
+                   help="default: torch for models, onnxruntime for .onnx, openvino for .xml")
+    s.add_argument("--batch-size", type=_positive_int, default=16)
+    s.add_argument("--threads", type=_positive_int, help="CPU threads for the runtime")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(func=cmd_infer)
+
     _add_detect(sub)
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,3 +32,7 @@ class TrainingError(LeannetError):
 
 class UnknownRuntimeError(LeannetError):
     """A benchmark runtime name that leannet does not know."""
+
+
+class ExportError(LeannetError):
+    """An export that failed, or whose artefact does not reproduce the PyTorch model."""

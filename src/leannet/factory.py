@@ -32,18 +32,26 @@ def create_model(
     build_args = dict(kwargs, num_classes=num_classes, in_chans=in_chans)
     if drop_rate is not None:
         build_args["drop_rate"] = drop_rate
-    try:
-        model = info.builder(**build_args)
-    except TypeError as e:
-        if "unexpected keyword argument" not in str(e):
-            raise
-        bad = str(e).rpartition("unexpected keyword argument ")[2]
-        raise ConfigError(f"{info.name}: unknown argument {bad}") from None
-    model.pretrained_cfg = info
+
+    def build(**implied: Any) -> nn.Module:
+        # `implied`: arguments a checkpoint's contents imply (e.g. PP-LCNet's head_bias);
+        # the caller's own arguments win.
+        try:
+            model = info.builder(**{**implied, **build_args})
+        except TypeError as e:
+            if "unexpected keyword argument" not in str(e):
+                raise
+            bad = str(e).rpartition("unexpected keyword argument ")[2]
+            raise ConfigError(f"{info.name}: unknown argument {bad}") from None
+        model.pretrained_cfg = info
+        return model
+
     if pretrained:
         from leannet.weights import load_pretrained
 
-        load_pretrained(model, info.name, pretrained)
+        model = load_pretrained(build, info.name, pretrained)
+    else:
+        model = build()
     if features_only:
         model = FeatureNet(model, out_indices)
         model.pretrained_cfg = info

@@ -10,8 +10,11 @@ from leannet.profile.complexity import count_macs, count_params
 from leannet.registry import list_models, model_info
 
 
-def model_rows(pattern: str = "*", with_macs: bool = True, deployed_params: bool = False) -> list[dict]:
-    """One dict per model: our counts at the default input size and the paper's numbers."""
+def model_rows(pattern: str = "*", with_macs: bool = True) -> list[dict]:
+    """One dict per model: our counts at the default input size and the paper's numbers.
+
+    Re-parameterisable models also get `params_deployed_m`/`macs_deployed_m`: papers count
+    those in the deployed (single-branch) form, and users compare the wrong one."""
     rows = []
     for name in list_models(pattern):
         info = model_info(name)
@@ -32,8 +35,10 @@ def model_rows(pattern: str = "*", with_macs: bool = True, deployed_params: bool
             "source": pub.source,
             "note": pub.note,
         }
-        if deployed_params:
-            row["params_deployed_m"] = count_params(reparameterize(model)) / 1e6
+        if info.reparameterizable:
+            deployed = reparameterize(model)
+            row["params_deployed_m"] = count_params(deployed) / 1e6
+            row["macs_deployed_m"] = count_macs(deployed, info.input_size) / 1e6 if with_macs else None
         rows.append(row)
     return rows
 
@@ -50,9 +55,10 @@ def deviation(ours: float, paper: float | None) -> float | None:
     return (ours - paper) / paper
 
 
-def paper_form_params(row: dict) -> float:
-    """Our params in the form the paper counts (deployed for re-parameterisable models)."""
-    return row["params_deployed_m"] if row["paper_params_form"] == "deployed" else row["params_m"]
+def paper_form(row: dict, key: str) -> float:
+    """Our `key` ("params_m" or "macs_m") in the form the paper counts it."""
+    deployed = key.replace("_m", "_deployed_m")
+    return row[deployed] if row["paper_params_form"] == "deployed" and deployed in row else row[key]
 
 
 def _fmt(v, digits=2):
@@ -63,8 +69,10 @@ def models_table(pattern: str = "*", with_macs: bool = True, fmt: str = "table")
     rows = model_rows(pattern, with_macs)
     if fmt == "json":
         return "\n".join(json.dumps(r) for r in rows)
-    cols = ["name", "family", "input", "params (M)", "MACs (M)", "paper params (M)", "paper MACs (M)", "paper top-1"]
+    cols = ["name", "family", "input", "params (M)", "MACs (M)", "deployed params (M)", "deployed MACs (M)",
+            "paper params (M)", "paper MACs (M)", "paper top-1"]
     body = [[r["name"], r["family"], r["input"], _fmt(r["params_m"]), _fmt(r["macs_m"], 1),
+             _fmt(r.get("params_deployed_m")), _fmt(r.get("macs_deployed_m"), 1),
              _fmt(r["paper_params_m"]), _fmt(r["paper_macs_m"], 0), _fmt(r["paper_top1"])] for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

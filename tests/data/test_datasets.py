@@ -80,7 +80,7 @@ def test_unreadable_image_is_skipped_and_logged_or_strict(tmp_path, caplog):
     good, bad = tmp_path / "0" / "good.png", tmp_path / "0" / "bad.png"
     _png(good)
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(DataError, match=r"bad.png: unreadable image"):
+    with pytest.raises(DataError, match=r"bad.png: (not an image|corrupt or truncated)"):
         load_image(bad)
     ds = ImageDataset([(str(good), 0), (str(bad), 0)], lambda im: torch.zeros(1))
     with caplog.at_level(logging.WARNING, logger="leannet.data"):
@@ -88,7 +88,7 @@ def test_unreadable_image_is_skipped_and_logged_or_strict(tmp_path, caplog):
     assert x.shape == (1, 1) and y.tolist() == [0] and skipped == [str(bad)]
     assert str(bad) in caplog.text
     strict = ImageDataset([(str(bad), 0)], lambda im: im, strict=True)
-    with pytest.raises(DataError, match=r"bad\.png: unreadable image"):
+    with pytest.raises(DataError, match=r"bad\.png: (not an image|corrupt or truncated)"):
         strict[0]
 
 
@@ -101,7 +101,7 @@ def test_training_counts_skipped_images_and_strict_fails(tmp_path):
         summary = fit(load_train_config(None, overrides(root, tmp_path / "run", **base)))
         assert summary["skipped_unique"] == [str(root / "train" / "1" / "zz_truncated.png")]
         assert summary["skipped_images"] == 1  # 25 images, 5 full batches: seen once
-        with pytest.raises(DataError, match=r"zz_truncated.png: unreadable image"):
+        with pytest.raises(DataError, match=r"zz_truncated.png: (not an image|corrupt or truncated)"):
             fit(load_train_config(None, overrides(root, tmp_path / "strict", **base, **{"data.strict": "true"})))
     finally:
         torch.set_num_threads(threads)

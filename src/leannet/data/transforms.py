@@ -3,11 +3,14 @@ is converted by the loader), output a normalised float tensor."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field, model_validator
 from torchvision.transforms import v2
 
 from leannet.config import Schema
+from leannet.errors import DataError
 
 
 class AugmentConfig(Schema):
@@ -43,11 +46,23 @@ def train_transform(size: int, aug: AugmentConfig, mean, std) -> v2.Compose:
     return v2.Compose(t)
 
 
-def eval_transform(size: int, crop_pct: float, mean, std) -> v2.Compose:
+_INTERPOLATION = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS"}
+
+
+def eval_transform(size: int | tuple[int, int], crop_pct: float, mean, std,
+                   interpolation: str = "bilinear") -> v2.Compose:
+    """The timm evaluation recipe: resize the short side to floor(size / crop_pct), centre-crop
+    to size, scale to [0, 1], normalise. Training validation, export calibration and `infer`
+    all use this one function, so every runtime sees identical tensors."""
+    if interpolation not in _INTERPOLATION:
+        raise DataError(f"unknown interpolation {interpolation!r}; use one of {', '.join(_INTERPOLATION)}")
+    h, w = (size, size) if isinstance(size, int) else size
+    resize = math.floor(h / crop_pct) if h == w else (math.floor(h / crop_pct), math.floor(w / crop_pct))
     return v2.Compose([
         v2.ToImage(),
-        v2.Resize(round(size / crop_pct), antialias=True),
-        v2.CenterCrop(size),
+        v2.Resize(resize, interpolation=getattr(v2.InterpolationMode, _INTERPOLATION[interpolation]),
+                  antialias=True),
+        v2.CenterCrop((h, w)),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(list(mean), list(std)),
     ])

@@ -27,17 +27,18 @@ STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
 
 class MobileNetV1(StagedModel):
     def __init__(self, width: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0):
+                 drop_rate: float = 0.0, act: str = "relu"):
+        # act="relu6" is TF-slim's (and timm's mobilenetv1_100) choice; the paper says ReLU.
         super().__init__()
         self.in_chans, self.num_classes = in_chans, num_classes
         chs = make_divisible(32 * width)
-        self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act="relu")
+        self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act=act)
         stages, self.feature_info, stride = [], [], 2
         for i, rows in enumerate(STAGES):
             blocks = []
             for out, s in rows:
                 out = make_divisible(out * width)
-                blocks.append(DepthwiseSeparable(chs, out, 3, s, act="relu"))
+                blocks.append(DepthwiseSeparable(chs, out, 3, s, act=act))
                 chs, stride = out, stride * s
             stages.append(nn.Sequential(*blocks))
             self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))

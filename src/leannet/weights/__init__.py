@@ -1,11 +1,26 @@
-"""Weights on disk: safetensors plus JSON metadata, and safe loading of other formats."""
+"""Weights on disk: safetensors plus JSON metadata, safe loading of other formats, and
+converters from timm / torchvision / official-repository layouts."""
 
-from leannet.weights.io import (
+from leannet.weights.convert import (
+    convert_checkpoint,
+    load_checkpoint,
     load_pretrained,
+)
+from leannet.weights.io import (
+    load_pdparams,
     load_state_dict,
     load_weights,
     read_metadata,
     save_weights,
 )
 
-__all__ = ["load_pretrained", "load_state_dict", "load_weights", "read_metadata", "save_weights"]
+__all__ = [
+    "convert_checkpoint",
+    "load_checkpoint",
+    "load_pdparams",
+    "load_pretrained",
+    "load_state_dict",
+    "load_weights",
+    "read_metadata",
+    "save_weights",
+]

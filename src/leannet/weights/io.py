@@ -3,7 +3,9 @@
 
 Other formats are read without executing code: `.pth/.pt/.bin` only through
 `torch.load(weights_only=True)`, which refuses any pickled object that is not a tensor or a
-plain container.
+plain container. PaddleClas `.pdparams` files are plain pickles: they are read only when the
+caller says it trusts the file, and even then through an unpickler that can build numpy
+arrays and nothing else.
 """
 
 from __future__ import annotations
@@ -49,13 +51,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(meta.get(META_KEY, "{}"))
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint's tensors without running code from it.
 
     Accepts `.safetensors` and torch zip/legacy files; a training checkpoint that nests the
-    weights under "state_dict", "model", "model_ema" or "module" is unwrapped.
+    weights under "state_dict", "model", "model_ema" or "module" is unwrapped. `.pdparams`
+    (PaddlePaddle) needs `trust_pickle=True`, see `load_pdparams`.
     """
     path = _existing(path)
+    if path.suffix == ".pdparams":
+        return load_pdparams(path, trust_pickle)
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
@@ -71,6 +76,72 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise WeightsError(f"{path}: corrupt or truncated checkpoint ({_first_line(e)})") from None
     return _unwrap(obj, path)
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _NumpyOnly(pickle.Unpickler):
+    """Builds numpy arrays (and the dicts holding them); refuses every other global, so a
+    pickle's `__reduce__` can't name a function to call."""
+
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),  # numpy < 2 module path
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),  # pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("collections", "OrderedDict"),
+    })
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1  # how pickle protocol 2 stores an array's bytes
+        if (module, name) not in self.ALLOWED:
+            raise _Refused(f"the file names '{module}.{name}', which is not a numpy array")
+        return super().find_class(module, name)
+
+
+def _latin1(text: str, encoding: str = "utf-8") -> bytes:
+    if encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"the file calls _codecs.encode with {encoding!r}, not an array's latin1 bytes")
+    return text.encode("latin1")
+
+
+# `paddle.save` adds this map of structured names -> Paddle's internal parameter names.
+_PADDLE_NAME_TABLE = "StructuredToParameterName@@"
+
+
+def load_pdparams(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """A PaddlePaddle `.pdparams` state dict (a pickle of numpy arrays) as torch tensors.
+
+    Pickles can run code, so this needs `trust_pickle=True`; even then only numpy arrays are
+    admitted (any other global in the file stops the load before it is called).
+    """
+    import numpy as np
+
+    path = _existing(path)
+    if not trust_pickle:
+        raise WeightsError(
+            f"{path}: .pdparams files are Python pickles; load them only if you trust the file, "
+            "with `leannet convert --trust-pickle` (numpy arrays only are admitted)"
+        )
+    try:
+        with open(path, "rb") as f:
+            obj = _NumpyOnly(f).load()
+    except _Refused as e:
+        raise WeightsError(f"{path}: refused to load: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise WeightsError(f"{path}: corrupt or truncated pickle ({_first_line(e)})") from None
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path}: expected a dict of arrays, found {type(obj).__name__}")
+    obj.pop(_PADDLE_NAME_TABLE, None)
+    bad = next((k for k, v in obj.items() if not isinstance(v, np.ndarray)), None)
+    if bad is not None:
+        raise WeightsError(f"{path}: entry {bad!r} is a {type(obj[bad]).__name__}, not an array")
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obj.items()}
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -124,24 +195,3 @@ def _existing(path: str | Path) -> Path:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else type(e).__name__
-
-
-def load_pretrained(model: nn.Module, name: str, pretrained: bool | str | Path) -> nn.Module:
-    """Weights for `create_model(..., pretrained=...)`: a path, or True for the local cache.
-
-    The cache is `$LEANNET_HOME` (default ~/.cache/leannet) and holds `<name>.safetensors`.
-    Nothing is downloaded.
-    """
-    import os
-
-    if pretrained is True:
-        home = Path(os.environ.get("LEANNET_HOME", "~/.cache/leannet")).expanduser()
-        path = home / f"{name}.safetensors"
-        if not path.is_file():
-            raise WeightsError(
-                f"no pretrained weights for {name!r} at {path}; put a leannet checkpoint there, e.g. "
-                f"`leannet convert CHECKPOINT --model {name} --out {path}`"
-            )
-    else:
-        path = Path(pretrained)
-    return load_weights(model, path)

@@ -1,0 +1,124 @@
+"""INT8 post-training quantisation from a folder of calibration images.
+
+ONNX: `onnxruntime.quantization.quantize_static` in QDQ format with per-channel int8 weights
+and uint8 activations (U8S8), after ORT's quantisation pre-processing (shape inference + graph
+optimisation). U8S8 rather than ORT's S8S8 default because MLAS's x86 int8 kernels are built
+for it: on this AVX-512 VNNI CPU, pplcnet_x1_0 at 224x224, 1 thread, ran S8S8 in 57 ms,
+U8S8 in 18 ms, fp32 in 20 ms (a loaded machine; the ratios are what matter). VNNI also means
+no reduced range is needed.
+
+Which runtime to quantise for: on hard-swish networks (PP-LCNet, MobileNetV3) ORT's INT8 is
+often *slower* than its fp32. Its fp32 graph fuses Conv+HardSwish into one NCHWc kernel,
+while the INT8 graph splits every HardSwish into DequantizeLinear -> HardSigmoid ->
+QLinearMul -> QuantizeLinear (ORT profile of pplcnet_x0_35 INT8: QLinearConv 33% of kernel
+time, HardSigmoid 27%, Q/DQ 23%). OpenVINO fuses these, so its INT8 is the one that pays off
+there (smoke run, pplcnet_x0_35, batch 8: OpenVINO INT8 1.8x faster than fp32, ORT INT8 0.5x). OpenVINO: NNCF's `quantize` (per-channel weights, the "performance" preset,
+fast bias correction). Calibration images go through the model's own evaluation transform.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leannet.data.images import image_batches, labelled_images
+from leannet.errors import DataError, ExportError
+from leannet.fileio import atomic_path
+
+CALIB_LIMIT = 300  # NNCF's default subset size; more images rarely move min/max ranges
+
+
+def calibration_inputs(source: str | Path, pre: dict[str, Any], limit: int = CALIB_LIMIT) -> np.ndarray:
+    """(N, C, H, W) float32 calibration inputs: up to `limit` images from an ImageFolder, a
+    folder of images, or a list file, spread evenly over the set (so every class is seen)."""
+    from leannet.data.images import find_images
+
+    source = Path(source)
+    try:
+        paths, _, _ = labelled_images(source)
+    except DataError:
+        if not source.is_dir():
+            raise
+        paths = find_images([source])  # a flat folder of unlabelled images is fine too
+    if not paths:
+        raise DataError(f"{source}: no calibration images found")
+    if len(paths) > limit:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    skipped: list[str] = []
+    arrays = [a for _, a in image_batches(paths, pre, 64, lambda p, why: skipped.append(why))]
+    if not arrays:
+        raise DataError(f"{source}: none of the {len(paths)} calibration images could be read ({skipped[0]})")
+    return np.concatenate(arrays)
+
+
+def _chunks(x: np.ndarray, batch: int | None) -> list[np.ndarray]:
+    # A fixed-batch artefact needs every chunk full: the last one is padded with repeats.
+    b = batch or 1
+    out = []
+    for i in range(0, len(x), b):
+        c = x[i:i + b]
+        if len(c) < b:
+            c = np.concatenate([c, x[: b - len(c)]])
+        out.append(c)
+    return out
+
+
+def quantize_onnx(fp32_path: str | Path, out: str | Path, calib: np.ndarray, batch: int | None = 1) -> Path:
+    """Write the INT8 (QDQ, per-channel) version of `fp32_path` to `out`."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(_chunks(calib, batch))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.it, None)
+            return None if x is None else {"input": x}
+
+    out = Path(out)
+    work = Path(tempfile.mkdtemp(prefix=".quant-", dir=out.parent if out.parent.exists() else None))
+    try:
+        prepped = work / "prepped.onnx"
+        quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
+        # The stem conv stays fp32: with 3 input channels it costs little, and quantising
+        # the normalised image itself cost the most accuracy (digits: 95.8% -> 96.4% top-1
+        # with it excluded, fp32 97.5%).
+        stem = next((n.name for n in onnx.load(str(prepped)).graph.node if n.op_type == "Conv"), "")
+        with atomic_path(out) as tmp:
+            quantize_static(str(prepped), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=[stem] if stem else None)
+    except (RuntimeError, ValueError) as e:
+        raise ExportError(f"INT8 quantisation of {fp32_path} failed: {str(e).splitlines()[0][:300]}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def quantize_openvino(fp32_xml: str | Path, out: str | Path, calib: np.ndarray, batch: int | None = 1) -> Path:
+    """Write the INT8 version of the OpenVINO IR `fp32_xml` to `out` (.xml + .bin) with NNCF."""
+    import nncf
+    import openvino as ov
+
+    from leannet.deploy.openvino import save_ir
+
+    chunks = _chunks(calib, batch)
+    model = ov.Core().read_model(str(fp32_xml))
+    try:
+        q = nncf.quantize(model, nncf.Dataset(chunks), preset=nncf.QuantizationPreset.PERFORMANCE,
+                          subset_size=len(chunks))
+    except Exception as e:  # NNCF wraps backend failures in many types
+        raise ExportError(f"INT8 quantisation of {fp32_xml} failed: {str(e).splitlines()[0][:300]}") from None
+    save_ir(q, Path(out))
+    return Path(out)
