@@ -339,6 +339,8 @@ def summary_line(summary: dict[str, Any], key: str = "top1") -> str:
     top5 = b.get(f"{pre}top5")
     t5 = f" top-5 {top5:.2f}%" if top5 is not None else ""
     skipped = f"; skipped {summary['skipped_images']} unreadable images" if summary["skipped_images"] else ""
-    return (f"best {key} {b['score']:.2f}%{t5} ({src} weights, epoch {b['epoch']}); "
+    # Classification metrics are percentages; detection's mAP is a fraction in [0, 1].
+    score = f"{b['score']:.2f}%" if "top" in key else f"{b['score']:.3f}"
+    return (f"best {key} {score}{t5} ({src} weights, epoch {b['epoch']}); "
             f"{summary['steps']} steps in {summary['seconds']:.1f}s, {summary['img_s']:.0f} img/s{skipped}; "
             f"weights: {summary['best_weights']}")
