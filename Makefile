@@ -22,7 +22,6 @@ $(STAMP): pyproject.toml
 # 2 cores); resumes an interrupted sweep from runs/bench/results.jsonl.
 run: $(STAMP)
 	$(VENV)/bin/leannet bench --preset seeds --report --out runs/bench
-	@echo "report: runs/bench/report.md (plots beside it; rows in runs/bench/results.jsonl)"
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -313,5 +313,5 @@ def bench(
     if report:
         from leannet.profile.report import write_report
 
-        console.print(f"report: {write_report(out)}")
+        write_report(out)
     return results
