@@ -78,6 +78,14 @@ class StagedModel(LeanModel):
     final: nn.Module
     head: ClassifierHead
 
+    def add_stage(self, stage: nn.Module, channels: int, stride: int) -> None:
+        """Append a stage; its output becomes a feature level (channels, total stride)."""
+        if "stages" not in self._modules:
+            self.stages = nn.Sequential()
+            self.feature_info = []
+        self.feature_info.append(FeatureInfo(channels, stride, f"stages.{len(self.stages)}"))
+        self.stages.append(stage)
+
     def forward_intermediates(self, x: torch.Tensor, stop: int | None = None) -> list[torch.Tensor]:
         self.check_input(x)
         x = self.stem(x)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from leannet.layers import ClassifierHead, ConvBnAct, init_weights
-from leannet.models.base import FeatureInfo, StagedModel
+from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
 STEM_CHS = 32
@@ -141,13 +141,11 @@ class GGhostRegNet(StagedModel):
         super().__init__()
         self.in_chans, self.num_classes = in_chans, num_classes
         self.stem = ConvBnAct(in_chans, STEM_CHS, 3, stride=2)
-        stages, self.feature_info, chs, stride = [], [], STEM_CHS, 2
+        chs, stride = STEM_CHS, 2
         for i, (depth, width) in enumerate(zip(cfg.depths, cfg.widths, strict=True)):
             kind = GGhostStage if is_ghost_stage(i, depth) else plain_stage
-            stages.append(kind(chs, width, depth, cfg.group_width))
+            self.add_stage(kind(chs, width, depth, cfg.group_width), width, stride * 2)
             chs, stride = width, stride * 2
-            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
-        self.stages = nn.Sequential(*stages)
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, hidden=0, drop_rate=drop_rate)
         self.num_features = chs

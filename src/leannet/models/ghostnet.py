@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite, init_weights, make_divisible
-from leannet.models.base import FeatureInfo, StagedModel
+from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
 
@@ -117,17 +117,15 @@ class GhostNet(StagedModel):
         self.in_chans, self.num_classes = in_chans, num_classes
         chs = make_divisible(STEM_CHS * width, DIVISOR)
         self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act="relu")
-        stages, self.feature_info, stride = [], [], 2
-        for i, rows in enumerate(STAGES):
+        stride = 2
+        for rows in STAGES:
             blocks = []
             for b in rows:
                 mid = make_divisible(b.mid_chs * width, DIVISOR)
                 out = make_divisible(b.out_chs * width, DIVISOR)
                 blocks.append(GhostBottleneck(chs, mid, out, b.kernel, b.stride, b.se))
                 chs, stride = out, stride * b.stride
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
-        self.stages = nn.Sequential(*stages)
+            self.add_stage(nn.Sequential(*blocks), chs, stride)
         final_chs = make_divisible(FINAL_CHS * width, DIVISOR)
         self.final = ConvBnAct(chs, final_chs, 1, act="relu")
         self.head = ClassifierHead(final_chs, num_classes, hidden=HEAD_HIDDEN, act="relu",

@@ -12,7 +12,7 @@ from leannet.layers import (
     init_weights,
     make_divisible,
 )
-from leannet.models.base import FeatureInfo, StagedModel
+from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
 # MobileNetV1 Table 1, as (out_chs, stride) per depthwise-separable block, grouped by stride.
@@ -33,16 +33,14 @@ class MobileNetV1(StagedModel):
         self.in_chans, self.num_classes = in_chans, num_classes
         chs = make_divisible(32 * width)
         self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act=act)
-        stages, self.feature_info, stride = [], [], 2
-        for i, rows in enumerate(STAGES):
+        stride = 2
+        for rows in STAGES:
             blocks = []
             for out, s in rows:
                 out = make_divisible(out * width)
                 blocks.append(DepthwiseSeparable(chs, out, 3, s, act=act))
                 chs, stride = out, stride * s
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
-        self.stages = nn.Sequential(*stages)
+            self.add_stage(nn.Sequential(*blocks), chs, stride)
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
         self.num_features = chs

@@ -18,7 +18,7 @@ from torch import nn
 
 from leannet.layers import ClassifierHead, SqueezeExcite
 from leannet.layers.rep_block import RepConvBlock
-from leannet.models.base import FeatureInfo, StagedModel
+from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
 
@@ -74,8 +74,8 @@ class MobileOne(StagedModel):
         chs = min(STEM_CHS, int(STEM_CHS * variant.widths[0]))
         # The official stem has a single kxk branch even in S0 (k=4 is for the stages).
         self.stem = RepConvBlock(in_chans, chs, 3, stride=2, inference_mode=inference_mode)
-        stages, self.feature_info, stride = [], [], 2
-        for i, (stage, width) in enumerate(zip(STAGES, variant.widths, strict=True)):
+        stride = 2
+        for stage, width in zip(STAGES, variant.widths, strict=True):
             out = int(stage.chs * width)
             blocks = []
             for j in range(stage.depth):
@@ -83,9 +83,7 @@ class MobileOne(StagedModel):
                 blocks += self._pair(chs, out, 2 if j == 0 else 1, variant.branches, se, inference_mode)
                 chs = out
             stride *= 2
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
-        self.stages = nn.Sequential(*stages)
+            self.add_stage(nn.Sequential(*blocks), chs, stride)
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
         self.num_features = chs

@@ -19,7 +19,7 @@ from leannet.layers import (
     init_weights,
     make_divisible,
 )
-from leannet.models.base import FeatureInfo, StagedModel
+from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
 
@@ -56,16 +56,14 @@ class PPLCNet(StagedModel):
         self.in_chans, self.num_classes = in_chans, num_classes
         chs = make_divisible(STEM_CHS * scale)
         self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act="hard_swish")
-        stages, self.feature_info, stride = [], [], 2
-        for i, rows in enumerate(STAGES):
+        stride = 2
+        for rows in STAGES:
             blocks = []
             for b in rows:
                 out = make_divisible(b.out_chs * scale)
                 blocks.append(DepthwiseSeparable(chs, out, b.kernel, b.stride, b.se, act="hard_swish"))
                 chs, stride = out, stride * b.stride
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
-        self.stages = nn.Sequential(*stages)
+            self.add_stage(nn.Sequential(*blocks), chs, stride)
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, hidden=HEAD_HIDDEN, act="hard_swish",
                                    hidden_bias=head_bias, drop_rate=drop_rate)

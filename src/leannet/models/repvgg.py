@@ -15,7 +15,7 @@ from torch import nn
 
 from leannet.layers import ClassifierHead
 from leannet.layers.rep_block import RepConvBlock
-from leannet.models.base import FeatureInfo, StagedModel
+from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
 
@@ -59,17 +59,15 @@ class RepVGG(StagedModel):
         widths = (variant.a, variant.a, variant.a, variant.b)
         chs = min(STEM_CHS, int(STEM_CHS * variant.a))
         self.stem = RepConvBlock(in_chans, chs, 3, stride=2, inference_mode=inference_mode)
-        stages, self.feature_info, stride = [], [], 2
-        for i, (base, depth, width) in enumerate(zip(BASE_CHS, variant.depths, widths, strict=True)):
+        stride = 2
+        for base, depth, width in zip(BASE_CHS, variant.depths, widths, strict=True):
             out = int(base * width)
             blocks = []
             for j in range(depth):
                 blocks.append(RepConvBlock(chs, out, 3, 2 if j == 0 else 1, inference_mode=inference_mode))
                 chs = out
             stride *= 2
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
-        self.stages = nn.Sequential(*stages)
+            self.add_stage(nn.Sequential(*blocks), chs, stride)
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
         self.num_features = chs

@@ -31,7 +31,7 @@ from torch import nn
 
 from leannet.errors import ShapeError
 from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite
-from leannet.models.base import FeatureInfo, StagedModel
+from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
 STEM_SLOPE = 1e-2  # official conv2d_ABN default, used by the stem conv
@@ -179,17 +179,14 @@ class TResNet(StagedModel):
         self.stem.add_module("conv", ConvBnAct(in_chans * S2D_BLOCK**2, base, 3, act="leaky_relu",
                                                negative_slope=STEM_SLOPE))
         chs, stride = base, S2D_BLOCK
-        stages, self.feature_info = [], []
-        for i, (spec, depth) in enumerate(zip(STAGES, depths, strict=True)):
+        for spec, depth in zip(STAGES, depths, strict=True):
             planes = base * spec.planes
             blocks = []
             for j in range(depth):
                 blocks.append(spec.block(chs, planes, spec.stride if j == 0 else 1, spec.se))
                 chs = planes * spec.block.expansion
             stride *= spec.stride
-            stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(FeatureInfo(chs, stride, f"stages.{i}"))
-        self.stages = nn.Sequential(*stages)
+            self.add_stage(nn.Sequential(*blocks), chs, stride)
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
         self.num_features = chs
