@@ -7,8 +7,9 @@ naively, fp32 vs INT8 latency, and digits top-1 fp32 vs INT8, all measured in on
 "Naive" = `torch.onnx.export` of the timm model as it comes (BatchNorm not folded, no
 re-parameterisation), loaded by the same runtime with the same settings. Latency is the
 median (and p90) of single synchronous calls after warm-up; threads are pinned and recorded.
-Targets (issue 6): leannet fp32 / timm fp32 <= 1.0 everywhere; INT8 >= 1.8x faster than
-fp32; INT8 loses <= 1 point top-1 on the digits validation set.
+OpenVINO rows also time the same IR in bf16 (OpenVINO's inference precision hint). Targets
+(issue 6): leannet fp32 / timm fp32 <= 1.0 everywhere; INT8 >= 1.8x faster than fp32; INT8
+loses <= 1 point top-1 on the digits validation set.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from leannet.data import prepare_digits
 from leannet.deploy import export
 from leannet.deploy.artefact import open_runner
 from leannet.fileio import write_text
+from leannet.profile.latency import measure
+from leannet.profile.runtimes import Session
 
 # The seed architectures (and the baselines the papers compare against) with timm's name for
 # the same network; models not registered in this checkout are skipped with a note.
@@ -48,18 +51,10 @@ SEEDS = [
 DIGITS_CONFIG = "configs/pplcnet_x0_25_digits.yaml"
 
 
-def timeit(run, x: np.ndarray, min_time: float, warmup: int = 5) -> tuple[float, float]:
-    """(median, p90) latency in ms of `run(x)`."""
-    for _ in range(warmup):
-        run(x)
-    times = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_time or len(times) < 10:
-        t = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - t)
-    ms = np.asarray(times) * 1e3
-    return float(np.median(ms)), float(np.percentile(ms, 90))
+def timeit(run, x: np.ndarray, min_time: float) -> tuple[float, float]:
+    """(median, p90) latency in ms of `run(x)`, timed by leannet's profiler."""
+    r = measure(Session(lambda: run(x)), len(x), min_time=min_time)
+    return r["median_ms"], r["p90_ms"]
 
 
 def naive_timm_onnx(timm_name: str, path: Path, img: int, batch: int) -> Path:
@@ -116,9 +111,16 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
                 fmt, suffix = ("onnx", ".onnx") if rt == "onnxruntime" else ("openvino", ".xml")
                 row = {"model": name, "timm": timm_name if has_timm else None, "batch": b, "runtime": rt,
                        "img": args.img, "threads": args.threads}
-                ours = export(weights, format=fmt, img=args.img, batch=b, out=work / f"{name}-{b}{suffix}")
+                # OpenVINO: the same IR also runs in bf16 (a compile-time hint); the export checks
+                # both precisions against PyTorch on random and real (calibration) images.
+                bf16 = rt == "openvino" and not args.no_bf16
+                ours = export(weights, format=fmt, img=args.img, batch=b, out=work / f"{name}-{b}{suffix}",
+                              precision="bf16" if bf16 else "fp32", calib=calib)
                 row["leannet_fp32"] = timeit(open_runner(ours.path, threads=args.threads, precision="fp32"), x, args.min_time)
                 row["fp32_max_diff"] = ours.record["verification"][0]["max_abs_diff"]
+                if bf16:
+                    row["leannet_bf16"] = timeit(open_runner(ours.path, threads=args.threads, precision="bf16"), x, args.min_time)
+                    row["bf16_agreement"] = ours.record["verification"][1]["top1_agreement"]
                 if naive is not None:
                     row["timm_fp32"] = timeit(open_runner(naive, runtime=rt, threads=args.threads, precision="fp32"), x, args.min_time)
                 if not args.no_int8:
@@ -131,64 +133,36 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
     return rows
 
 
-def digits_checkpoint(args, work: Path, root: Path) -> Path:
+def digits_checkpoint(args, work: Path) -> Path:
     """--digits-ckpt if given; else train with leannet's trainer and the shipped digits config
-    (issue 7) when this checkout has them; else a quick fit."""
+    (issue 7; ~90 s on 2 cores)."""
     if args.digits_ckpt:
         return Path(args.digits_ckpt)
-    config = Path(__file__).resolve().parent.parent / DIGITS_CONFIG
-    try:
-        from leannet.train import train_from_config
-    except ImportError:
-        train_from_config = None
-    if train_from_config is not None and config.is_file():
-        out = work / "digits-run"
-        print(f"training {config.name} with leannet's trainer (pass --digits-ckpt to reuse a run)", file=sys.stderr)
-        train_from_config(config, [f"run.out_dir={out}"])
-        return out / "best.safetensors"
-    return quick_fit_digits(root, work / "digits.safetensors")
+    from leannet.train import train_from_config
 
-
-def quick_fit_digits(root: Path, out: Path, steps: int = 400) -> Path:
-    """Stand-in until the trainer is on main: pplcnet_x0_25 at 32x32, a few hundred SGD steps."""
-    from leannet.data.images import image_batches, labelled_images
-    from leannet.weights import save_weights
-
-    pre = {"input_size": [3, 32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-           "interpolation": "bilinear", "crop_pct": 1.0}
-    paths, labels, classes = labelled_images(root / "train")
-    x = torch.from_numpy(np.concatenate([a for _, a in image_batches(paths, pre, 256)]))
-    y = torch.tensor(labels)
-    torch.manual_seed(0)
-    model = leannet.create_model("pplcnet_x0_25", num_classes=10)
-    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=steps, pct_start=0.15)
-    model.train()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: a second thread only adds contention
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (64,))
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx], label_smoothing=0.1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    torch.set_num_threads(threads)
-    return save_weights(model.eval(), out, meta={"arch": "pplcnet_x0_25", "num_classes": 10,
-                                                  "classes": classes, "preprocessing": pre})
+    out = work / "digits-run"
+    print(f"training {DIGITS_CONFIG} with leannet's trainer (pass --digits-ckpt to reuse a run)", file=sys.stderr)
+    train_from_config(Path(__file__).resolve().parent.parent / DIGITS_CONFIG, [f"run.out_dir={out}"])
+    return out / "best.safetensors"
 
 
 def accuracy_rows(args, work: Path, root: Path) -> list[dict]:
-    ckpt = digits_checkpoint(args, work, root)
+    ckpt = digits_checkpoint(args, work)
     rows = []
     for rt in args.runtimes:
         fmt, suffix = ("onnx", ".onnx") if rt == "onnxruntime" else ("openvino", ".xml")
         q = export(ckpt, format=fmt, int8=True, calib=root / "train", eval_set=root / "val",
                    out=work / f"digits-int8{suffix}")
         top1 = q.record["top1"]
-        rows.append({"runtime": rt, "checkpoint": str(ckpt), "top1_fp32": top1[f"{fmt} fp32"],
-                     "top1_int8": top1[f"{fmt} int8"], "top1_pytorch": top1["pytorch"],
+        rows.append({"runtime": rt, "precision": "int8", "checkpoint": str(ckpt), "top1_fp32": top1[f"{fmt} fp32"],
+                     "top1": top1[f"{fmt} int8"], "top1_pytorch": top1["pytorch"],
                      "agreement": q.record["verification"][-1]["top1_agreement"]})
+        if rt == "openvino" and not args.no_bf16:
+            h = export(ckpt, format=fmt, precision="bf16", eval_set=root / "val", out=work / "digits-bf16.xml")
+            rows.append({"runtime": rt, "precision": "bf16", "checkpoint": str(ckpt),
+                         "top1_fp32": h.record["top1"]["openvino fp32"], "top1": h.record["top1"]["openvino bf16"],
+                         "top1_pytorch": h.record["top1"]["pytorch"],
+                         "agreement": h.record["verification"][-1]["top1_agreement"]})
     return rows
 
 
@@ -197,11 +171,16 @@ def _ms(v) -> str:
 
 
 def _fmt_row(r: dict) -> str:
+    def speed(k: str) -> str:
+        return f"{r['leannet_fp32'][0] / r[k][0]:.2f}x" if r.get(k) else "-"
+
+    def pct(k: str) -> str:
+        return f"{100 * r[k]:.0f}%" if k in r else "-"
+
     ratio = f"{r['leannet_fp32'][0] / r['timm_fp32'][0]:.2f}" if r.get("timm_fp32") else "-"
-    speed = f"{r['leannet_fp32'][0] / r['leannet_int8'][0]:.2f}x" if r.get("leannet_int8") else "-"
-    agree = f"{100 * r['int8_agreement']:.0f}%" if "int8_agreement" in r else "-"
     return (f"| {r['model']} | {r['batch']} | {r['runtime']} | {_ms(r.get('timm_fp32'))} | {_ms(r['leannet_fp32'])} | "
-            f"{ratio} | {_ms(r.get('leannet_int8'))} | {speed} | {r['fp32_max_diff']:.1e} | {agree} |")
+            f"{ratio} | {r['fp32_max_diff']:.1e} | {_ms(r.get('leannet_bf16'))} | {speed('leannet_bf16')} | "
+            f"{pct('bf16_agreement')} | {_ms(r.get('leannet_int8'))} | {speed('leannet_int8')} | {pct('int8_agreement')} |")
 
 
 def environment(args) -> dict:
@@ -224,9 +203,10 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls per row")
     p.add_argument("--runtimes", type=lambda s: s.split(","), default=["onnxruntime", "openvino"])
     p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--no-bf16", action="store_true", help="skip OpenVINO's bf16 inference precision")
     p.add_argument("--accuracy-only", action="store_true", help="only the digits fp32 vs INT8 top-1")
     p.add_argument("--digits-ckpt", help="a leannet checkpoint trained on digits "
-                   f"(`leannet train -c {DIGITS_CONFIG}`); default: a quick fit")
+                   f"(`leannet train -c {DIGITS_CONFIG}`); default: train one with that config")
     p.add_argument("--out", help="also write the results as JSON here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -241,18 +221,20 @@ def main() -> None:
     print(f"\n{env['cpu']}, {args.threads} threads, input {args.img}x{args.img}, ORT {env['onnxruntime']}, "
           f"OpenVINO {env['openvino']} (precision hint f32), torch {env['torch']}, {env['date']}")
     print("latency ms: median (p90); ratio = leannet fp32 / timm naive fp32 (target <= 1.00); "
-          "speed-up = leannet fp32 / INT8 (target >= 1.8x)\n")
-    print("| model | batch | runtime | timm naive fp32 | leannet fp32 | ratio | leannet INT8 | INT8 speed-up | fp32 max diff | INT8 top-1 agree |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "speed-up = leannet fp32 / bf16 or INT8 (INT8 target >= 1.8x); top-1 agree = arg-max agreement with "
+          "PyTorch on random + calibration images\n")
+    print("| model | batch | runtime | timm naive fp32 | leannet fp32 | ratio | fp32 max diff | leannet bf16 | bf16 speed-up "
+          "| bf16 top-1 agree | leannet INT8 | INT8 speed-up | INT8 top-1 agree |")
+    print("|" + "---|" * 13)
     for r in lat:
         print(_fmt_row(r))
     if acc:
         print("\ndigits validation top-1 (360 images), target: INT8 loses <= 1 point\n")
-        print("| runtime | PyTorch | fp32 | INT8 | lost (points) | INT8/fp32 top-1 agreement |")
-        print("|---|---|---|---|---|---|")
+        print("| runtime | precision | PyTorch | fp32 | reduced precision | lost (points) | top-1 agreement with PyTorch |")
+        print("|---|---|---|---|---|---|---|")
         for a in acc:
-            print(f"| {a['runtime']} | {a['top1_pytorch']:.2f} | {a['top1_fp32']:.2f} | {a['top1_int8']:.2f} | "
-                  f"{a['top1_fp32'] - a['top1_int8']:+.2f} | {100 * a['agreement']:.1f}% |")
+            print(f"| {a['runtime']} | {a['precision']} | {a['top1_pytorch']:.2f} | {a['top1_fp32']:.2f} | {a['top1']:.2f} | "
+                  f"{a['top1_fp32'] - a['top1']:+.2f} | {100 * a['agreement']:.1f}% |")
     if args.out:
         write_text(args.out, json.dumps({"environment": env, "latency": lat, "digits": acc}, indent=1))
 

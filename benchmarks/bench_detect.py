@@ -6,7 +6,7 @@ training or validation set uses: COCO mAP@.5 and mAP@[.5:.95] (pycocotools), CPU
 the whole detector at batch 1 (median and p90, measured alternately so both see the same
 machine state), params and MACs (backbone + FPN + heads at the image size), training time.
 
-    python benchmarks/bench_detect.py                 # the full run (~40-50 min on 2 cores)
+    python benchmarks/bench_detect.py                 # the full run (~45 min on 2 cores)
     python benchmarks/bench_detect.py --smoke         # a 2-minute check that it all runs
 
 Target: the slim detector's mAP@.5 within 2 points of the baseline at >= 3x its FPS.

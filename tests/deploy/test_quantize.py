@@ -1,4 +1,4 @@
-"""INT8 export of a model trained on digits, measured on the real digits validation images."""
+"""INT8 and bf16 exports of a model trained on digits, measured on the real digits validation images."""
 
 import json
 
@@ -24,6 +24,9 @@ def test_onnx_int8_agrees_with_fp32_on_real_images(digits_checkpoint, digits_roo
     assert abs(top1["pytorch"] - torch_top1) < 1e-3  # sidecar's figure is the model's own
     assert top1["onnx fp32"] == top1["pytorch"]
     assert top1["onnx int8"] >= top1["onnx fp32"] - 3.0
+    ms = side["latency_ms"]  # measured, so users see when INT8 does not pay on their machine
+    assert set(ms) == {"fp32", "int8"} and all(v > 0 for v in ms.values())
+    assert "median latency on this machine" in result.summary()
 
     proto = onnx.load(result.path)
     ops = [n.op_type for n in proto.graph.node]
@@ -46,3 +49,12 @@ def test_openvino_int8_agrees_with_fp32_on_real_images(digits_checkpoint, digits
     xml = result.path.read_text()
     assert "FakeQuantize" in xml or "FakeConvert" in xml or 'element_type="i8"' in xml
     assert np.isfinite(side["verification"][-1]["max_abs_diff"])
+
+
+def test_openvino_bf16_top1_is_measured_on_real_images(digits_checkpoint, digits_root, tmp_path):
+    ckpt, _ = digits_checkpoint
+    result = export(ckpt, format="openvino", precision="bf16", eval_set=digits_root / "val",
+                    out=tmp_path / "m.xml")
+    top1 = json.loads(result.sidecar.read_text())["top1"]
+    assert set(top1) == {"pytorch", "openvino fp32", "openvino bf16"}
+    assert top1["openvino bf16"] >= top1["openvino fp32"] - 3.0

@@ -43,6 +43,10 @@ class ExportResult:
         for v in r["verification"]:
             lines.append(f"  {v['runtime']} {v['precision']} vs PyTorch on {v['n']} inputs: max |diff| "
                          f"{v['max_abs_diff']:.2e}, top-1 agreement {100 * v['top1_agreement']:.1f}%")
+        if r.get("latency_ms"):
+            ms = r["latency_ms"]
+            lines.append(f"  median latency on this machine: fp32 {ms['fp32']:.2f} ms, INT8 {ms['int8']:.2f} ms "
+                         f"({ms['fp32'] / ms['int8']:.2f}x)")
         if r.get("top1"):
             lines.append("  top-1 on " + r["eval_set"] + ": " +
                          ", ".join(f"{k} {v:.2f}%" for k, v in r["top1"].items()))
@@ -128,6 +132,8 @@ def export(
         if images is not None:
             top1["pytorch"] = top1_accuracy(torch_runner(deployed), images, labels)
             top1[f"{format} fp32"] = top1_accuracy(open_runner(fp32, precision="fp32"), images, labels)
+            if precision == "bf16":
+                top1[f"{format} bf16"] = top1_accuracy(open_runner(fp32, precision="bf16"), images, labels)
         if int8:
             from leannet.deploy.quantize import quantize_onnx, quantize_openvino
 
@@ -139,11 +145,18 @@ def export(
             checks.append(compare(runner, deployed, real))
             if images is not None:
                 top1[f"{format} int8"] = top1_accuracy(runner, images, labels)
+            # INT8 is not always faster (ONNX Runtime on hard-swish nets is slower than its
+            # fp32): the user learns it here rather than in production.
+            speed = _median_ms({"fp32": open_runner(fp32, precision="fp32"), "int8": runner}, probe, batch)
+            if speed["int8"] >= speed["fp32"]:
+                log(f"  warning: INT8 is not faster than fp32 on this machine ({speed['int8']:.2f} vs "
+                    f"{speed['fp32']:.2f} ms); another runtime may gain from INT8, or keep fp32")
         record = _record(loaded, pre, format, "int8" if int8 else precision, batch, dynamic_batch,
                          dynamic_size, opset, simplify, out)
         record["verification"] = [c.as_dict() for c in checks]
         if int8:
             record["calibration"] = {"source": str(calib), "images": len(calib_x)}
+            record["latency_ms"] = speed
         if top1:
             record["eval_set"] = str(eval_set)
             record["top1"] = top1
@@ -154,6 +167,17 @@ def export(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(out, sidecar, record)
+
+
+def _median_ms(runners: dict[str, Any], probe: np.ndarray, batch: int) -> dict[str, float]:
+    """Median latency in ms of each runner on one batch (a quick check, not a benchmark)."""
+    from leannet.profile.latency import measure
+    from leannet.profile.runtimes import Session
+
+    b = runners["fp32"].batch or batch
+    x = probe[np.arange(b) % len(probe)]
+    return {k: round(measure(Session(lambda r=r: r(x)), b, min_time=0.3)["median_ms"], 3)
+            for k, r in runners.items()}
 
 
 def _check_options(format: str, precision: str, int8: bool, calib, batch: int, dynamic_size: bool) -> None:
