@@ -31,23 +31,9 @@ from leannet.data import prepare_digits
 from leannet.deploy import export
 from leannet.deploy.artefact import open_runner
 from leannet.fileio import write_text
-from leannet.profile.latency import measure
+from leannet.profile.latency import measure, resolve_models
 from leannet.profile.runtimes import Session
 
-# The seed architectures (and the baselines the papers compare against) with timm's name for
-# the same network; models not registered in this checkout are skipped with a note.
-SEEDS = [
-    ("pplcnet_x1_0", "lcnet_100"),
-    ("ghostnet_x1_0", "ghostnet_100"),
-    ("mobileone_s0", "mobileone_s0"),
-    ("tresnet_m", "tresnet_m"),
-    ("mobilenetv3_large_x1_0", "mobilenetv3_large_100"),
-    ("mobilenetv2_x1_0", "mobilenetv2_100"),
-    ("mobilenetv1_x1_0", "mobilenetv1_100"),
-    ("repvgg_a0", "repvgg_a0"),
-    ("resnet50", "resnet50"),
-    ("regnetx_032", "regnetx_032"),
-]
 DIGITS_CONFIG = "configs/pplcnet_x0_25_digits.yaml"
 
 
@@ -57,22 +43,23 @@ def timeit(run, x: np.ndarray, min_time: float) -> tuple[float, float]:
     return r["median_ms"], r["p90_ms"]
 
 
-def naive_timm_onnx(timm_name: str, path: Path, img: int, batch: int) -> Path:
+def naive_timm_onnx(arch: str, path: Path, img: int, batch: int) -> Path:
     import timm
 
-    model = timm.create_model(timm_name, num_classes=1000).eval()
+    model = timm.create_model(arch, num_classes=1000).eval()
     with torch.no_grad():
         torch.onnx.export(model, (torch.randn(batch, 3, img, img),), str(path), input_names=["input"],
                           output_names=["logits"], opset_version=18, dynamo=False)
     return path
 
 
-def _timm_alias(name: str) -> str | None:
+def timm_name(name: str) -> str | None:
+    """timm's name for the same network: the leannet name itself or one of its aliases."""
     import timm
 
     from leannet.registry import model_info
 
-    return next((a for a in model_info(name).aliases if timm.is_model(a)), None)
+    return next((a for a in (name, *model_info(name).aliases) if timm.is_model(a)), None)
 
 
 def fake_weights(name: str, path: Path) -> Path:
@@ -93,23 +80,20 @@ def fake_weights(name: str, path: Path) -> Path:
 
 
 def latency_rows(args, work: Path, calib: Path) -> list[dict]:
-    import timm
 
     rows = []
-    seeds = [(m, t) for m, t in SEEDS if leannet.list_models(m)] if not args.models else \
-        [(m, dict(SEEDS).get(m) or _timm_alias(m)) for m in args.models]
-    for name, timm_name in seeds:
-        if not leannet.list_models(name):
-            print(f"skip {name}: not registered", file=sys.stderr)
-            continue
+    names, notes = resolve_models(args.models or [], None if args.models else "seeds")
+    for note in notes:
+        print(note, file=sys.stderr)
+    for name in names:
+        timm_arch = timm_name(name)
         weights = fake_weights(name, work / f"{name}.safetensors")
         for b in args.batch:
             x = np.random.default_rng(0).standard_normal((b, 3, args.img, args.img), dtype=np.float32)
-            has_timm = bool(timm_name) and timm.is_model(timm_name)
-            naive = naive_timm_onnx(timm_name, work / f"timm-{name}-{b}.onnx", args.img, b) if has_timm else None
+            naive = naive_timm_onnx(timm_arch, work / f"timm-{name}-{b}.onnx", args.img, b) if timm_arch else None
             for rt in args.runtimes:
                 fmt, suffix = ("onnx", ".onnx") if rt == "onnxruntime" else ("openvino", ".xml")
-                row = {"model": name, "timm": timm_name if has_timm else None, "batch": b, "runtime": rt,
+                row = {"model": name, "timm": timm_arch, "batch": b, "runtime": rt,
                        "img": args.img, "threads": args.threads}
                 # OpenVINO: the same IR also runs in bf16 (a compile-time hint); the export checks
                 # both precisions against PyTorch on random and real (calibration) images.
@@ -196,7 +180,7 @@ def environment(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="*", help="leannet names (default: the seeds preset)")
+    p.add_argument("--models", nargs="*", help="leannet names (default: the seeds preset of `leannet bench`)")
     p.add_argument("--batch", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8])
     p.add_argument("--img", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
