@@ -6,7 +6,8 @@ naively, fp32 vs INT8 latency, and digits top-1 fp32 vs INT8, all measured in on
 
 "Naive" = `torch.onnx.export` of the timm model as it comes (BatchNorm not folded, no
 re-parameterisation), loaded by the same runtime with the same settings. Latency is the
-median (and p90) of single synchronous calls after warm-up; threads are pinned and recorded.
+median (and p90) of single synchronous calls after warm-up, the variants of a row timed in
+alternating rounds (best round kept); threads are pinned and recorded.
 OpenVINO rows also time the same IR in bf16 (OpenVINO's inference precision hint). Targets
 (issue 6): leannet fp32 / timm fp32 <= 1.0 everywhere; INT8 >= 1.8x faster than fp32; INT8
 loses <= 1 point top-1 on the digits validation set.
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +39,17 @@ from leannet.profile.runtimes import Session
 DIGITS_CONFIG = "configs/pplcnet_x0_25_digits.yaml"
 
 
-def timeit(run, x: np.ndarray, min_time: float) -> tuple[float, float]:
-    """(median, p90) latency in ms of `run(x)`, timed by leannet's profiler."""
-    r = measure(Session(lambda: run(x)), len(x), min_time=min_time)
-    return r["median_ms"], r["p90_ms"]
+def timeit(runners: dict[str, Callable], x: np.ndarray, min_time: float, rounds: int = 3) -> dict[str, tuple]:
+    """(median, p90) latency in ms of each runner on `x`, timed by leannet's profiler in
+    alternating rounds (A, B, A, B, ...), best round kept: a drifting machine state then hits
+    every variant alike instead of whichever happened to be timed last."""
+    best: dict[str, dict] = {}
+    for _ in range(rounds):
+        for k, run in runners.items():
+            r = measure(Session(lambda run=run: run(x)), len(x), min_time=min_time / rounds)
+            if k not in best or r["median_ms"] < best[k]["median_ms"]:
+                best[k] = r
+    return {k: (r["median_ms"], r["p90_ms"]) for k, r in best.items()}
 
 
 def naive_timm_onnx(arch: str, path: Path, img: int, batch: int) -> Path:
@@ -80,7 +89,6 @@ def fake_weights(name: str, path: Path) -> Path:
 
 
 def latency_rows(args, work: Path, calib: Path) -> list[dict]:
-
     rows = []
     names, notes = resolve_models(args.models or [], None if args.models else "seeds")
     for note in notes:
@@ -100,18 +108,19 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
                 bf16 = rt == "openvino" and not args.no_bf16
                 ours = export(weights, format=fmt, img=args.img, batch=b, out=work / f"{name}-{b}{suffix}",
                               precision="bf16" if bf16 else "fp32", calib=calib)
-                row["leannet_fp32"] = timeit(open_runner(ours.path, threads=args.threads, precision="fp32"), x, args.min_time)
                 row["fp32_max_diff"] = ours.record["verification"][0]["max_abs_diff"]
+                runners = {"leannet_fp32": open_runner(ours.path, threads=args.threads, precision="fp32")}
                 if bf16:
-                    row["leannet_bf16"] = timeit(open_runner(ours.path, threads=args.threads, precision="bf16"), x, args.min_time)
+                    runners["leannet_bf16"] = open_runner(ours.path, threads=args.threads, precision="bf16")
                     row["bf16_agreement"] = ours.record["verification"][1]["top1_agreement"]
                 if naive is not None:
-                    row["timm_fp32"] = timeit(open_runner(naive, runtime=rt, threads=args.threads, precision="fp32"), x, args.min_time)
+                    runners["timm_fp32"] = open_runner(naive, runtime=rt, threads=args.threads, precision="fp32")
                 if not args.no_int8:
                     q = export(weights, format=fmt, img=args.img, batch=b, int8=True, calib=calib,
                                out=work / f"{name}-{b}-int8{suffix}")
-                    row["leannet_int8"] = timeit(open_runner(q.path, threads=args.threads), x, args.min_time)
+                    runners["leannet_int8"] = open_runner(q.path, threads=args.threads)
                     row["int8_agreement"] = q.record["verification"][-1]["top1_agreement"]
+                row.update(timeit(runners, x, args.min_time * len(runners)))
                 rows.append(row)
                 print(_fmt_row(row), file=sys.stderr)
     return rows
