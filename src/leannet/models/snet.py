@@ -130,7 +130,8 @@ _NOTES = {
 
 
 def _make(name: str, spec: Spec) -> None:
-    facts = Published(_PAPER, macs_m=_MACS[name], note=_NOTES[name])
+    note = "; ".join(filter(None, [_NOTES[name], "ImageNet top-1 (ThunderNet's backbone table) not available offline"]))
+    facts = Published(_PAPER, macs_m=_MACS[name], note=note)
 
     @register(name, family="snet", published=facts, interpolation="bilinear")
     def build(**kwargs) -> SNet:

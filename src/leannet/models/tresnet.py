@@ -230,6 +230,8 @@ _HW = "NVIDIA V100, mixed precision, throughput at 90% of max batch"
 # blocks' own convs are 5510.5M, the stem conv 86.7M and the 1x1 shortcut convs 134.9M.
 _MACS_NOTE = ("paper's 5.5G equals the residual blocks' convs alone (5.51G); with the stem conv "
               "(0.09G) and the 1x1 shortcut convs (0.13G) ours, identical to timm's, is 5.74G")
+_UNSET_NOTE = ("the paper's params and FLOPs for this size were not available offline; ours equal "
+               "timm's definition tensor for tensor (tests/models/test_tresnet.py)")
 _FACTS = {
     # name: (macs_m, top1, inference img/s, training img/s)
     "tresnet_m": (5500, 80.8, 2930, 730),
@@ -240,7 +242,7 @@ _FACTS = {
 
 def _make(name: str, variant: Variant) -> None:
     macs, top1, infer, train = _FACTS[name]
-    facts = Published(_PAPER, macs_m=macs, top1=top1, note=_MACS_NOTE if macs else "")
+    facts = Published(_PAPER, macs_m=macs, top1=top1, note=_MACS_NOTE if macs else _UNSET_NOTE)
 
     # Throughput is not latency, so it goes in `extra`; so do the 448x448 fine-tuned
     # checkpoints of the official MODEL_ZOO (the paper's numbers are all at 224).
