@@ -160,16 +160,22 @@ def cmd_detect_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_args(s: argparse.ArgumentParser, config_help: str, required: bool, strict: str) -> None:
+    """The options every training command shares (classifier and detector configs alike)."""
+    s.add_argument("-c", "--config", required=required, help=config_help)
+    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o schedule.epochs=5 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue from RUN.OUT_DIR/last")
+    s.add_argument("--strict", action="store_true", help=strict)
+
+
 def _add_detect(sub) -> None:
     d = sub.add_parser("detect", help="slim RetinaNet document detector: train, eval, infer, pseudo-label")
     dsub = d.add_subparsers(dest="detect_command", metavar="COMMAND", parser_class=_Parser, required=True)
 
     s = dsub.add_parser("train", help="train a detector from a YAML config")
-    s.add_argument("-c", "--config", help="YAML config (defaults: the slim detector on synthetic documents)")
-    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. -o train.epochs=5 (repeatable)")
-    s.add_argument("--resume", action="store_true", help="continue from train.out_dir/last")
-    s.add_argument("--strict", action="store_true", help="stop at the first bad annotation")
+    _run_args(s, "YAML config (defaults: the slim detector on synthetic documents)", required=False,
+              strict="stop at the first bad annotation")
     s.set_defaults(func=cmd_detect_train)
 
     s = dsub.add_parser("eval", help="COCO mAP, params, MACs and CPU FPS of detector weights")
@@ -232,11 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("train", help="train a classifier from a YAML config (torchrun-ready)")
-    s.add_argument("-c", "--config", required=True, help="YAML config, e.g. configs/pplcnet_x0_25_digits.yaml")
-    s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. -o optim.lr=0.2 (repeatable)")
-    s.add_argument("--resume", action="store_true", help="continue from RUN.OUT_DIR/last")
-    s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    _run_args(s, "YAML config, e.g. configs/pplcnet_x0_25_digits.yaml", required=True,
+              strict="fail on the first unreadable image")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="top-1/top-5 of weights on a config's validation split")

@@ -10,7 +10,7 @@ from torch import nn
 
 import leannet
 from leannet.layers.rep_block import RepConvBlock
-from tests.helpers import calibrate_bn
+from tests.helpers import assert_close_rel, calibrate_bn
 
 SIZE = 64
 
@@ -87,3 +87,15 @@ def fvcore_macs(model: nn.Module, size: int = 224) -> int:
 
     counter = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, size, size))
     return counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+
+
+def assert_compiles(name: str, deployed: bool) -> None:
+    """torch.compile of the train or deployed form gives the eager outputs."""
+    model = calibrate_bn(leannet.create_model(name, num_classes=10))
+    if deployed:
+        model = leannet.reparameterize(model)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        ref = model(x)
+        out = torch.compile(model)(x)
+    assert_close_rel(out, ref, 1e-4)  # inductor reorders sums
