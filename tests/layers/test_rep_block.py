@@ -1,5 +1,7 @@
 """RepConvBlock: every branch combination fuses into one conv with the same output."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -51,3 +53,15 @@ def test_reparameterize_twice_is_a_no_op():
     conv = block.reparam_conv
     block.reparameterize()
     assert block.reparam_conv is conv
+
+
+def test_float32_fusion_rounds_once():
+    """The deployed float32 kernel is the exact (float64) fusion rounded once: summing the
+    branches in float32 would add rounding that a deep net amplifies (MobileOne-S4)."""
+    block = calibrate_bn(nn.Sequential(RepConvBlock(8, 8, 3, 1, 8, num_branches=4)), (8, 9, 9))[0]
+    exact = copy.deepcopy(block).double()
+    block.reparameterize()
+    exact.reparameterize()
+    assert block.reparam_conv.weight.dtype == torch.float32
+    assert torch.equal(block.reparam_conv.weight, exact.reparam_conv.weight.float())
+    assert torch.equal(block.reparam_conv.bias, exact.reparam_conv.bias.float())

@@ -14,13 +14,19 @@ from torch import nn
 
 
 def fuse_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d, bias: torch.Tensor | None = None):
-    """Return (kernel, bias) of one conv equal to conv(kernel, bias) followed by `bn` in eval mode."""
-    std = (bn.running_var + bn.eps).sqrt()
-    gamma = bn.weight if bn.affine else torch.ones_like(std)
-    beta = bn.bias if bn.affine else torch.zeros_like(std)
+    """Return (kernel, bias) of one conv equal to conv(kernel, bias) followed by `bn` in eval mode.
+
+    Computed in float64 and returned in float64: callers sum branches and round once when they
+    copy into the deployed conv. Rounding every intermediate in float32 costs ~2x the weight
+    error, which a deep net amplifies (MobileOne-S4: 7e-5 -> see tests/models/rep_checks.py).
+    """
+    f64 = torch.float64
+    std = (bn.running_var.to(f64) + bn.eps).sqrt()
+    gamma = bn.weight.to(f64) if bn.affine else torch.ones_like(std)
+    beta = bn.bias.to(f64) if bn.affine else torch.zeros_like(std)
     scale = gamma / std
-    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
-    return kernel * scale.reshape(-1, 1, 1, 1), beta + (b - bn.running_mean) * scale
+    b = bias.to(f64) if bias is not None else torch.zeros_like(std)
+    return kernel.to(f64) * scale.reshape(-1, 1, 1, 1), beta + (b - bn.running_mean.to(f64)) * scale
 
 
 def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
@@ -44,7 +50,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     w, b = fuse_bn(conv.weight, bn, conv.bias)
     conv.weight.copy_(w)
     if conv.bias is None:
-        conv.bias = nn.Parameter(b.detach().clone())
+        conv.bias = nn.Parameter(b.to(conv.weight.dtype))
     else:
         conv.bias.copy_(b)
 

@@ -79,8 +79,9 @@ class RepConvBlock(nn.Module):
         """Replace the branches by one conv with bias, in place (uses BN running statistics)."""
         if self.reparam_conv is not None:
             return
-        kernel, bias = self._fused_kernel_bias()
-        conv = self._single_conv(device=kernel.device, dtype=kernel.dtype)
+        kernel, bias = self._fused_kernel_bias()  # float64, rounded once by copy_
+        like = next(self.parameters())
+        conv = self._single_conv(device=like.device, dtype=like.dtype)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
         self.reparam_conv = conv
