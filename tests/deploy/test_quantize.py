@@ -8,6 +8,53 @@ import pytest
 from onnx import numpy_helper
 
 from leannet.deploy import export
+from leannet.deploy.quantize import requantize_hardsigmoid
+
+
+def _gate_model(alpha: float = 1 / 6) -> onnx.ModelProto:
+    """x -> Q/DQ (uint8, step 10/255, zp 128) -> HardSigmoid -> Q/DQ (calibrated step 0.6/255)."""
+    from onnx import TensorProto, helper
+
+    init = [numpy_helper.from_array(np.array(v, dt), n) for n, v, dt in [
+        ("xs", 10 / 255, np.float32), ("xz", 128, np.uint8), ("hs", 0.6 / 255, np.float32), ("hz", 0, np.uint8)]]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("HardSigmoid", ["xd"], ["h"], alpha=alpha, beta=0.5),
+        helper.make_node("QuantizeLinear", ["h", "hs", "hz"], ["hq"]),
+        helper.make_node("DequantizeLinear", ["hq", "hs", "hz"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "gate", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_hardsigmoid_gate_requantized_exactly():
+    x = ((np.arange(256) - 128) * 10 / 255).astype(np.float32)  # every uint8 code of the input
+    exact = np.clip(x / 6 + 0.5, 0, 1)
+    model = _gate_model()
+    before = _run(model, x)
+    assert requantize_hardsigmoid(model) == 1
+    onnx.checker.check_model(model)
+    assert "HardSigmoid" not in [n.op_type for n in model.graph.node]
+    after = _run(model, x)
+    # Half a step of the new 1/255 grid over the whole [0, 1] range, saturation included; the
+    # calibrated grid clipped everything above 0.6.
+    assert np.abs(after - exact).max() <= 0.5 / 255 + 1e-6
+    assert after.max() == 1.0 and after.min() == 0.0
+    assert before.max() <= 0.6 + 1e-6
+
+
+def test_other_hardsigmoids_are_left_alone():
+    model = _gate_model(alpha=0.2)  # ONNX's default slope is not hard-swish's gate
+    assert requantize_hardsigmoid(model) == 0
+    assert "HardSigmoid" in [n.op_type for n in model.graph.node]
 
 
 def test_onnx_int8_agrees_with_fp32_on_real_images(digits_checkpoint, digits_root, tmp_path):
@@ -31,6 +78,7 @@ def test_onnx_int8_agrees_with_fp32_on_real_images(digits_checkpoint, digits_roo
     proto = onnx.load(result.path)
     ops = [n.op_type for n in proto.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert "HardSigmoid" not in ops  # every hard-swish gate runs as a uint8 Add
     # Per-channel weights: some weight DequantizeLinear carries one scale per output channel.
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     scales = [inits[n.input[1]] for n in proto.graph.node
