@@ -7,7 +7,9 @@ naively, fp32 vs INT8 latency, and digits top-1 fp32 vs INT8, all measured in on
 "Naive" = `torch.onnx.export` of the timm model as it comes (BatchNorm not folded, no
 re-parameterisation), loaded by the same runtime with the same settings. Latency is the
 median (and p90) of single synchronous calls after warm-up, the variants of a row timed in
-alternating rounds (best round kept); threads are pinned and recorded.
+alternating rounds (best round kept); threads are pinned and recorded. The timm artefact is
+also timed in a second session of its own ("A/A"): identical work, so timm-again / timm is
+the resolution of the ours / timm ratio on this machine in this run.
 OpenVINO rows also time the same IR in bf16 (OpenVINO's inference precision hint). Targets
 (issue 6): leannet fp32 / timm fp32 <= 1.0 everywhere; INT8 >= 1.8x faster than fp32; INT8
 loses <= 1 point top-1 on the digits validation set.
@@ -122,6 +124,8 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
                     row["bf16_agreement"] = ours.record["verification"][1]["top1_agreement"]
                 if naive is not None:
                     runners["timm_fp32"] = open_runner(naive, runtime=rt, threads=args.threads, precision="fp32")
+                    runners["timm_fp32_again"] = open_runner(naive, runtime=rt, threads=args.threads,
+                                                             precision="fp32")
                 if not args.no_int8:
                     q = export(weights, format=fmt, img=args.img, batch=b, int8=True, calib=calib,
                                out=work / f"{name}-{b}-int8{suffix}")
@@ -179,6 +183,24 @@ def _ms(v) -> str:
     return f"{v[0]:7.2f} ({v[1]:.2f})" if v else "      -"
 
 
+def _aa(r: dict) -> float:
+    return r["timm_fp32_again"][0] / r["timm_fp32"][0]
+
+
+def fp32_verdict(rows: list[dict]) -> str:
+    """How many rows meet ours / timm <= 1, and which are slower by more than the run's noise
+    (the largest A/A deviation from 1 in the table)."""
+    paired = [r for r in rows if r.get("timm_fp32") and r.get("timm_fp32_again")]
+    if not paired:
+        return ""
+    noise = max(abs(_aa(r) - 1) for r in paired)
+    ratio = {f"{r['model']} b{r['batch']} {r['runtime']}": r["leannet_fp32"][0] / r["timm_fp32"][0] for r in paired}
+    slower = {k: v for k, v in ratio.items() if v > 1 + noise}
+    return (f"fp32 leannet / timm: {sum(v <= 1 for v in ratio.values())} of {len(ratio)} rows <= 1.00; "
+            f"A/A noise (timm vs itself) up to {noise:.3f}; slower than 1 + noise: "
+            + (", ".join(f"{k} {v:.3f}" for k, v in slower.items()) or "none"))
+
+
 def _fmt_row(r: dict) -> str:
     def speed(k: str) -> str:
         return f"{r['leannet_fp32'][0] / r[k][0]:.2f}x" if r.get(k) else "-"
@@ -186,9 +208,10 @@ def _fmt_row(r: dict) -> str:
     def pct(k: str) -> str:
         return f"{100 * r[k]:.0f}%" if k in r else "-"
 
-    ratio = f"{r['leannet_fp32'][0] / r['timm_fp32'][0]:.2f}" if r.get("timm_fp32") else "-"
+    ratio = f"{r['leannet_fp32'][0] / r['timm_fp32'][0]:.3f}" if r.get("timm_fp32") else "-"
+    aa = f"{_aa(r):.3f}" if r.get("timm_fp32_again") else "-"
     return (f"| {r['model']} | {r['batch']} | {r['runtime']} | {_ms(r.get('timm_fp32'))} | {_ms(r['leannet_fp32'])} | "
-            f"{ratio} | {r['fp32_max_diff']:.1e} | {_ms(r.get('leannet_bf16'))} | {speed('leannet_bf16')} | "
+            f"{ratio} | {aa} | {r['fp32_max_diff']:.1e} | {_ms(r.get('leannet_bf16'))} | {speed('leannet_bf16')} | "
             f"{pct('bf16_agreement')} | {_ms(r.get('leannet_int8'))} | {speed('leannet_int8')} | {pct('int8_agreement')} |")
 
 
@@ -231,14 +254,17 @@ def main() -> None:
     env = environment(args)
     print(f"\n{env['cpu']}, {args.threads} threads, input {args.img}x{args.img}, ORT {env['onnxruntime']}, "
           f"OpenVINO {env['openvino']} (precision hint f32), torch {env['torch']}, {env['date']}")
-    print("latency ms: median (p90); ratio = leannet fp32 / timm naive fp32 (target <= 1.00); "
+    print("latency ms: median (p90); ratio = leannet fp32 / timm naive fp32 (target <= 1.00); A/A = timm naive "
+          "in a second session / first (the same work: the ratio's noise); "
           "speed-up = leannet fp32 / bf16 or INT8 (INT8 target >= 1.8x); top-1 agree = arg-max agreement with "
           "PyTorch on random + calibration images\n")
-    print("| model | batch | runtime | timm naive fp32 | leannet fp32 | ratio | fp32 max diff | leannet bf16 | bf16 speed-up "
+    print("| model | batch | runtime | timm naive fp32 | leannet fp32 | ratio | A/A | fp32 max diff | leannet bf16 | bf16 speed-up "
           "| bf16 top-1 agree | leannet INT8 | INT8 speed-up | INT8 top-1 agree |")
-    print("|" + "---|" * 13)
+    print("|" + "---|" * 14)
     for r in lat:
         print(_fmt_row(r))
+    if verdict := fp32_verdict(lat):
+        print(f"\n{verdict}")
     if acc:
         print("\ndigits validation top-1 (360 images), target: INT8 loses <= 1 point\n")
         print("| runtime | precision | PyTorch | fp32 | reduced precision | lost (points) | top-1 agreement with PyTorch |")

@@ -152,11 +152,12 @@ def requantize_hardsigmoid(model) -> int:
             return None
         return q, dqs
 
-    count = 0
+    count, orphans = 0, set()
     for n in g.node:
         if n.op_type != "HardSigmoid" or (found := rewritable(n)) is None:
             continue
         q, dqs = found
+        orphans.update(q.input[1:])
         n.op_type = "Add"
         del n.attribute[:]
         n.input.append(names["three"])
@@ -178,6 +179,10 @@ def requantize_hardsigmoid(model) -> int:
         nodes = [const, *g.node]
         del g.node[:]
         g.node.extend(nodes)
+        used = {i for n in g.node for i in n.input}
+        kept = [t for t in g.initializer if t.name not in orphans or t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(kept)
     return count
 
 
