@@ -148,8 +148,8 @@ def export(
             checks.append(compare(runner, deployed, real))
             if images is not None:
                 top1[f"{format} int8"] = top1_accuracy(runner, images, labels)
-            # INT8 is not always faster (ONNX Runtime on hard-swish nets is slower than its
-            # fp32): the user learns it here rather than in production.
+            # INT8 does not always pay (ONNX Runtime on shuffle nets, and on hard-swish nets at
+            # small sizes, is no faster than its fp32): the user learns it here, not in production.
             speed = _median_ms({"fp32": fp32_run, "int8": runner}, probe, batch)
             if speed["int8"] >= speed["fp32"]:
                 log(f"  warning: INT8 is not faster than fp32 on this machine ({speed['int8']:.2f} vs "
