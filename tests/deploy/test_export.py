@@ -58,7 +58,8 @@ def test_fp32_export_matches_pytorch(name, fmt, tmp_path):
     side = json.loads(result.sidecar.read_text())
     assert side["input_size"] == [3, IMG, IMG] and side["precision"] == "fp32" and side["batch"] == 1
     assert side["source_model"] == name and len(side["classes"]) == 10
-    assert side["verification"][0]["max_abs_diff"] <= 1e-4
+    check = side["verification"][0]  # export's own gate: 1e-4 of the logits' scale (at least 1)
+    assert check["max_abs_diff"] <= 1e-4 * max(1.0, check["ref_max_abs"])
 
 
 def test_onnx_graph_is_deployed_form_with_native_hardswish(tmp_path):
