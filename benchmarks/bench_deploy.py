@@ -134,12 +134,9 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
                                    out=work / f"{name}-{b}-int8{suffix}")
                         runners["leannet_int8"] = open_runner(q.path, threads=args.threads)
                         row["int8_agreement"] = q.record["verification"][-1]["top1_agreement"]
+                    row.update(timeit(runners, x, args.min_time * len(runners)))
                 except LeannetError as e:  # e.g. a random-weight net failing fp32 parity: keep the run
                     row["error"] = str(e)
-                    rows.append(row)
-                    print(f"| {name} | {b} | {rt} | error: {e} |", file=sys.stderr)
-                    continue
-                row.update(timeit(runners, x, args.min_time * len(runners)))
                 rows.append(row)
                 print(_fmt_row(row), file=sys.stderr)
     return rows
@@ -191,6 +188,10 @@ def _ms(v) -> str:
     return f"{v[0]:7.2f} ({v[1]:.2f})" if v else "      -"
 
 
+def _ratio(r: dict) -> float:
+    return r["leannet_fp32"][0] / r["timm_fp32"][0]
+
+
 def _aa(r: dict) -> float:
     return r["timm_fp32_again"][0] / r["timm_fp32"][0]
 
@@ -201,7 +202,7 @@ def fp32_verdict(rows: list[dict]) -> str:
     paired = [r for r in rows if "error" not in r and r.get("timm_fp32") and r.get("timm_fp32_again")]
     if not paired:
         return ""
-    ratio = {f"{r['model']} b{r['batch']} {r['runtime']}": (r["leannet_fp32"][0] / r["timm_fp32"][0], abs(_aa(r) - 1))
+    ratio = {f"{r['model']} b{r['batch']} {r['runtime']}": (_ratio(r), abs(_aa(r) - 1))
              for r in paired}
     slower = {k: v for k, v in ratio.items() if v[0] > 1 + v[1]}
     noise = sorted(n for _, n in ratio.values())
@@ -212,13 +213,16 @@ def fp32_verdict(rows: list[dict]) -> str:
 
 
 def _fmt_row(r: dict) -> str:
+    if "error" in r:
+        return f"| {r['model']} | {r['batch']} | {r['runtime']} | error: {r['error']} |"
+
     def speed(k: str) -> str:
         return f"{r['leannet_fp32'][0] / r[k][0]:.2f}x" if r.get(k) else "-"
 
     def pct(k: str) -> str:
         return f"{100 * r[k]:.0f}%" if k in r else "-"
 
-    ratio = f"{r['leannet_fp32'][0] / r['timm_fp32'][0]:.3f}" if r.get("timm_fp32") else "-"
+    ratio = f"{_ratio(r):.3f}" if r.get("timm_fp32") else "-"
     aa = f"{_aa(r):.3f}" if r.get("timm_fp32_again") else "-"
     return (f"| {r['model']} | {r['batch']} | {r['runtime']} | {_ms(r.get('timm_fp32'))} | {_ms(r['leannet_fp32'])} | "
             f"{ratio} | {aa} | {r['fp32_max_diff']:.1e} | {_ms(r.get('leannet_bf16'))} | {speed('leannet_bf16')} | "
@@ -272,7 +276,7 @@ def main() -> None:
           "| bf16 top-1 agree | leannet INT8 | INT8 speed-up | INT8 top-1 agree |")
     print("|" + "---|" * 14)
     for r in lat:
-        print(f"| {r['model']} | {r['batch']} | {r['runtime']} | error: {r['error']} |" if "error" in r else _fmt_row(r))
+        print(_fmt_row(r))
     if verdict := fp32_verdict(lat):
         print(f"\n{verdict}")
     if acc:
