@@ -107,3 +107,53 @@ def test_openvino_bf16_top1_is_measured_on_real_images(digits_checkpoint, digits
     top1 = json.loads(result.sidecar.read_text())["top1"]
     assert set(top1) == {"pytorch", "openvino fp32", "openvino bf16"}
     assert top1["openvino bf16"] >= top1["openvino fp32"] - 3.0
+
+
+def _stem_model(pool: bool) -> onnx.ModelProto:
+    """input -> Conv -> Relu [-> MaxPool] -> Conv: the stem shapes fp32_stem decides on."""
+    from onnx import TensorProto, helper
+
+    init = [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w0"),
+            numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w1")]
+    nodes = [helper.make_node("Conv", ["input", "w0"], ["c0"], name="stem"),
+             helper.make_node("Relu", ["c0"], ["r0"], name="act")]
+    if pool:
+        nodes.append(helper.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2], name="pool"))
+    nodes.append(helper.make_node("Conv", ["p0" if pool else "r0", "w1"], ["y"], name="next"))
+    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_stem_stays_fp32_unless_a_maxpool_reads_it():
+    from leannet.deploy.quantize import fp32_stem
+
+    assert fp32_stem(_stem_model(pool=False)) == "stem"
+    # ORT would run that pool as a uint8 NCHW MaxPool (14x its NHWC kernel): quantise the stem.
+    assert fp32_stem(_stem_model(pool=True)) is None
+
+
+def test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc(tmp_path):
+    """ResNet/ShuffleNetV2/SNet stems: after ORT's own graph optimisation the INT8 model has
+    no NCHW MaxPool left (the slow uint8 kernel), and it still agrees with fp32."""
+    import onnxruntime as ort
+    import torch
+
+    import leannet
+    from leannet.deploy.onnx import export_onnx
+    from leannet.deploy.quantize import quantize_onnx
+
+    torch.manual_seed(0)
+    model = leannet.reparameterize(leannet.create_model("shufflenetv2_x0_5", num_classes=10))
+    fp32 = export_onnx(model, tmp_path / "m.onnx", input_size=(3, 64, 64))
+    calib = np.random.default_rng(0).standard_normal((8, 3, 64, 64), dtype=np.float32)
+    q = quantize_onnx(fp32, tmp_path / "q.onnx", calib)
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "q.opt.onnx")
+    sess = ort.InferenceSession(str(q), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(tmp_path / "q.opt.onnx").graph.node]
+    assert "NhwcMaxPool" in ops and "MaxPool" not in ops
+    fp32_sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    ref = np.concatenate([fp32_sess.run(None, {"input": x[None]})[0] for x in calib])
+    out = np.concatenate([sess.run(None, {"input": x[None]})[0] for x in calib])
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9

@@ -7,7 +7,8 @@ import torchvision.models as tvm
 from torchvision.models.shufflenetv2 import channel_shuffle as tv_channel_shuffle
 
 import leannet
-from leannet.models.snet import SPECS, SNet, Spec, channel_shuffle
+from leannet.layers.shuffle import channel_shuffle
+from leannet.models.snet import SPECS, SNet, Spec
 from leannet.profile.complexity import count_macs, count_params
 from leannet.registry import model_info
 from tests.helpers import assert_close_rel, calibrate_bn, fvcore_macs

@@ -6,11 +6,11 @@ conv becomes 5x5 (a larger receptive field for localisation at almost no cost in
 the channel widths are rebalanced. SNet49 keeps a 1x1 conv5 (512) before pooling; SNet146 and
 SNet535 drop conv5 and put the channels into the early stages, which the detector reads.
 
-Units are the ShuffleNetV2 ones (Fig. 3c/d of that paper): a stride-1 unit splits the channels
-in half, transforms one half (1x1 -> 5x5 dw -> 1x1) and concatenates; a stride-2 unit runs both
-halves from the full input (5x5 dw s2 -> 1x1 | 1x1 -> 5x5 dw s2 -> 1x1); each unit ends in a
-channel shuffle with 2 groups. Depthwise convs have BN and no activation. Names follow
-torchvision's `shufflenetv2.py` (branch1 / branch2), so weights map by order.
+Units are the ShuffleNetV2 ones (Fig. 3c/d of that paper, `leannet.layers.shuffle.ShuffleUnit`)
+with 5x5 depthwise convs: a stride-1 unit splits the channels in half, transforms one half and
+concatenates; a stride-2 unit runs both halves from the full input; each unit ends in a channel
+shuffle with 2 groups. The deployed form computes each stage without shuffles
+(`UnshuffledStage`).
 
 Feature levels: the stem's max-pool (stride 4), stage2 (8), stage3 (16), stage4 (32). SNet49's
 conv5 sits after the last level, as ShuffleNetV2's conv5 does in torchvision.
@@ -20,47 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from leannet.layers import ClassifierHead, ConvBnAct, init_weights
+from leannet.layers.shuffle import ShuffleUnit
 from leannet.models.base import FeatureInfo, StagedModel
 from leannet.registry import Published, register
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """(N, g*k, H, W): channel g_i*k + k_i -> k_i*g + g_i (ShuffleNet's shuffle)."""
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
-
-
-class ShuffleUnit(nn.Module):
-    def __init__(self, in_chs: int, out_chs: int, stride: int, kernel: int = 5):
-        super().__init__()
-        if out_chs % 2 or (stride == 1 and in_chs != out_chs):
-            raise ValueError(f"ShuffleUnit({in_chs}, {out_chs}, stride={stride}): a stride-1 unit "
-                             "keeps its width and every width must be even")
-        half = out_chs // 2
-        self.stride = stride
-        if stride == 2:
-            self.branch1 = nn.Sequential(
-                ConvBnAct(in_chs, in_chs, kernel, stride, groups=in_chs, act=None),
-                ConvBnAct(in_chs, half, 1),
-            )
-        else:
-            self.branch1 = nn.Identity()  # the untouched half
-        self.branch2 = nn.Sequential(
-            ConvBnAct(in_chs if stride == 2 else half, half, 1),
-            ConvBnAct(half, half, kernel, stride, groups=half, act=None),
-            ConvBnAct(half, half, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            a, b = x.chunk(2, dim=1)
-            out = torch.cat((self.branch1(a), self.branch2(b)), dim=1)
-        else:
-            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return channel_shuffle(out, 2)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,91 @@
+"""The shuffle-free deployed form of ShuffleNetV2 stages computes what the shuffled one does."""
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+from torchvision.models.shufflenetv2 import InvertedResidual
+
+import leannet
+from leannet.deploy.onnx import export_onnx
+from leannet.layers.shuffle import ShuffleUnit, UnshuffledStage, channel_shuffle, unshuffle_stages
+from tests.helpers import calibrate_bn
+
+
+def _stage(unit, in_chs: int, out_chs: int, n: int) -> nn.Sequential:
+    units = [unit(in_chs if i == 0 else out_chs, out_chs, 2 if i == 0 else 1) for i in range(n)]
+    stage = nn.Sequential(*units).double().eval()
+    for m in stage.modules():  # non-trivial BN so every channel is distinguishable
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return stage
+
+
+# (unit, in, out, units): leannet's 5x5 unit and torchvision's; an odd half (29) makes the
+# logical split uneven between pieces; 8 units is ShuffleNetV2's longest stage.
+CASES = [
+    pytest.param(lambda i, o, s: ShuffleUnit(i, o, s, kernel=5), 24, 132, 4, id="snet146-stage2"),
+    pytest.param(InvertedResidual, 116, 232, 8, id="torchvision-stage3"),
+    pytest.param(InvertedResidual, 24, 58, 5, id="odd-half"),
+    pytest.param(InvertedResidual, 24, 48, 1, id="stride2-only"),
+]
+
+
+@pytest.mark.parametrize(("unit", "in_chs", "out_chs", "n"), CASES)
+def test_unshuffled_stage_equals_the_shuffled_one(unit, in_chs, out_chs, n):
+    stage = _stage(unit, in_chs, out_chs, n)
+    before = copy.deepcopy(stage.state_dict())
+    fast = UnshuffledStage(list(stage.children()))
+    x = torch.randn(2, in_chs, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), stage(x), rtol=1e-12, atol=1e-12)
+    for k, v in stage.state_dict().items():  # the source units are not modified
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("name", ["shufflenetv2_x0_5", "snet146"])
+def test_reparameterize_drops_every_shuffle_and_keeps_the_contract(name):
+    model = calibrate_bn(leannet.create_model(name, num_classes=10), (3, 64, 64)).double().eval()
+    deployed = leannet.reparameterize(model)
+    stages = [m for m in deployed.modules() if isinstance(m, UnshuffledStage)]
+    assert len(stages) == 3
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), model(x), rtol=1e-10, atol=1e-10)
+        # Features (detection necks read them) come out in the original channel order.
+        for a, b in zip(deployed.forward_intermediates(x), model.forward_intermediates(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert unshuffle_stages(deployed) == 0  # nothing left to rewrite
+
+
+def test_exported_graph_has_one_shuffle_per_stage(tmp_path):
+    model = leannet.reparameterize(leannet.create_model("shufflenetv2_x0_5", num_classes=10))
+    ops = [n.op_type for n in onnx.load(export_onnx(model, tmp_path / "m.onnx", (3, 64, 64))).graph.node]
+    # The shuffled graph has one Transpose per unit (16); the deployed one, one per stage.
+    assert ops.count("Transpose") == 3 and ops.count("Gather") == 3
+
+
+def test_channel_shuffle_is_a_permutation():
+    x = torch.arange(12.0).reshape(1, 12, 1, 1)
+    assert channel_shuffle(x, 2).flatten().tolist() == [0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11]
+
+
+def test_consecutive_stages_are_right_in_openvino(tmp_path):
+    """OpenVINO 2026.4 folds a channel Gather that feeds a dense conv into that conv with the
+    inverse permutation; the stage's output shuffle keeps its Gather away from the next conv."""
+    ov = pytest.importorskip("openvino")
+    torch.manual_seed(0)
+    stages = [_stage(InvertedResidual, 24, 48, 3).float(), _stage(InvertedResidual, 48, 96, 2).float()]
+    model = nn.Sequential(*[UnshuffledStage(list(s.children())) for s in stages], nn.Conv2d(96, 8, 1)).eval()
+    path = export_onnx(model, tmp_path / "s.onnx", (24, 16, 16))
+    x = np.random.default_rng(0).standard_normal((1, 24, 16, 16), dtype=np.float32)
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(compiled({0: x})[0], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
