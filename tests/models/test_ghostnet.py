@@ -79,6 +79,16 @@ def test_ghost_module_concat_and_slice():
     torch.testing.assert_close(out[:, :4], intrinsic)
 
 
+@pytest.mark.parametrize(("width", "slices"), [(8, 0), (7, 1)])
+def test_ghost_module_slices_only_an_odd_width(tmp_path, width, slices):
+    # A full-width slice exports as a Slice that copies (and blocks OpenVINO's in-place concat).
+    onnx = pytest.importorskip("onnx")
+    from leannet.deploy.onnx import export_onnx
+
+    path = export_onnx(GhostModule(8, width).eval(), tmp_path / "g.onnx", input_size=(8, 5, 5))
+    assert [n.op_type for n in onnx.load(path).graph.node].count("Slice") == slices
+
+
 def test_se_only_where_table_1_puts_it():
     model = leannet.create_model("ghostnet_x1_0")
     se_blocks = [n for n, m in model.named_modules() if type(m).__name__ == "SqueezeExcite"]
