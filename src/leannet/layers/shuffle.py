@@ -14,9 +14,10 @@ physical piece (x1's pieces and each branch output) keeps its channels in increa
 order, "logical < half" is a prefix of each piece, so the next unit is a channel split of each
 piece: the prefixes stay as they are, the suffixes are concatenated and go to the branch's
 first 1x1 conv, whose input columns are permuted to match. Only slices and concats remain
-(which every runtime keeps in its own layout), each unit copies about half as much, and one
-`index_select` at the end of the stage restores the logical channel order, so the stage is a
-drop-in replacement (features, necks and heads see the same tensor).
+(which every runtime keeps in its own layout) and each unit copies about half as much. At the
+end of the stage one `index_select` puts the pass-through half back in order and the last
+unit's shuffle runs as in the original, so the stage is a drop-in replacement (features, necks
+and heads see the same tensor).
 """
 
 from __future__ import annotations
