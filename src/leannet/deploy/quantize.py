@@ -110,6 +110,15 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, calib: np.ndarray, bat
     return out
 
 
+def _consumers(graph) -> dict[str, list]:
+    """Tensor name -> the nodes that read it."""
+    out: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
 def fp32_stem(model) -> str | None:
     """The name of the stem conv to keep in fp32, or None to quantise it too.
 
@@ -123,10 +132,7 @@ def fp32_stem(model) -> str | None:
     stem = next((n for n in nodes if n.op_type == "Conv"), None)
     if stem is None:
         return None
-    consumers: dict[str, list] = {}
-    for n in nodes:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(model.graph)
     frontier, seen = list(stem.output), set()
     while frontier:  # through the stem's activation (Relu, Clip, ...) to what reads it
         for n in consumers.get(frontier.pop(), []):
@@ -151,10 +157,7 @@ def requantize_hardsigmoid(model) -> int:
     from onnx import helper, numpy_helper
 
     g = model.graph
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(g)
     producer = {o: n for n in g.node for o in n.output}
     inits = {i.name: i for i in g.initializer}
     names = {"three": "leannet_hsig_three", "q": "leannet_hsig_three_q", "scale3": "leannet_hsig_three_scale",

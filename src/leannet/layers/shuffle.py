@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.models.shufflenetv2 import InvertedResidual
 
 from leannet.layers.conv_bn_act import ConvBnAct
+from leannet.layers.fusion import _set_module
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -148,6 +149,5 @@ def unshuffle_stages(model: nn.Module) -> int:
     its `UnshuffledStage`. Returns how many were replaced."""
     found = [(name, m) for name, m in model.named_modules() if _is_stage(m)]
     for name, stage in found:
-        parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, UnshuffledStage(list(stage.children())))
+        _set_module(model, name, UnshuffledStage(list(stage.children())))
     return len(found)
