@@ -43,23 +43,20 @@ from leannet.deploy import export
 from leannet.deploy.artefact import open_runner
 from leannet.errors import LeannetError
 from leannet.fileio import write_text
-from leannet.profile.latency import measure, resolve_models
-from leannet.profile.runtimes import Session
+from leannet.profile.latency import resolve_sources
+from leannet.runtime import timing
 
 DIGITS_CONFIG = "configs/pplcnet_x0_25_digits.yaml"
 
 
 def timeit(runners: dict[str, Callable], x: np.ndarray, min_time: float, rounds: int = 3) -> dict[str, tuple]:
-    """(median, p90) latency in ms of each runner on `x`, timed by leannet's profiler in
-    alternating rounds (A, B, A, B, ...), best round kept: a drifting machine state then hits
-    every variant alike instead of whichever happened to be timed last."""
-    best: dict[str, dict] = {}
-    for _ in range(rounds):
-        for k, run in runners.items():
-            r = measure(Session(lambda run=run: run(x)), len(x), min_time=min_time / rounds)
-            if k not in best or r["median_ms"] < best[k]["median_ms"]:
-                best[k] = r
-    return {k: (r["median_ms"], r["p90_ms"]) for k, r in best.items()}
+    """(median, p90) latency in ms of each runner on `x`, timed by leannet's one timer in
+    interleaved rounds (shuffled per round): a drifting machine state then hits every variant
+    alike instead of whichever happened to be timed last."""
+    cells = {k: timing.Cell(k, run.bind(x) if hasattr(run, "bind") else (lambda run=run: run(x)), len(x))
+             for k, run in runners.items()}
+    timing.time_rounds(list(cells.values()), rounds=rounds, round_time=min_time / rounds)
+    return {k: (s["median_ms"], s["p90_ms"]) for k, s in ((k, timing.summarise(c)) for k, c in cells.items())}
 
 
 def naive_timm_onnx(arch: str, path: Path, img: int, batch: int) -> Path:
@@ -101,7 +98,8 @@ def fake_weights(name: str, path: Path) -> Path:
 
 def latency_rows(args, work: Path, calib: Path) -> list[dict]:
     rows = []
-    names, notes = resolve_models(args.models or [], None if args.models else "seeds")
+    sources, notes = resolve_sources(args.models or [], None if args.models else "seeds")
+    names = [src.label for src in sources]
     for note in notes:
         print(note, file=sys.stderr)
     for name in names:

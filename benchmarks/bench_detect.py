@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout-images", type=int, default=300)
     p.add_argument("--out", default="runs/bench_detect")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--fps-iters", type=int, default=50)
     p.add_argument("--reuse", action="store_true", help="skip training when OUT/<name>/best exists")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, not the claim")
     args = p.parse_args(argv)
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     overrides = [*(SMOKE if args.smoke else []), *args.override]
     if args.smoke:
-        args.heldout_images, args.fps_iters = 8, 5
+        args.heldout_images = 8
     out = Path(args.out)
 
     slim_cfg = load_detect_config(args.slim, overrides)
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     fps: dict[str, list[dict]] = {k: [] for k in rows}
     for _ in range(2):  # alternate, so a noisy neighbour hits both
         for name, row in rows.items():
-            fps[name].append(measure_fps(row["model"], size, iters=args.fps_iters))
+            fps[name].append(measure_fps(row["model"], size))
     for name, row in rows.items():
         best = min(fps[name], key=lambda r: r["median_ms"])
         row.update(median_ms=best["median_ms"], p90_ms=best["p90_ms"], fps=best["fps"], threads=best["threads"])

@@ -27,9 +27,9 @@ import torch
 import leannet
 from leannet.errors import UnknownModelError
 from leannet.fileio import write_text
-from leannet.profile.latency import PRESETS, default_threads, environment, measure
-from leannet.profile.runtimes import get_runtime
+from leannet.profile.latency import PRESETS, default_threads, environment, resolve_runtimes
 from leannet.registry import model_info, resolve
+from leannet.runtime import runners, timing
 
 # leannet name -> timm name, where the registry has no timm alias for it.
 TIMM_NAMES = {
@@ -58,6 +58,17 @@ def timm_model(name: str) -> torch.nn.Module:
     return reparameterize_model(timm.create_model(name, pretrained=False).eval())
 
 
+def make_runner(model, runtime: str, shape, threads: int, onnx_path: Path) -> runners.Runner:
+    if runtime == "eager":
+        return runners.torch_runner(model)
+    from leannet.deploy.onnx import export_onnx
+
+    export_onnx(model.eval(), onnx_path, input_size=tuple(shape[1:]), batch=shape[0])
+    if runtime == "onnxruntime":
+        return runners.onnxruntime_runner(onnx_path, threads, spin=False)
+    return runners.openvino_runner(onnx_path, threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", help="leannet names (default: the seeds preset)")
@@ -83,28 +94,31 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append((name, tname))
 
     rows = []
-    runtimes = [get_runtime(r) for r in args.runtimes.split(",")]
+    runtimes, notes = resolve_runtimes(args.runtimes.split(","))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for name, tname in pairs:
             ours = leannet.reparameterize(leannet.create_model(name))
             theirs = timm_model(tname)
-            x = torch.randn(args.batch, 3, args.img, args.img)
+            x = torch.randn(args.batch, 3, args.img, args.img).numpy()
             for rt in runtimes:
-                if not rt.available():
-                    print(f"note: skipping runtime {rt.name}: {rt.requires} is not available", file=sys.stderr)
-                    continue
-                ms = {}
+                cells = {}
                 for who, model in (("leannet", ours), ("timm", theirs)):
-                    session = rt.prepare(model, x, args.threads, Path(tmp) / f"{who}_{name}")
-                    ms[who] = measure(session, args.batch, args.min_time)
-                rows.append({"model": name, "timm_model": tname, "runtime": rt.name, "batch": args.batch,
+                    run = make_runner(model, rt, x.shape, args.threads, Path(tmp) / f"{who}_{name}.onnx")
+                    cells[who] = timing.Cell(who, run.bind(x), args.batch)
+                # both models in interleaved rounds: drift hits them alike
+                timing.time_rounds(list(cells.values()), rounds=5, round_time=args.min_time / 5)
+                ms = {who: timing.summarise(c, args.threads) for who, c in cells.items()}
+                rows.append({"model": name, "timm_model": tname, "runtime": rt, "batch": args.batch,
                              "img": args.img, "threads": args.threads,
                              "leannet_params": sum(q.numel() for q in ours.parameters()),
                              "timm_params": sum(q.numel() for q in theirs.parameters()),
                              "leannet": ms["leannet"], "timm": ms["timm"],
                              "ratio": ms["leannet"]["median_ms"] / ms["timm"]["median_ms"]})
                 r = rows[-1]
-                print(f"{name:24s} {tname:22s} {rt.name:12s} leannet {r['leannet']['median_ms']:8.2f} ms  "
+                print(f"{name:24s} {tname:22s} {rt:12s} leannet {r['leannet']['median_ms']:8.2f} ms  "
                       f"timm {r['timm']['median_ms']:8.2f} ms  ratio {r['ratio']:.2f}", file=sys.stderr)
 
     env = environment(args.threads)

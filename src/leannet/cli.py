@@ -74,12 +74,36 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from leannet.profile.latency import bench
+    from leannet.profile.latency import bench, format_rows
 
-    results = bench(args.models, preset=args.preset, runtimes=args.runtimes, batches=args.batch,
-                    threads=args.threads, img=args.img, min_time=args.min_time, out=args.out,
-                    deployed=not args.train_form, report=args.report)
-    print(f"results: {results}" + (f"\nreport: {results.parent / 'report.md'}" if args.report else ""))
+    sweep = bench(args.models, preset=args.preset, runtimes=args.runtimes, precisions=args.precisions,
+                  batches=args.batch, threads=args.threads, img=args.img, min_time=args.min_time,
+                  rounds=args.rounds, retries=args.retries, out=args.out, deployed=not args.train_form,
+                  force=args.force, calib=args.calib, eval_set=args.eval, report=args.report,
+                  progress=not args.quiet)
+    print(format_rows(sweep.rows, args.format))
+    if args.format == "table":
+        print(f"results: {sweep.results} ({sweep.measured} measured, {sweep.reused} reused)"
+              + (f"\nreport: {sweep.results.parent / 'report.md'}" if args.report else ""))
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from leannet.profile.select import select
+
+    sel = select(args.budget_ms, models=args.models + (args.model_files or []), preset=args.preset,
+                 batch=args.batch, threads=args.threads, runtimes=args.runtimes, precisions=args.precisions,
+                 eval_set=args.eval, calib=args.calib, max_int8_drop=args.max_int8_drop, export=args.export,
+                 out=args.out, force=args.force, min_time=args.min_time, rounds=args.rounds,
+                 progress=not args.quiet)
+    print(sel.summary())
+    return 0 if sel.pick is not None else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from leannet.profile.report import write_report
+
+    print(f"wrote {write_report(args.out, sources=args.results)}")
     return 0
 
 
@@ -263,22 +287,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, help="show only the first N layers (default 15; all with --per-layer)")
     s.set_defaults(func=cmd_profile)
 
-    from leannet.profile.latency import DEFAULT_RUNTIMES, PRESETS
+    from leannet.profile.latency import DEFAULT_RUNTIMES, PRESETS, RUNTIMES
 
-    s = sub.add_parser("bench", help="measure latency per model x runtime x batch (resumable)")
-    s.add_argument("models", nargs="*", help="registered names or timm aliases")
-    s.add_argument("--preset", choices=sorted(PRESETS), help="a named list of models, e.g. seeds")
-    s.add_argument("--runtimes", type=_name_list, default=list(DEFAULT_RUNTIMES),
-                   help=f"comma-separated (default {','.join(DEFAULT_RUNTIMES)}; also channels_last, "
-                   "compile, openvino_bf16, cuda, cuda_fp16, cuda_bf16)")
+    def measure_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--preset", choices=sorted(PRESETS), help="a named list of models, e.g. seeds")
+        s.add_argument("--runtimes", type=_name_list, default=list(DEFAULT_RUNTIMES),
+                       help=f"comma-separated (default {','.join(DEFAULT_RUNTIMES)}; of {','.join(RUNTIMES)})")
+        s.add_argument("--precisions", type=_name_list, default=["fp32"],
+                       help="comma-separated fp32,bf16,fp16,int8 (default fp32); a runtime runs those it supports")
+        s.add_argument("--threads", type=_positive_int, help="threads for every runtime (default: usable cores)")
+        s.add_argument("--min-time", type=float, default=1.0,
+                       help="seconds of timed calls per cell, split over the rounds (default 1.0)")
+        s.add_argument("--rounds", type=_positive_int, default=5,
+                       help="interleaved rounds: every cell is timed once per round, in shuffled order (default 5)")
+        s.add_argument("--calib", help="calibration images for INT8 (default: generated inputs, latency only)")
+        s.add_argument("--eval", help="labelled images (ImageFolder or list file): measure top-1 of every cell")
+        s.add_argument("--out", default="runs/bench", help="results.jsonl (appended, reused as a cache) goes here")
+        s.add_argument("--force", action="store_true", help="re-measure cells already in the results file")
+        s.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    s = sub.add_parser("bench", help="measure latency per model x runtime x precision x batch on this machine")
+    s.add_argument("models", nargs="*", help="registered names, shell patterns ('pplcnet*'), checkpoints "
+                   "(.safetensors) or exported artefacts (.onnx, .xml)")
+    measure_args(s)
     s.add_argument("--batch", type=_int_list, default=[1], help="comma-separated batch sizes (default 1)")
-    s.add_argument("--threads", type=int, help="threads for every runtime (default: usable cores)")
-    s.add_argument("--img", type=int, default=224)
-    s.add_argument("--min-time", type=float, default=0.5, help="seconds of timed calls per row (default 0.5)")
-    s.add_argument("--out", default="runs/bench", help="results.jsonl (appended) and the report go here")
+    s.add_argument("--img", type=_positive_int, help="input height and width (default 224)")
+    s.add_argument("--retries", type=int, default=2,
+                   help="re-measure contended cells at the end up to this many times (default 2)")
     s.add_argument("--train-form", action="store_true", help="benchmark the un-folded train-time form")
     s.add_argument("--report", action="store_true", help="also write report.md and PNG plots")
+    s.add_argument("--format", choices=["table", "csv", "json"], default="table", help="stdout format")
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("select", help="which model, runtime and precision to ship here under a latency budget")
+    s.add_argument("model_files", nargs="*", metavar="CHECKPOINT",
+                   help="checkpoints (.safetensors) or artefacts to choose among, besides --models")
+    s.add_argument("--budget-ms", type=float, required=True, help="latency budget per batch in milliseconds")
+    s.add_argument("--models", type=_name_list, default=[], help="comma-separated names or patterns, e.g. 'pplcnet*,mobileone_s0'")
+    measure_args(s)
+    s.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
+    s.add_argument("--max-int8-drop", type=float, default=1.0,
+                   help="leave out INT8 cells losing more top-1 points than this vs fp32 (default 1.0)")
+    s.add_argument("--export", metavar="DIR", help="write the pick here as a verified artefact with its sidecar")
+    s.set_defaults(func=cmd_select)
+
+    s = sub.add_parser("report", help="report.md + plots from results files (several machines: a column each)")
+    s.add_argument("results", nargs="+", help="results.jsonl files written by bench/select")
+    s.add_argument("--out", default="runs/report", help="folder for report.md and the PNGs")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("export", help="re-parameterise, fold BN, export to ONNX/OpenVINO (fp32, bf16, INT8) and verify")
     s.add_argument("model", help="registry name (with --weights) or a leannet .safetensors checkpoint")

@@ -1,84 +1,128 @@
-"""The benchmark sweep: rows, runtimes, skipping, resuming, reporting. No timing is asserted."""
+"""The benchmark sweep: cells, rows, runtimes, caching, inputs, output formats. No timing is
+asserted; timing and contention are tests/runtime's."""
 
+import csv
+import io
 import json
 import math
 
 import pytest
 
 from leannet.cli import main
-from leannet.errors import LeannetError, UnknownRuntimeError
-from leannet.profile import latency, runtimes
-from leannet.profile.latency import bench, read_rows
-from leannet.profile.report import pareto_front, write_report
+from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
+from leannet.profile import latency
+from leannet.profile.latency import bench, format_rows, read_rows
+from leannet.runtime import timing
+from leannet.runtime.runners import openvino_precision_supported
 
-TINY = dict(img=32, min_time=0.01, threads=1, progress=False)
-CPU_RUNTIMES = [n for n in ("eager", "channels_last", "onnxruntime", "openvino", "openvino_bf16")
-                if runtimes.get_runtime(n).available()]
+TINY = dict(img=32, min_time=0.02, rounds=2, threads=1, progress=False)
+HAS_ORT = latency.resolve_runtimes(["onnxruntime"])[0] == ["onnxruntime"]
+HAS_OV = latency.resolve_runtimes(["openvino"])[0] == ["openvino"]
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed (extra: deploy)")
+needs_ov = pytest.mark.skipif(not HAS_OV, reason="openvino is not installed (extra: deploy)")
 
 
-def _check_row(row, model, runtime, batch):
-    assert (row["model"], row["runtime"], row["batch"], row["img"]) == (model, runtime, batch, 32)
+def _check_row(row, model, runtime, precision, batch):
+    assert (row["model"], row["runtime"], row["precision"], row["batch"], row["img"]) == \
+        (model, runtime, precision, batch, 32)
     assert "error" not in row, row.get("error")
     assert row["deployed"] is True and "folded" in row["form"]
-    assert 0 < row["min_ms"] <= row["median_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    assert 0 < row["min_ms"] <= row["median_ms"] <= row["p99_ms"]
+    assert row["q25_ms"] <= row["median_ms"] <= row["q75_ms"]
+    assert row["rounds"] == 2 and len(row["round_medians_ms"]) == 2
     assert row["throughput_ips"] == pytest.approx(batch * 1e3 / row["median_ms"])
-    assert row["repeats"] >= 10 and row["threads"] == 1
+    assert row["threads"] == 1 and row["fingerprint"] == row["env"]["fingerprint"]
     assert row["macs"] > 0 and row["params"] > 0 and row["memory_access_bytes"] > 0
     assert row["env"]["cpu"] and row["env"]["versions"]["torch"]
-    assert math.isfinite(row["max_abs_diff"])
-    # fp32 runtimes must reproduce eager; bf16 is allowed its rounding
-    assert row["max_rel_diff"] <= (5e-2 if "bf16" in runtime else 1e-4)
+    assert isinstance(row["contended"], bool) and row["others_cores"] >= 0
+    if precision == "fp32":  # fp32 runtimes must reproduce eager
+        assert row["max_rel_diff"] <= 1e-4
+    elif precision == "bf16":
+        assert row["max_rel_diff"] <= 5e-2
+    else:
+        assert math.isfinite(row["max_abs_diff"]) and "generated inputs" in row["int8_calibration"]
 
 
-def test_every_installed_runtime_gives_a_valid_row(tmp_path):
-    path = bench(["pplcnet_x0_25"], runtimes=CPU_RUNTIMES, batches=(1, 2), out=tmp_path, **TINY)
-    lines = path.read_text().splitlines()
-    rows = [json.loads(line) for line in lines]  # every line is one JSON object
-    assert len(rows) == 2 * len(CPU_RUNTIMES)
+def test_every_runtime_and_precision_gives_a_valid_row(tmp_path):
+    runtimes = ["eager", "channels_last"] + ["onnxruntime"] * HAS_ORT + ["openvino"] * HAS_OV
+    sweep = bench(["pplcnet_x0_25"], runtimes=runtimes, precisions=["fp32", "bf16", "int8"],
+                  batches=(2,), out=tmp_path, **TINY)
+    rows = [json.loads(line) for line in sweep.results.read_text().splitlines()]
+    expected = {(rt, p) for rt in runtimes for p in latency.SUPPORTED[rt] if p in ("fp32", "bf16", "int8")}
+    if HAS_OV and not openvino_precision_supported("bf16"):
+        expected.discard(("openvino", "bf16"))  # said in a note instead: it would silently run f32
+        assert any("OpenVINO has no bf16" in n for n in sweep.notes)
+    assert {(r["runtime"], r["precision"]) for r in rows} == expected
+    assert len(rows) == len(expected) == len(sweep.rows) and sweep.measured == len(rows)
     for row in rows:
-        _check_row(row, "pplcnet_x0_25", row["runtime"], row["batch"])
-    ov = [r for r in rows if r["runtime"] == "openvino"]
-    if ov:  # the precision actually used is recorded, and pinned to f32
-        assert ov[0]["runtime_info"]["precision"] == "f32"
+        _check_row(row, "pplcnet_x0_25", row["runtime"], row["precision"], row["batch"])
+    ov = [r for r in rows if r["runtime"] == "openvino" and r["precision"] == "fp32"]
+    if ov:  # the precision actually used is read back, pinned to f32
+        assert ov[0]["runtime_info"]["inference_precision"] == "f32"
+    ort = [r for r in rows if r["runtime"] == "onnxruntime"]
+    assert all(r["runtime_info"]["spinning"] is False for r in ort)  # cells alternate: no spinning
 
 
-@pytest.mark.slow
-def test_compile_runtime_row(tmp_path):
-    path = bench(["pplcnet_x0_25"], runtimes=["compile"], out=tmp_path, **TINY)
-    _check_row(read_rows(path)[0], "pplcnet_x0_25", "compile", 1)
-
-
-def test_missing_runtime_is_skipped_with_one_note(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(runtimes.OnnxRuntime, "available", lambda self: False)
-    path = bench(["pplcnet_x0_25"], runtimes=["eager", "onnxruntime"], out=tmp_path, **TINY)
-    assert [r["runtime"] for r in read_rows(path)] == ["eager"]
-    notes = [line for line in capsys.readouterr().err.splitlines() if "onnxruntime" in line]
-    assert len(notes) == 1 and "skipping" in notes[0]
-
-
-def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
-    models, batches = ["pplcnet_x0_25", "mobilenetv3_small_x1_0"], (1, 2)
-    path = bench(models, runtimes=["eager"], batches=batches, out=tmp_path, **TINY)
-    lines = path.read_text().splitlines()
-    assert len(lines) == 4
-    # simulate a kill: two rows lost, and the third cut mid-line
-    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])
-    measured = []
-    real = latency.measure
-    monkeypatch.setattr(latency, "measure", lambda s, batch, *a, **k: measured.append(batch) or real(s, batch, *a, **k))
-    bench(models, runtimes=["eager"], batches=batches, out=tmp_path, **TINY)
-    assert len(measured) == 2  # only the rows that were lost
-    rows = read_rows(path)
-    assert sorted((r["model"], r["batch"]) for r in rows) == sorted((m, b) for m in models for b in batches)
-    assert bench(models, runtimes=["eager"], batches=batches, out=tmp_path, **TINY) and len(measured) == 2
-
-
-def test_preset_skips_unregistered_names(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(latency.PRESETS, "mini", ("pplcnet_x0_25", "not_yet_merged_s9"))
-    path = bench(preset="mini", runtimes=["eager"], out=tmp_path, **TINY)
-    assert [r["model"] for r in read_rows(path)] == ["pplcnet_x0_25"]
+def test_unsupported_pairs_and_missing_runtimes_are_notes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(latency, "resolve_runtimes", lambda names: (["eager"], ["skipping runtime onnxruntime: x"]))
+    sweep = bench(["pplcnet_x0_25"], runtimes=["eager", "onnxruntime"], precisions=["fp32", "int8"],
+                  out=tmp_path, **TINY)
+    assert [(r["runtime"], r["precision"]) for r in sweep.rows] == [("eager", "fp32")]
     err = capsys.readouterr().err
-    assert "not_yet_merged_s9 is not registered" in err
+    assert "skipping runtime onnxruntime" in err and "eager does not run int8" in err
+
+
+def _count_timed(monkeypatch):
+    timed = []
+    real = timing.time_rounds
+    monkeypatch.setattr(timing, "time_rounds", lambda cells, *a, **k: timed.extend(c.key for c in cells) or real(cells, *a, **k))
+    return timed
+
+
+def test_cached_rows_are_reused_until_the_environment_changes(tmp_path, monkeypatch):
+    models = ["pplcnet_x0_25", "mobilenetv3_small_x1_0"]
+    bench(models, runtimes=["eager"], batches=(1, 2), out=tmp_path, **TINY)
+    timed = _count_timed(monkeypatch)
+    again = bench(models, runtimes=["eager"], batches=(1, 2), out=tmp_path, **TINY)
+    assert timed == [] and again.reused == 4 and again.measured == 0 and len(again.rows) == 4
+    # an upgraded runtime changes the fingerprint: everything is measured again
+    real_env = latency.environment
+
+    def upgraded(threads):
+        env = real_env(threads)
+        env["versions"]["onnxruntime"] = "99.0"
+        env["fingerprint"] = latency.fingerprint(env)
+        return env
+
+    monkeypatch.setattr(latency, "environment", upgraded)
+    fresh = bench(models, runtimes=["eager"], batches=(1, 2), out=tmp_path, **TINY)
+    assert fresh.reused == 0 and fresh.measured == 4 and len(set(timed)) == 4
+    assert len({r["fingerprint"] for r in read_rows(tmp_path / "results.jsonl")}) == 2
+    # --force measures again although the rows are valid
+    forced = bench(models[:1], runtimes=["eager"], out=tmp_path, force=True, **TINY)
+    assert forced.measured == 1 and forced.reused == 0
+
+
+def test_interrupted_results_file_resumes(tmp_path, monkeypatch):
+    models, batches = ["pplcnet_x0_25", "mobilenetv3_small_x1_0"], (1, 2)
+    path = bench(models, runtimes=["eager"], batches=batches, out=tmp_path, **TINY).results
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])  # a kill mid-line
+    timed = _count_timed(monkeypatch)
+    sweep = bench(models, runtimes=["eager"], batches=batches, out=tmp_path, **TINY)
+    assert len(set(timed)) == 2 and sweep.reused == 2  # only the rows that were lost
+    assert sorted((r["model"], r["batch"]) for r in read_rows(path)) == sorted((m, b) for m in models for b in batches)
+
+
+def test_patterns_expand_and_preset_skips_unregistered_names(tmp_path, monkeypatch, capsys):
+    sources, _ = latency.resolve_sources(["pplcnet_x0_2*"])
+    assert [s.label for s in sources] == ["pplcnet_x0_25"]
+    with pytest.raises(UnknownModelError, match="no registered model matches"):
+        latency.resolve_sources(["nothing_like_this*"])
+    monkeypatch.setitem(latency.PRESETS, "mini", ("pplcnet_x0_25", "not_yet_merged_s9"))
+    sweep = bench(preset="mini", runtimes=["eager"], out=tmp_path, **TINY)
+    assert [r["model"] for r in sweep.rows] == ["pplcnet_x0_25"]
+    assert "not_yet_merged_s9 is not registered" in capsys.readouterr().err
 
 
 def test_bad_inputs_raise_user_errors(tmp_path):
@@ -88,31 +132,95 @@ def test_bad_inputs_raise_user_errors(tmp_path):
         bench([], out=tmp_path, **TINY)
     with pytest.raises(LeannetError, match="unknown preset"):
         bench(preset="nope", out=tmp_path, **TINY)
+    with pytest.raises(LeannetError, match="unknown precision 'int4'"):
+        bench(["pplcnet_x0_25"], precisions=["int4"], out=tmp_path, **TINY)
+    with pytest.raises(LeannetError, match="no such file"):
+        bench([str(tmp_path / "missing.onnx")], out=tmp_path, **TINY)
 
 
-def test_report_files_and_correlation_table(tmp_path):
-    models = ["pplcnet_x0_25", "pplcnet_x0_5", "mobilenetv3_small_x1_0"]
-    bench(models, runtimes=["eager"], out=tmp_path, **TINY)
-    report = write_report(tmp_path).read_text()
-    for png in ("latency_vs_macs", "spearman", "pareto"):
-        path = tmp_path / f"{png}_b1_32px_t1.png"
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert f"]({path.name})" in report
-    assert "| eager | 3 |" in report and "rho" in report
+def test_checkpoint_and_artefact_sources(tmp_path):
+    """bench on what users have: a leannet .safetensors, an exported .onnx and an OpenVINO .xml
+    (each with its sidecar): rows name the file, its digest keys the cache."""
+    import leannet
+    from leannet.weights import save_weights
+
+    model = leannet.create_model("pplcnet_x0_25", num_classes=7)
+    ckpt = save_weights(model, tmp_path / "mine.safetensors",
+                        meta={"arch": "pplcnet_x0_25", "num_classes": 7, "classes": list("abcdefg")})
+    files = [str(ckpt)]
+    if HAS_ORT:
+        from leannet.deploy import export
+
+        files.append(str(export(str(ckpt), format="onnx", out=tmp_path / "mine.onnx", img=32).path))
+    if HAS_OV:
+        from leannet.deploy import export
+
+        files.append(str(export(str(ckpt), format="openvino", out=tmp_path / "mine_ov.xml", img=32).path))
+    sweep = bench(files, runtimes=["eager", "onnxruntime", "openvino"], out=tmp_path / "b", **TINY)
+    by_kind = {}
+    for r in sweep.rows:
+        assert "error" not in r, r.get("error")
+        by_kind.setdefault(r["source_kind"], []).append(r)
+        assert r["arch"] == "pplcnet_x0_25" and r["path"] in files
+        assert r["source"].startswith(r["source_kind"] + ":") and len(r["source"].split(":")[1]) == 16
+    ck = by_kind["checkpoint"]
+    assert sorted(r["runtime"] for r in ck) == sorted(["eager"] + ["onnxruntime"] * HAS_ORT + ["openvino"] * HAS_OV)
+    assert all(r["max_rel_diff"] <= 1e-4 for r in ck)
+    arts = by_kind.get("artefact", [])
+    # .onnx runs on both runtimes, .xml on OpenVINO only, never on eager
+    assert sorted((r["model"], r["runtime"]) for r in arts) == sorted(
+        [("mine", "onnxruntime")] * HAS_ORT + [("mine", "openvino")] * (HAS_ORT and HAS_OV)
+        + [("mine_ov", "openvino")] * HAS_OV)
+    assert all(r["input_shape"] == [1, 3, 32, 32] for r in arts)
+    # a changed checkpoint is a different source: measured again, not served from the cache
+    save_weights(leannet.create_model("pplcnet_x0_25", num_classes=7), ckpt,
+                 meta={"arch": "pplcnet_x0_25", "num_classes": 7})
+    again = bench([str(ckpt)], runtimes=["eager"], out=tmp_path / "b", **TINY)
+    assert again.measured == 1 and again.rows[0]["source"] != ck[0]["source"]
 
 
-def test_pareto_front_by_hand():
-    pts = [("a", 1.0, 60.0), ("b", 2.0, 70.0), ("c", 3.0, 65.0), ("d", 4.0, 75.0), ("e", 1.5, 55.0)]
-    assert [p[0] for p in pareto_front(pts)] == ["a", "b", "d"]
+def test_csv_and_json_formats_keep_their_schema(tmp_path):
+    sweep = bench(["pplcnet_x0_25", "mobilenetv3_small_x1_0"], runtimes=["eager"], out=tmp_path, **TINY)
+    table = list(csv.DictReader(io.StringIO(format_rows(sweep.rows, "csv"))))
+    assert list(table[0]) == list(latency.ROW_FIELDS) and len(table) == 2
+    assert [t["model"] for t in table] == ["pplcnet_x0_25", "mobilenetv3_small_x1_0"]
+    assert float(table[0]["median_ms"]) == pytest.approx(sweep.rows[0]["median_ms"])
+    lines = format_rows(sweep.rows, "json").splitlines()
+    assert [json.loads(line) for line in lines] == sweep.rows
+    text = format_rows(sweep.rows, "table")
+    assert "pplcnet_x0_25" in text and "median ms" in text
+    with pytest.raises(LeannetError, match="unknown format"):
+        format_rows(sweep.rows, "xml")
 
 
-def test_cli_bench_and_errors(tmp_path, capsys):
+def test_contended_cells_are_flagged_and_remeasured(tmp_path, monkeypatch):
+    """A machine that reads busy for the first pass and quiet after: the cells are re-measured
+    once, and the row keeps the quiet measurement and says it was retried."""
+    calls = []
+    real = timing.summarise
+
+    def busy_first(cell, threads=None, contended_cores=timing.CONTENDED_CORES):
+        s = real(cell, threads, contended_cores)
+        calls.append(id(cell))
+        first = len({c for c in calls}) <= 1
+        return s | ({"contended": True, "others_cores": 1.0} if first else {"contended": False, "others_cores": 0.0})
+
+    monkeypatch.setattr(timing, "summarise", busy_first)
+    sweep = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path, **TINY)
+    row = sweep.rows[0]
+    assert row["retries"] == 1 and row["contended"] is False and not sweep.contended
+
+
+def test_cli_bench_prints_a_table_and_formats(tmp_path, capsys):
     out = tmp_path / "b"
-    args = ["bench", "pplcnet_x0_25", "--runtimes", "eager", "--img", "32", "--min-time", "0.01",
-            "--threads", "1", "--out", str(out)]
+    args = ["bench", "pplcnet_x0_25", "--runtimes", "eager", "--img", "32", "--min-time", "0.02",
+            "--rounds", "2", "--threads", "1", "--out", str(out), "--quiet"]
     assert main(args) == 0
-    assert len(read_rows(out / "results.jsonl")) == 1
-    assert str(out / "results.jsonl") in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "pplcnet_x0_25" in printed and str(out / "results.jsonl") in printed and "1 measured" in printed
+    assert main([*args, "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["model"] == "pplcnet_x0_25" and row["runtime"] == "eager"
     assert main(["bench", "no_such_net", "--out", str(out)]) == 2
     assert main(["bench", "pplcnet_x0_25", "--batch", "0", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

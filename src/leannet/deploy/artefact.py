@@ -9,21 +9,24 @@ else. Runtimes are imported inside the functions that need them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from leannet.errors import LeannetError, WeightsError
 from leannet.fileio import write_text
-
-ARTEFACT_SUFFIXES = (".onnx", ".xml")
-PRECISIONS = ("fp32", "bf16", "int8")
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+from leannet.runtime.runners import (
+    ARTEFACT_SUFFIXES,
+    Runner,
+    onnxruntime_runner,
+    open_runner,
+    openvino_runner,
+    run_all,
+    torch_runner,
+)
 
 
 @dataclass
@@ -115,106 +118,7 @@ def read_sidecar(artefact: str | Path) -> dict[str, Any]:
     return record
 
 
-# --- running artefacts ---------------------------------------------------------------------------
+# --- running artefacts: one runner type for every tool (leannet.runtime.runners) ------------------
 
-
-@dataclass
-class Runner:
-    """`runner(x)` maps a float32 NCHW array to logits. `batch` is the artefact's fixed batch
-    size (None when dynamic); `runtime` and `precision` say what actually ran."""
-
-    fn: Callable[[np.ndarray], np.ndarray]
-    runtime: str
-    precision: str
-    batch: int | None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.fn(np.ascontiguousarray(x, dtype=np.float32))
-
-
-def torch_runner(model: nn.Module) -> Runner:
-    model = model.eval()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x)).float().numpy()
-
-    return Runner(run, "torch", "fp32", None)
-
-
-def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: str = "fp32") -> Runner:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # ORT raises its own exception types for unreadable models
-        raise LeannetError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
-    inp = sess.get_inputs()[0]
-    name = inp.name
-    batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    return Runner(lambda x: sess.run(None, {name: x})[0], "onnxruntime", precision, batch)
-
-
-def openvino_runner(path: str | Path, threads: int | None = None, precision: str = "fp32") -> Runner:
-    """Compile for CPU with the inference precision pinned: OpenVINO would otherwise pick bf16
-    on CPUs that support it and silently change the numbers. INT8 models keep their
-    non-quantised ops in fp32."""
-    import openvino as ov
-
-    core = ov.Core()
-    try:
-        model = core.read_model(str(path))
-    except Exception as e:  # OpenVINO raises RuntimeError subclasses with long texts
-        raise LeannetError(f"{path}: OpenVINO cannot read it ({str(e).splitlines()[0][:200]})") from None
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    dim = model.inputs[0].get_partial_shape()[0]
-    batch = dim.get_length() if dim.is_static else None
-    out = compiled.outputs[0]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return request.infer({0: x})[out].copy()
-
-    return Runner(run, "openvino", precision, batch)
-
-
-def open_runner(path: str | Path, runtime: str | None = None, threads: int | None = None,
-                precision: str | None = None) -> Runner:
-    """A runner for an exported artefact: .onnx runs on ONNX Runtime (or OpenVINO when asked),
-    .xml on OpenVINO. Precision defaults to the sidecar's."""
-    path = Path(path)
-    if not path.is_file():
-        raise LeannetError(f"{path}: no such file")
-    if path.suffix not in ARTEFACT_SUFFIXES:
-        raise LeannetError(f"{path}: not an exported artefact (expected .onnx or OpenVINO .xml)")
-    if precision is None:
-        precision = read_sidecar(path).get("precision", "fp32") if sidecar_path(path).is_file() else "fp32"
-    runtime = runtime or ("onnxruntime" if path.suffix == ".onnx" else "openvino")
-    if runtime == "onnxruntime":
-        if path.suffix != ".onnx":
-            raise LeannetError(f"{path}: ONNX Runtime runs .onnx files; use --runtime openvino for .xml")
-        return onnxruntime_runner(path, threads, precision)
-    if runtime == "openvino":
-        return openvino_runner(path, threads, precision)
-    raise LeannetError(f"runtime {runtime!r} cannot run {path.suffix} files; use onnxruntime or openvino")
-
-
-def run_all(runner: Runner, x: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Logits for every row of `x`, in chunks the artefact accepts (padded to a fixed batch)."""
-    b = runner.batch or batch
-    outs = []
-    for i in range(0, len(x), b):
-        chunk = x[i:i + b]
-        n = len(chunk)
-        if runner.batch and n < b:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-        outs.append(runner(chunk)[:n])
-    return np.concatenate(outs)
+__all__ = ["ARTEFACT_SUFFIXES", "LoadedModel", "Runner", "load_model", "onnxruntime_runner", "open_runner",
+           "openvino_runner", "read_sidecar", "run_all", "sidecar_path", "torch_runner", "write_sidecar"]

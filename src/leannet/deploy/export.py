@@ -173,14 +173,15 @@ def export(
 
 
 def _median_ms(runners: dict[str, Any], probe: np.ndarray, batch: int) -> dict[str, float]:
-    """Median latency in ms of each runner on one batch (a quick check, not a benchmark)."""
-    from leannet.profile.latency import measure
-    from leannet.profile.runtimes import Session
+    """Median latency in ms of each runner on one batch, timed in interleaved rounds (a quick
+    check, not a benchmark)."""
+    from leannet.runtime import timing
 
     b = runners["fp32"].batch or batch
     x = probe[np.arange(b) % len(probe)]
-    return {k: round(measure(Session(lambda r=r: r(x)), b, min_time=0.3)["median_ms"], 3)
-            for k, r in runners.items()}
+    cells = {k: timing.Cell(k, r.bind(x), b) for k, r in runners.items()}
+    timing.time_rounds(list(cells.values()), rounds=3, round_time=0.1)
+    return {k: round(timing.summarise(c)["median_ms"], 3) for k, c in cells.items()}
 
 
 def _check_options(format: str, precision: str, int8: bool, calib, batch: int, dynamic_size: bool) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -69,22 +67,22 @@ def evaluate(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8
     return coco_map(dataset.coco, coco_detections(model, dataset, batch_size))
 
 
-@torch.inference_mode()
-def measure_fps(model: torch.nn.Module, image_size: int, iters: int = 30, warmup: int = 5) -> dict[str, float]:
+def measure_fps(model: torch.nn.Module, image_size: int, min_time: float = 1.0) -> dict[str, Any]:
     """Latency of the whole detector on one `image_size` square image (batch 1, this
-    process's torch threads); median and p90 in ms, and FPS = 1000 / median."""
+    process's torch threads), timed by leannet's one timer (`leannet.runtime.timing`):
+    median and p90 in ms, FPS = 1000 / median, and whether other work shared the cores."""
+    from leannet.runtime.timing import measure
+
     model.eval()
     image = [torch.rand(3, image_size, image_size, generator=torch.Generator().manual_seed(0))]
-    for _ in range(warmup):
-        model(image)
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        model(image)
-        times.append((time.perf_counter() - t) * 1000)
-    median = float(np.median(times))
-    return {"median_ms": median, "p90_ms": float(np.percentile(times, 90)), "fps": 1000.0 / median,
-            "threads": torch.get_num_threads()}
+
+    def call():
+        with torch.inference_mode():
+            return model(image)
+
+    r = measure(call, 1, min_time=min_time, threads=torch.get_num_threads())
+    return {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"], "iqr_ms": r["iqr_ms"],
+            "fps": 1000.0 / r["median_ms"], "threads": torch.get_num_threads(), "contended": r["contended"]}
 
 
 def complexity(model: torch.nn.Module, image_size: int) -> dict[str, int]:

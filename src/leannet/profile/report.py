@@ -86,17 +86,6 @@ def profile_table(result: dict[str, Any], sort: str = "order", top: int | None =
 # --- `leannet bench --report` ------------------------------------------------------------
 
 
-def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last successful row for each key (a re-measured row replaces the older one)."""
-    from leannet.profile.latency import row_key
-
-    last = {}
-    for r in rows:
-        if "error" not in r:
-            last[row_key(r)] = r
-    return list(last.values())
-
-
 def spearman_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Spearman's rho (and p-value) of median latency against each static cost, per runtime."""
     from scipy.stats import spearmanr
@@ -104,7 +93,7 @@ def spearman_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     by_rt = defaultdict(list)
     for r in rows:
-        by_rt[r["runtime"]].append(r)
+        by_rt[r["series"]].append(r)
     for rt, rs in by_rt.items():
         entry = {"runtime": rt, "n": len(rs)}
         for key in METRICS:
@@ -193,16 +182,20 @@ class _Labeller:
 
 def plot_latency_vs_macs(rows, path: Path, title: str) -> None:
     plt = _style()
-    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+    runtimes = list(dict.fromkeys(r["series"] for r in rows))
     color = _colors(runtimes)
     fig, ax = plt.subplots(figsize=(9, 5.8))
     for rt in runtimes:
-        rs = sorted((r for r in rows if r["runtime"] == rt), key=lambda r: r["macs"])
+        rs = sorted((r for r in rows if r["series"] == rt), key=lambda r: r["macs"])
         ax.scatter([r["macs"] / 1e6 for r in rs], [r["median_ms"] for r in rs], s=38, color=color[rt],
                    label=rt, zorder=3, edgecolor="white", linewidth=0.6)
-        # p90 as a thin whisker above each median: how noisy the point is
-        ax.vlines([r["macs"] / 1e6 for r in rs], [r["median_ms"] for r in rs], [r["p90_ms"] for r in rs],
-                  color=color[rt], alpha=0.5, linewidth=1, zorder=2)
+        contended = [r for r in rs if r.get("contended")]
+        if contended:  # ringed in red: measured beside other work, reads slow
+            ax.scatter([r["macs"] / 1e6 for r in contended], [r["median_ms"] for r in contended], s=110,
+                       facecolor="none", edgecolor="#C44E52", linewidth=1.2, zorder=4)
+        # the rounds' inter-quartile range as a whisker: how repeatable the point is
+        ax.vlines([r["macs"] / 1e6 for r in rs], [r.get("q25_ms", r["median_ms"]) for r in rs],
+                  [r.get("q75_ms", r["p90_ms"]) for r in rs], color=color[rt], alpha=0.6, linewidth=1.5, zorder=2)
     by_model = defaultdict(list)
     for r in rows:
         by_model[r["model"]].append(r)
@@ -211,7 +204,7 @@ def plot_latency_vs_macs(rows, path: Path, title: str) -> None:
     _plain_log_ticks(ax.xaxis)
     _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("MACs (millions, log scale)")
-    ax.set_ylabel("median latency (ms, log scale; whisker to p90)")
+    ax.set_ylabel("median latency (ms, log scale; whisker: IQR over rounds)")
     ax.set_title(title)
     ax.legend(title="runtime", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.margins(x=0.12, y=0.1)
@@ -251,7 +244,7 @@ def plot_correlation(table, path: Path, title: str) -> None:
 
 def plot_pareto(rows, path: Path, title: str) -> dict[str, list]:
     plt = _style()
-    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+    runtimes = list(dict.fromkeys(r["series"] for r in rows))
     color = _colors(runtimes)
     fronts = {}
     ncols = min(3, len(runtimes))
@@ -260,8 +253,8 @@ def plot_pareto(rows, path: Path, title: str) -> dict[str, list]:
     for ax in axes.flat[len(runtimes):]:
         ax.set_visible(False)
     for ax, rt in zip(axes.flat, runtimes, strict=False):
-        pts = [(r["model"], r["median_ms"], r["published_top1"]) for r in rows
-               if r["runtime"] == rt and r.get("published_top1") is not None]
+        pts = [(r["model"], r["median_ms"], r["top1"]) for r in rows
+               if r["series"] == rt and r.get("top1") is not None]
         front = pareto_front(pts)
         fronts[rt] = front
         on_front = {p[0] for p in front}
@@ -279,7 +272,7 @@ def plot_pareto(rows, path: Path, title: str) -> dict[str, list]:
         for name, x, y in sorted(pts, key=lambda p: p[0] not in on_front):  # front labels first
             labels.add(name, x, y, color="#222222" if name in on_front else "#9a9a9a")
     for row in axes:
-        row[0].set_ylabel("published ImageNet top-1 (%)")
+        row[0].set_ylabel("top-1 (%): published, or measured where given")
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     _save(fig, path)
@@ -291,88 +284,256 @@ def _fmt_p(p: float) -> str:
     return "n/a" if math.isnan(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
 
-def write_report(out: str | Path) -> Path:
-    """Write OUT/report.md and PNG plots from OUT/results.jsonl; return the report's path."""
+# --- rows from one or more results files -----------------------------------------------------
+
+
+def normalise(row: dict[str, Any]) -> dict[str, Any]:
+    """A row in the current schema (files written before precision and fingerprints existed
+    read as fp32 rows of the environment they record)."""
+    from leannet.profile.latency import fingerprint
+
+    r = dict(row)
+    if "precision" not in r:
+        rt = r.get("runtime", "")
+        r["runtime"], _, prec = rt.partition("_") if rt.startswith(("openvino_", "cuda_")) else (rt, "", "fp32")
+        r["precision"] = prec or "fp32"
+    if "fingerprint" not in r and "env" in r:
+        r["fingerprint"] = fingerprint(r["env"])
+    r.setdefault("source", r.get("model"))
+    r.setdefault("top1", r.get("published_top1"))
+    r["series"] = r["runtime"] if r["precision"] == "fp32" else f"{r['runtime']} {r['precision']}"
+    return r
+
+
+def machine_label(env: dict[str, Any]) -> str:
+    v = env.get("versions", {})
+    return (f"{env.get('cpu', '?')}, {env.get('threads', '?')} threads "
+            f"(torch {v.get('torch', '-')}, ORT {v.get('onnxruntime', '-')}, OpenVINO {str(v.get('openvino', '-')).split('-')[0]})")
+
+
+def load_results(paths: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Successful rows grouped by environment fingerprint (a machine), and notes on rows left out.
+
+    Within one file, a host's rows from an older environment (another torch, ONNX Runtime or
+    OpenVINO version, other threads) are left out and counted: a report never mixes stale rows
+    with fresh ones silently. Rows of the same cell measured twice: the latest wins."""
+    from leannet.profile.latency import read_rows, row_key
+
+    machines: dict[str, list[dict[str, Any]]] = {}
+    notes = []
+    for path in paths:
+        rows = [normalise(r) for r in read_rows(path) if "error" not in r and "median_ms" in r]
+        latest: dict[str, tuple[str, str]] = {}  # host -> (time, fingerprint) of its newest row
+        for r in rows:
+            host = r.get("env", {}).get("host") or r.get("env", {}).get("cpu", "?")
+            if r.get("time", "") >= latest.get(host, ("", ""))[0]:
+                latest[host] = (r.get("time", ""), r["fingerprint"])
+        keep = {fp for _, fp in latest.values()}
+        stale = [r for r in rows if r["fingerprint"] not in keep]
+        if stale:
+            notes.append(f"{path}: {len(stale)} rows from an older environment left out "
+                         f"(fingerprint {', '.join(sorted({r['fingerprint'] for r in stale}))}; re-run to measure them)")
+        for r in rows:
+            if r["fingerprint"] in keep:
+                machines.setdefault(r["fingerprint"], []).append(r)
+    for fp, rows in machines.items():
+        last = {}
+        for r in rows:
+            last[row_key(r)] = r
+        machines[fp] = list(last.values())
+    return machines, notes
+
+
+def mac_latency_pairs(rows: list[dict[str, Any]], mac_tol: float = 0.2, ratio: float = 2.0) -> list[dict[str, Any]]:
+    """Pairs of models, on the same runtime and precision, whose MACs are within +/- `mac_tol`
+    of each other but whose latencies differ by `ratio` or more: FLOPs do not predict speed."""
+    by_series = defaultdict(list)
+    for r in rows:
+        if r.get("macs"):
+            by_series[r["series"]].append(r)
+    pairs = []
+    for series, rs in by_series.items():
+        for i, a in enumerate(rs):
+            for b in rs[i + 1:]:
+                if a["model"] == b["model"]:
+                    continue
+                lo, hi = sorted((a, b), key=lambda r: r["median_ms"])
+                if abs(a["macs"] - b["macs"]) <= mac_tol * min(a["macs"], b["macs"]) \
+                        and hi["median_ms"] >= ratio * lo["median_ms"]:
+                    pairs.append({"series": series, "fast": lo, "slow": hi,
+                                  "ratio": hi["median_ms"] / lo["median_ms"],
+                                  "mac_ratio": hi["macs"] / lo["macs"]})
+    return sorted(pairs, key=lambda p: -p["ratio"])
+
+
+def budgets_for(rows: list[dict[str, Any]]) -> list[float]:
+    """A few round budgets spanning the measured latencies."""
+    ms = sorted(r["median_ms"] for r in rows)
+    steps = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000]
+    inside = [b for b in steps if ms[0] <= b <= ms[-1] * 1.2]
+    if len(inside) > 5:
+        inside = [inside[round(i * (len(inside) - 1) / 4)] for i in range(5)]
+    return list(dict.fromkeys(inside)) or [steps[-1]]
+
+
+def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
+    """Write OUT/report.md and PNG plots from OUT/results.jsonl (or from the `sources` files,
+    a machine column each); return the report's path."""
     from leannet.errors import LeannetError
-    from leannet.profile.latency import read_rows
 
     out = Path(out)
-    rows = latest_rows(read_rows(out / "results.jsonl"))
-    if not rows:
-        raise LeannetError(f"no successful benchmark rows in {out / 'results.jsonl'}")
+    paths = [Path(p) for p in sources] if sources else [out / "results.jsonl"]
+    for p in paths:
+        if not p.is_file():
+            raise LeannetError(f"{p}: no such results file")
+    machines, notes = load_results(paths)
+    if not machines:
+        raise LeannetError(f"no successful benchmark rows in {', '.join(map(str, paths))}")
+    md = ["# leannet latency report", ""]
+    if len(machines) > 1:
+        md += _comparison(machines)
+    for i, (_fp, rows) in enumerate(machines.items()):
+        md += _machine_section(rows, out, tag=f"m{i + 1}_" if len(machines) > 1 else "")
+    if notes:
+        md += ["## Left out", ""] + [f"- {n}" for n in notes] + [""]
+    path = out / "report.md"
+    write_text(path, "\n".join(md))
+    return path
+
+
+def _comparison(machines: dict[str, list[dict[str, Any]]]) -> list[str]:
+    labels = [f"M{i + 1}" for i in range(len(machines))]
+    md = ["## Machines", "", "| | machine | fingerprint | rows |", "|---|---|---|---|"]
+    for lab, (fp, rows) in zip(labels, machines.items(), strict=True):
+        md.append(f"| {lab} | {machine_label(rows[0]['env'])} | {fp} | {len(rows)} |")
+    md += ["", "## Median latency per machine (ms; † contended)", "",
+           "Each machine's cells were measured in its own run; compare machines by ratio, not by "
+           "a shared clock.", "",
+           "| model | runtime | precision | batch | " + " | ".join(labels) + " |",
+           "|---" * (4 + len(labels)) + "|"]
+    cells: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for lab, rows in zip(labels, machines.values(), strict=True):
+        for r in rows:
+            cells[(r["model"], r["runtime"], r["precision"], r["batch"])][lab] = r
+    for key in sorted(cells):
+        vals = [cells[key].get(lab) for lab in labels]
+        md.append("| " + " | ".join(map(str, key)) + " | " + " | ".join(
+            "-" if v is None else f"{v['median_ms']:.2f}{' †' if v.get('contended') else ''}" for v in vals) + " |")
+    return [*md, ""]
+
+
+def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[str]:
+    from leannet.profile.select import choose
+
     env = rows[-1]["env"]
     v = env["versions"]
+    n_cont = sum(bool(r.get("contended")) for r in rows)
     md = [
-        "# leannet latency report",
+        f"## {env['cpu']}, {env.get('threads', '?')} threads",
         "",
         f"Machine: **{env['cpu']}**, {env['usable_cores']} usable of {env['logical_cores']} logical cores, "
-        f"features {', '.join(env['cpu_features']) or '-'}; {env['os']}.",
+        f"features {', '.join(env['cpu_features']) or '-'}; {env['os']}. "
+        f"Environment fingerprint {rows[-1].get('fingerprint')}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        f"Load average at start: {env['load_avg_1m']:.2f} (a loaded machine makes every number noisy)."
-        if env.get("load_avg_1m") is not None else "",
         "",
-        f"Models run in their **{rows[0]['form']}** form. Latency is the median of repeated "
-        "single calls after warm-up (p90 beside it); MACs, memory access (bytes: weights + inputs "
-        "+ outputs per layer) and activations (conv/linear output elements) are leannet's profiler "
-        "counts for the same form and input. `max rel diff` is the runtime's largest absolute "
-        "difference from PyTorch eager on the same input, over eager's largest |output| (untrained "
-        "weights give outputs of any scale; the absolute figure is in results.jsonl).",
+        f"Models run in their **{rows[0]['form']}** form. Every cell was timed in interleaved rounds "
+        "(all cells once per round, shuffled); latency is the median over rounds of each round's "
+        "median call, ± the inter-quartile range over rounds. MACs, memory access (bytes: weights + "
+        "inputs + outputs per layer) and activations (conv/linear output elements) are leannet's "
+        "profiler counts for the same form and input. `rel diff` is the runtime's largest absolute "
+        "difference from PyTorch eager fp32 on the same input, over eager's largest |output|.",
+        "",
+        (f"**{n_cont} of {len(rows)} cells stayed contended** (marked †): other processes used the "
+         "cores while they ran, even after re-measuring; their times read slow." if n_cont else
+         f"No cell was contended: other processes used less than the threshold of the cores during "
+         f"all {len(rows)} cells."),
         "",
     ]
     settings = sorted({(r["batch"], r["img"], r["threads"]) for r in rows})
     for batch, img, threads in settings:
         rs = [r for r in rows if (r["batch"], r["img"], r["threads"]) == (batch, img, threads)]
-        tag = f"b{batch}_{img}px_t{threads}"
+        t = f"{tag}b{batch}_{img}px_t{threads}"
         where = f"batch {batch}, {img}x{img}, {threads} thread{'s' if threads != 1 else ''}"
-        runtimes = list(dict.fromkeys(r["runtime"] for r in rs))
-        md += [f"## {where}", ""]
-        # results table
-        models = sorted({r["model"] for r in rs}, key=lambda m: next(r["macs"] for r in rs if r["model"] == m))
-        cell = {(r["model"], r["runtime"]): r for r in rs}
-        md.append("| model | MACs | params | memory access | activations | top-1 (paper) | "
-                  + " | ".join(f"{rt} median / p90 ms (max rel diff)" for rt in runtimes) + " |")
-        md.append("|---" * (6 + len(runtimes)) + "|")
+        series = list(dict.fromkeys(r["series"] for r in rs))
+        md += [f"### {where}", ""]
+        models = sorted({r["model"] for r in rs}, key=lambda m: next(r.get("macs") or 0 for r in rs if r["model"] == m))
+        cell = {(r["model"], r["series"]): r for r in rs}
+        md.append("| model | MACs | params | memory access | top-1 | "
+                  + " | ".join(f"{s} ms ± IQR (rel diff)" for s in series) + " |")
+        md.append("|---" * (5 + len(series)) + "|")
         for m in models:
             any_r = next(r for r in rs if r["model"] == m)
             cells = []
-            for rt in runtimes:
-                r = cell.get((m, rt))
-                cells.append("-" if r is None else
-                             f"{r['median_ms']:.2f} / {r['p90_ms']:.2f} ({r['max_rel_diff']:.0e})")
-            top1 = any_r.get("published_top1")
-            md.append(f"| {m} | {_si(any_r['macs'])} | {_si(any_r['params'])} | {_bytes(any_r['memory_access_bytes'])} "
-                      f"| {_si(any_r['activations'])} | {'-' if top1 is None else f'{top1:.1f}'} | " + " | ".join(cells) + " |")
+            for s in series:
+                r = cell.get((m, s))
+                if r is None:
+                    cells.append("-")
+                    continue
+                diff = f" ({r['max_rel_diff']:.0e})" if r.get("max_rel_diff") is not None else ""
+                iqr = f" ± {r['iqr_ms']:.2f}" if r.get("iqr_ms") is not None else ""
+                cells.append(f"{r['median_ms']:.2f}{iqr}{diff}{' †' if r.get('contended') else ''}")
+            top1 = any_r.get("top1")
+            costs = (f"{_si(any_r['macs'])} | {_si(any_r['params'])} | {_bytes(any_r['memory_access_bytes'])}"
+                     if any_r.get("macs") else "- | - | -")
+            md.append(f"| {m} | {costs} | {'-' if top1 is None else f'{top1:.1f}'} | " + " | ".join(cells) + " |")
         md.append("")
-        # correlation
-        table = spearman_table(rs)
-        plot_correlation(table, out / f"spearman_{tag}.png", f"What predicts latency here? ({where})")
-        plot_latency_vs_macs(rs, out / f"latency_vs_macs_{tag}.png", f"Latency vs MACs ({where})")
-        md += [
-            "### Latency vs MACs", "",
-            f"![latency vs MACs](latency_vs_macs_{tag}.png)", "",
-            "### Which static cost predicts latency? (Spearman's rank correlation)", "",
-            "rho = 1 means ranking the models by the cost ranks them exactly by measured latency; "
-            "the MobileOne paper (Sec. 3) finds FLOPs and params only moderately correlated with "
-            "latency on a phone. The p-value tests rho = 0.", "",
-            "| runtime | n | " + " | ".join(f"vs {v} rho (p)" for v in METRICS.values()) + " |",
-            "|---" * (2 + len(METRICS)) + "|",
-        ]
-        for e in table:
-            md.append(f"| {e['runtime']} | {e['n']} | "
-                      + " | ".join(f"{e[k][0]:.2f} ({_fmt_p(e[k][1])})" for k in METRICS) + " |")
-        md += ["", f"![Spearman rho](spearman_{tag}.png)", ""]
-        # Pareto
-        fronts = plot_pareto(rs, out / f"pareto_{tag}.png", f"Latency / accuracy Pareto front ({where})")
-        missing = sorted({r["model"] for r in rs if r.get("published_top1") is None})
-        md += ["### Latency / published top-1 Pareto front", "",
-               "Top-1 is the paper's ImageNet figure (not measured here); a model is on the front "
-               "when no other model is both faster on this machine and more accurate.", "",
-               f"![Pareto front](pareto_{tag}.png)", ""]
-        for rt, front in fronts.items():
-            md.append(f"- **{rt}**: " + " -> ".join(f"{n} ({x:.2f} ms, {y:.1f}%)" for n, x, y in front))
+        with_costs = [r for r in rs if r.get("macs")]
+        if len({r["model"] for r in with_costs}) >= 2:
+            pairs = mac_latency_pairs(with_costs)
+            md += ["#### Same MACs, different speed", "",
+                   "Pairs of models whose MACs are within ±20% of each other but whose latency on the "
+                   "same runtime and precision differs by 2x or more: counting FLOPs does not tell "
+                   "which network is fast here (the seeds' point, in this machine's data).", ""]
+            if pairs:
+                md += ["| runtime | faster | MACs | ms | slower | MACs | ms | latency ratio |",
+                       "|---|---|---|---|---|---|---|---|"]
+                for p in pairs:
+                    f, s = p["fast"], p["slow"]
+                    md.append(f"| {p['series']} | {f['model']} | {_si(f['macs'])} | {f['median_ms']:.2f} | "
+                              f"{s['model']} | {_si(s['macs'])} | {s['median_ms']:.2f} | {p['ratio']:.2f}x |")
+            else:
+                md.append("No such pair in this sweep.")
+            md.append("")
+            table = spearman_table(with_costs)
+            plot_correlation(table, out / f"spearman_{t}.png", f"What predicts latency here? ({where})")
+            plot_latency_vs_macs(with_costs, out / f"latency_vs_macs_{t}.png", f"Latency vs MACs ({where})")
+            md += [
+                "#### Latency vs MACs", "",
+                f"![latency vs MACs](latency_vs_macs_{t}.png)", "",
+                "Whiskers: IQR over rounds; a red ring marks a contended cell.", "",
+                "#### Which static cost predicts latency? (Spearman's rank correlation)", "",
+                "rho = 1 means ranking the models by the cost ranks them exactly by measured latency; "
+                "the MobileOne paper (Sec. 3) finds FLOPs and params only moderately correlated with "
+                "latency on a phone. The p-value tests rho = 0.", "",
+                "| runtime | n | " + " | ".join(f"vs {v} rho (p)" for v in METRICS.values()) + " |",
+                "|---" * (2 + len(METRICS)) + "|",
+            ]
+            for e in table:
+                md.append(f"| {e['runtime']} | {e['n']} | "
+                          + " | ".join(f"{e[k][0]:.2f} ({_fmt_p(e[k][1])})" for k in METRICS) + " |")
+            md += ["", f"![Spearman rho](spearman_{t}.png)", ""]
+        fronts = plot_pareto(rs, out / f"pareto_{t}.png", f"Latency / accuracy Pareto front ({where})")
+        missing = sorted({r["model"] for r in rs if r.get("top1") is None})
+        md += ["#### Latency / top-1 Pareto front, per runtime", "",
+               "Top-1 is the paper's ImageNet figure unless measured here (`--eval`); a model is on "
+               "a runtime's front when no other model is both faster there and more accurate.", "",
+               f"![Pareto front](pareto_{t}.png)", ""]
+        for s, front in fronts.items():
+            md.append(f"- **{s}**: " + " -> ".join(f"{n} ({x:.2f} ms, {y:.1f}%)" for n, x, y in front))
         if missing:
-            md.append(f"- without a published top-1 (left out): {', '.join(missing)}")
+            md.append(f"- without a known top-1 (left out): {', '.join(missing)}")
+        md += ["", "#### What to pick here", "",
+               "The most accurate model / runtime / precision whose median + IQR fits each budget "
+               "(`leannet select --budget-ms B` makes the same choice and can export it).", "",
+               "| budget | pick | median ms | top-1 | fitting candidates |", "|---|---|---|---|---|"]
+        for b in budgets_for(rs):
+            sel = choose(rs, b)
+            if sel.pick is None:
+                f = sel.fastest
+                md.append(f"| {b:g} ms | nothing fits (fastest: {f.label}, {f.median_ms:.2f} ms) | - | - | 0 |")
+            else:
+                p = sel.pick
+                md.append(f"| {b:g} ms | {p.label}{' †' if p.contended else ''} | {p.median_ms:.2f} | "
+                          f"{p.top1:.1f} | {len(sel.fitting)} |")
         md.append("")
-    path = out / "report.md"
-    write_text(path, "\n".join(md))
-    return path
+    return md

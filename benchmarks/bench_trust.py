@@ -1,0 +1,132 @@
+"""Can the benchmark be trusted? Three checks of `leannet bench` on this machine (issue 14):
+
+(a) A/A repeatability: the same sweep twice on a quiet machine; per cell |log(t2 / t1)|,
+    target: median <= 5%.
+(b) Contention: the same sweep with one core held busy by `python -c "while True: pass"`;
+    every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
+(c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
+    own default threading, ONNX Runtime spinning on) against the sweep's figure;
+    target: within 5%. This is also the check that the sweep's settings (ONNX Runtime not
+    spinning, cells alternating) do not slow a runtime measured alone.
+
+Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~15 min on 2 cores).
+Prints a table and writes runs/bench_trust/trust.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from leannet.profile.latency import bench, default_threads, environment
+
+MODELS = ("pplcnet_x0_5", "pplcnet_x1_0", "ghostnet_x1_0", "mobileone_s0", "repvgg_a0",
+          "mobilenetv3_large_x1_0", "shufflenetv2_x1_0", "resnet50")
+
+ISOLATED = r"""
+import json, sys
+import numpy as np, torch
+from leannet import create_model, reparameterize
+from leannet.deploy.onnx import export_onnx
+from leannet.runtime import runners, timing
+name, runtime, threads, min_time, tmp = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(threads)
+model = reparameterize(create_model(name).eval())
+x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+if runtime == "eager":
+    r = runners.torch_runner(model)
+else:
+    path = export_onnx(model, f"{tmp}/{name}.onnx", input_size=(3, 224, 224), batch=1)
+    r = (runners.onnxruntime_runner(path, threads) if runtime == "onnxruntime"   # spinning on: its default
+         else runners.openvino_runner(path, threads))
+call = r.bind(x)
+print(json.dumps(timing.measure(call, 1, min_time=min_time, rounds=5, threads=threads)))
+"""
+
+
+def sweep(models, runtimes, out: Path, min_time: float, rounds: int, retries: int) -> dict:
+    s = bench(models, runtimes=runtimes, out=out, force=True, min_time=min_time, rounds=rounds,
+              retries=retries, progress=False)
+    return {(r["model"], r["runtime"]): r for r in s.rows if "error" not in r}
+
+
+def isolated(model: str, runtime: str, threads: int, min_time: float, tmp: Path) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([sys.executable, "-c", ISOLATED, model, runtime, str(threads), str(min_time), str(tmp)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--runtimes", default="eager,onnxruntime,openvino")
+    p.add_argument("--min-time", type=float, default=1.0, help="per cell, as leannet bench")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", default="runs/bench_trust")
+    p.add_argument("--skip-isolated", action="store_true")
+    args = p.parse_args()
+    models, runtimes = args.models.split(","), args.runtimes.split(",")
+    out = Path(args.out)
+    threads = default_threads()
+    env = environment(threads)
+    t0 = time.time()
+    print(f"# {env['cpu']} ({', '.join(env['cpu_features'])}), {threads} threads; "
+          + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), flush=True)
+    q1 = sweep(models, runtimes, out / "quiet1", args.min_time, args.rounds, 2)
+    q2 = sweep(models, runtimes, out / "quiet2", args.min_time, args.rounds, 2)
+    busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        busy = sweep(models, runtimes, out / "busy", args.min_time, args.rounds, 2)
+    finally:
+        busy_loop.kill()
+        busy_loop.wait()
+    iso = {} if args.skip_isolated else {
+        k: isolated(*k, threads, args.min_time * 3, out / "iso") for k in q1}
+
+    rows, aa, unflagged, slow, iso_dev = [], [], [], 0, []
+    print(f"\n{'model':24} {'runtime':12} {'quiet1':>8} {'quiet2':>8} {'A/A':>7} {'busy':>8} {'busy/q':>7} "
+          f"{'flag':>5} {'others':>7} {'alone':>8} {'sweep/alone':>11}")
+    for k, r1 in q1.items():
+        r2, rb, ri = q2.get(k), busy.get(k), iso.get(k)
+        a = math.log(r2["median_ms"] / r1["median_ms"]) if r2 else math.nan
+        aa.append(abs(a))
+        ratio = rb["median_ms"] / r1["median_ms"] if rb else math.nan
+        if ratio > 1.25:
+            slow += 1
+            if not rb["contended"]:
+                unflagged.append(k)
+        dev = r1["median_ms"] / ri["median_ms"] if ri else math.nan
+        if ri:
+            iso_dev.append(dev)
+        rows.append({"model": k[0], "runtime": k[1], "quiet1_ms": r1["median_ms"], "quiet2_ms": r2 and r2["median_ms"],
+                     "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
+                     "busy_contended": rb and rb["contended"], "busy_others_cores": rb and rb["others_cores"],
+                     "isolated_ms": ri and ri["median_ms"], "isolated_contended": ri and ri["contended"]})
+        print(f"{k[0]:24} {k[1]:12} {r1['median_ms']:8.3f} {r2['median_ms']:8.3f} {math.exp(a):7.3f} "
+              f"{rb['median_ms']:8.3f} {ratio:7.2f} {'yes' if rb['contended'] else 'NO':>5} "
+              f"{rb['others_cores']:7.2f} {ri['median_ms'] if ri else math.nan:8.3f} {dev:11.3f}")
+    med_aa = statistics.median(aa)
+    print(f"\n(a) A/A: median |log ratio| {100 * med_aa:.2f}% (target <= 5%), max {100 * max(aa):.2f}%; "
+          f"quiet cells flagged contended: {sum(r['quiet1_contended'] for r in rows)} of {len(rows)}")
+    print(f"(b) one core busy: {slow} of {len(rows)} cells read > 1.25x quiet; unflagged among them: "
+          f"{len(unflagged)} (target 0){': ' + ', '.join('/'.join(k) for k in unflagged) if unflagged else ''}; "
+          f"flagged overall: {sum(bool(r['busy_contended']) for r in rows)} of {len(rows)}")
+    if iso_dev:
+        devs = [abs(d - 1) for d in iso_dev]
+        print(f"(c) sweep vs alone in a fresh process: median |dev| {100 * statistics.median(devs):.2f}%, "
+              f"max {100 * max(devs):.2f}%, within 5%: {sum(d <= 0.05 for d in devs)} of {len(devs)}")
+    print(f"took {(time.time() - t0) / 60:.1f} min")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trust.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""`select`: which model, runtime and precision to ship on this machine under a latency budget.
+
+The candidates are measured here by the benchmark sweep (`leannet.profile.latency.bench`,
+reusing valid cached rows). Accuracy is the paper's ImageNet top-1 for zoo models in fp32 and
+bf16, or top-1 measured on an evaluation set (`eval_set`) for every cell, INT8 included. An
+INT8 cell without a measured accuracy is not a candidate: its accuracy is unknown.
+
+A candidate fits when its latency with its spread, median + IQR over the interleaved rounds,
+is within the budget. The pick is the most accurate fitting candidate; ties go to the faster
+one, then to the name. An INT8 candidate that loses more than `max_int8_drop` top-1 points
+against the same model in fp32 on the same runtime is left out. When nothing fits, the
+selection says so and names the fastest candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leannet.errors import LeannetError
+
+
+@dataclass
+class Candidate:
+    model: str
+    runtime: str
+    precision: str
+    batch: int
+    median_ms: float
+    upper_ms: float  # median + IQR: the latency the budget is held against
+    top1: float | None
+    top1_source: str
+    contended: bool
+    row: dict[str, Any] = field(repr=False, default_factory=dict)
+    excluded: str | None = None  # why it cannot be picked, when it cannot
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} / {self.runtime} / {self.precision}"
+
+
+@dataclass
+class Selection:
+    budget_ms: float
+    candidates: list[Candidate]  # every measured cell, fastest first
+    fitting: list[Candidate]  # eligible and within budget, best first
+    front: list[Candidate]  # latency/accuracy Pareto front of the eligible candidates
+    pick: Candidate | None
+    fastest: Candidate | None
+    artefact: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"budget {self.budget_ms:g} ms (median + IQR must fit): "
+                 f"{len(self.fitting)} of {len(self.candidates)} candidates fit"]
+        lines.append(f"{'':2}{'model / runtime / precision':44} {'median':>8} {'+IQR':>8} {'top-1':>7}  note")
+        for c in self.candidates:
+            mark = "*" if c is self.pick else ("+" if c in self.front else " ")
+            note = c.excluded or ("over budget" if c not in self.fitting else "")
+            if c.contended:
+                note = (note + "; " if note else "") + "contended"
+            top1 = "-" if c.top1 is None else f"{c.top1:.2f}"
+            lines.append(f"{mark} {c.label:44} {c.median_ms:8.3f} {c.upper_ms:8.3f} {top1:>7}  {note}")
+        lines.append("(* pick, + Pareto front)")
+        if self.pick is not None:
+            p = self.pick
+            lines.append(f"pick: {p.label} at batch {p.batch}: {p.median_ms:.3f} ms (+IQR {p.upper_ms:.3f} ms), "
+                         f"top-1 {p.top1:.2f}% ({p.top1_source})")
+            if p.contended:
+                lines.append("  warning: its timing ran beside other work; re-run on a quiet machine to confirm")
+        else:
+            f = self.fastest
+            lines.append(f"nothing fits {self.budget_ms:g} ms" + (
+                f"; the fastest candidate is {f.label} at {f.median_ms:.3f} ms (+IQR {f.upper_ms:.3f} ms)"
+                if f is not None else ""))
+        if self.artefact is not None:
+            lines.append(f"wrote {self.artefact}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def candidates_from_rows(rows: Sequence[dict[str, Any]], max_int8_drop: float | None = 1.0) -> list[Candidate]:
+    """One candidate per successful row, with why it is excluded where it is."""
+    cands = []
+    for r in rows:
+        if "error" in r or r.get("median_ms") is None:
+            continue
+        cands.append(Candidate(r["model"], r["runtime"], r["precision"], r["batch"], float(r["median_ms"]),
+                               float(r["median_ms"]) + float(r.get("iqr_ms") or 0.0), r.get("top1"),
+                               r.get("top1_source", "unknown"), bool(r.get("contended")), dict(r)))
+    fp32 = {(c.model, c.runtime, c.batch): c.top1 for c in cands if c.precision == "fp32"}
+    for c in cands:
+        if c.top1 is None:
+            c.excluded = ("INT8 accuracy unknown: give --eval" if c.precision == "int8"
+                          else "no accuracy known: give --eval")
+        elif c.precision == "int8" and max_int8_drop is not None:
+            ref = fp32.get((c.model, c.runtime, c.batch))
+            if ref is not None and ref - c.top1 > max_int8_drop:
+                c.excluded = f"INT8 loses {ref - c.top1:.2f} points (limit {max_int8_drop:g})"
+    return sorted(cands, key=lambda c: (c.median_ms, c.label))
+
+
+def choose(rows: Sequence[dict[str, Any]], budget_ms: float, max_int8_drop: float | None = 1.0) -> Selection:
+    """The selection over measured rows (no measuring: see `select`)."""
+    if not budget_ms > 0:
+        raise LeannetError(f"the budget must be a positive number of milliseconds, got {budget_ms}")
+    cands = candidates_from_rows(rows, max_int8_drop)
+    eligible = [c for c in cands if c.excluded is None]
+    fitting = sorted((c for c in eligible if c.upper_ms <= budget_ms),
+                     key=lambda c: (-c.top1, c.median_ms, c.label))
+    front, best = [], float("-inf")
+    for c in sorted(eligible, key=lambda c: (c.median_ms, -c.top1, c.label)):
+        if c.top1 > best:
+            front.append(c)
+            best = c.top1
+    return Selection(budget_ms, cands, fitting, front, fitting[0] if fitting else None,
+                     cands[0] if cands else None)
+
+
+def select(
+    budget_ms: float,
+    models: Sequence[str] = (),
+    preset: str | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    runtimes: Sequence[str] = ("eager", "onnxruntime", "openvino"),
+    precisions: Sequence[str] = ("fp32",),
+    eval_set: str | Path | None = None,
+    calib: str | Path | None = None,
+    max_int8_drop: float | None = 1.0,
+    export: str | Path | None = None,
+    out: str | Path = "runs/bench",
+    force: bool = False,
+    min_time: float = 1.0,
+    rounds: int = 5,
+    progress: bool = True,
+) -> Selection:
+    """Measure the candidates here (cached rows reused), choose, and optionally export the pick
+    to `export` (a folder) as a verified artefact with its sidecar."""
+    from leannet.profile.latency import bench
+
+    if not budget_ms > 0:
+        raise LeannetError(f"the budget must be a positive number of milliseconds, got {budget_ms}")
+    sweep = bench(models, preset=preset, runtimes=runtimes, precisions=precisions, batches=(batch,),
+                  threads=threads, min_time=min_time, rounds=rounds, out=out, force=force,
+                  calib=calib if calib is not None else eval_set, eval_set=eval_set, progress=progress)
+    sel = choose(sweep.rows, budget_ms, max_int8_drop)
+    sel.notes += sweep.notes
+    if sel.pick is not None and export is not None:
+        sel.artefact = export_pick(sel.pick, Path(export), calib if calib is not None else eval_set)
+    return sel
+
+
+def export_pick(pick: Candidate, folder: Path, calib: str | Path | None = None) -> Path:
+    """Write the pick where it runs: an ONNX or OpenVINO artefact verified against PyTorch
+    (leannet.deploy.export), or, for a PyTorch runtime, the checkpoint in leannet's format."""
+    from leannet.deploy.export import export
+
+    row = pick.row
+    if row.get("source_kind") == "artefact":
+        import shutil
+
+        src = Path(row["path"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in (src, src.with_suffix(".json"), src.with_suffix(".bin")):
+            if f.is_file():
+                shutil.copy2(f, folder / f.name)
+        return folder / src.name
+    spec = row.get("path") or row["model"]
+    if pick.runtime in ("eager", "channels_last", "compile", "cuda"):
+        from leannet.deploy.artefact import load_model
+        from leannet.weights import save_weights
+
+        loaded = load_model(spec)
+        path = folder / f"{pick.model}.safetensors"
+        save_weights(loaded.model, path, meta={"arch": loaded.arch, "num_classes": len(loaded.classes),
+                                               "classes": loaded.classes, "preprocessing": loaded.preprocessing,
+                                               "selected": {k: row[k] for k in ("runtime", "precision", "batch")}})
+        return path
+    fmt = "onnx" if pick.runtime == "onnxruntime" else "openvino"
+    suffix = ".onnx" if fmt == "onnx" else ".xml"
+    tag = "" if pick.precision == "fp32" else f"-{pick.precision}"
+    result = export(spec, format=fmt, out=folder / f"{pick.model}{tag}{suffix}", batch=pick.batch,
+                    img=row.get("img"), precision="bf16" if pick.precision == "bf16" else "fp32",
+                    int8=pick.precision == "int8", calib=calib)
+    return result.path

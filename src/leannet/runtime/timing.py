@@ -1,0 +1,215 @@
+"""Timing you can trust on a shared machine: interleaved rounds and a contention monitor.
+
+`time_rounds(cells, rounds)` times every cell in each of `rounds` rounds, in a fresh random
+order per round, so drift in the machine (clock boost, a neighbour waking up) hits all cells
+alike. In a round a cell is warmed up, then called until `round_time` seconds and
+`min_calls` calls are reached. A cell's latency is the median over its rounds of each
+round's median call; its spread is the inter-quartile range of those round medians.
+
+While a cell runs, the monitor reads the CPU time the machine spent on the cores this
+process may use (/proc/stat, per core) and the CPU time of this process (its threads
+included): the difference is work done by other processes, reported as `others_cores`
+(average cores taken from us during the cell), with hypervisor steal time as
+`steal_cores`. A cell whose others + steal exceed `CONTENDED_CORES` is `contended`: its
+timing competed with something else and reads slow (one busy core made a 2-thread sweep
+read up to 2.3x slow, docs/benchmarks.md). Where /proc is missing (macOS, Windows) the
+monitor reports None, never a false "quiet".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONTENDED_CORES = 0.25  # other processes' average use of our cores that makes a cell suspect
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its affinity mask, not the machine's core count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+@dataclass
+class CpuSample:
+    wall: float
+    own: float  # CPU seconds of this process, all threads
+    busy: float | None  # CPU seconds the usable cores spent on anything but idle/iowait/steal
+    steal: float | None  # CPU seconds the hypervisor took from the usable cores
+
+
+def cpu_sample(cores: Sequence[int] | None = None) -> CpuSample:
+    t = os.times()
+    wall = time.perf_counter()
+    busy = steal = None
+    wanted = {f"cpu{c}" for c in (usable_cores() if cores is None else cores)}
+    try:
+        with open("/proc/stat") as f:
+            busy = steal = 0.0
+            for line in f:
+                if not line.startswith("cpu") or line.startswith("cpu "):
+                    continue
+                parts = line.split()
+                if parts[0] not in wanted:
+                    continue
+                v = [int(p) for p in parts[1:]]
+                # user nice system idle iowait irq softirq steal (guest is inside user)
+                busy += (v[0] + v[1] + v[2] + v[5] + v[6]) / _TICK
+                steal += (v[7] if len(v) > 7 else 0) / _TICK
+    except OSError:
+        busy = steal = None
+    return CpuSample(wall, t.user + t.system, busy, steal)
+
+
+@dataclass
+class Usage:
+    """What other processes took from our cores between two samples."""
+
+    wall: float = 0.0
+    others: float | None = 0.0  # CPU seconds
+    steal: float | None = 0.0
+
+    def add(self, a: CpuSample, b: CpuSample) -> None:
+        self.wall += b.wall - a.wall
+        if a.busy is None or b.busy is None or self.others is None:
+            self.others = self.steal = None
+            return
+        # Both counters tick at 1/_TICK s: a short span can read slightly negative.
+        self.others += max(0.0, (b.busy - a.busy) - (b.own - a.own))
+        self.steal += max(0.0, b.steal - a.steal)
+
+    @property
+    def others_cores(self) -> float | None:
+        return None if self.others is None or self.wall <= 0 else self.others / self.wall
+
+    @property
+    def steal_cores(self) -> float | None:
+        return None if self.steal is None or self.wall <= 0 else self.steal / self.wall
+
+
+@dataclass
+class Cell:
+    """One thing to time: `call` runs one inference of `batch` items."""
+
+    key: Any
+    call: Callable[[], Any]
+    batch: int = 1
+    device_timer: Callable[[Callable[[], Any]], float] | None = None
+    rounds: list[list[float]] = field(default_factory=list)  # seconds per call, per round
+    usage: Usage = field(default_factory=Usage)
+
+    def once(self) -> float:
+        if self.device_timer is not None:
+            return self.device_timer(self.call)
+        t0 = time.perf_counter()
+        self.call()
+        return time.perf_counter() - t0
+
+    def reset(self) -> None:
+        self.rounds, self.usage = [], Usage()
+
+
+def _time_round(cell: Cell, round_time: float, min_calls: int, warmup: int, cores) -> None:
+    t_end = time.perf_counter() + 0.2 * round_time
+    n = 0
+    while n < warmup or time.perf_counter() < t_end:  # caches and clocks settle per round
+        cell.once()
+        n += 1
+    before = cpu_sample(cores)
+    times: list[float] = []
+    t_end = time.perf_counter() + round_time
+    while len(times) < min_calls or time.perf_counter() < t_end:
+        times.append(cell.once())
+    cell.usage.add(before, cpu_sample(cores))
+    cell.rounds.append(times)
+
+
+def time_rounds(cells: Sequence[Cell], rounds: int = 5, round_time: float = 0.2, min_calls: int = 3,
+                warmup: int = 2, seed: int = 0, on_round: Callable[[int], None] | None = None) -> None:
+    """Time every cell in each of `rounds` rounds, cells shuffled anew each round."""
+    rng = random.Random(seed)
+    cores = usable_cores()
+    order = list(cells)
+    for r in range(rounds):
+        rng.shuffle(order)
+        for cell in order:
+            _time_round(cell, round_time, min_calls, warmup, cores)
+        if on_round is not None:
+            on_round(r)
+
+
+def summarise(cell: Cell, threads: int | None = None, contended_cores: float = CONTENDED_CORES) -> dict[str, Any]:
+    """Latency figures (ms) and the contention verdict of a timed cell."""
+    medians = np.array([np.median(t) for t in cell.rounds]) * 1e3
+    pooled = np.concatenate([np.asarray(t) for t in cell.rounds]) * 1e3
+    median = float(np.median(medians))
+    q25, q75 = (float(v) for v in np.percentile(medians, [25, 75]))
+    p10, p90, p99 = np.percentile(pooled, [10, 50, 90, 99])[[0, 2, 3]]
+    others, steal = cell.usage.others_cores, cell.usage.steal_cores
+    n_cores = len(usable_cores())
+    taken = None if others is None else others + (steal or 0.0)
+    return {
+        "median_ms": median, "q25_ms": q25, "q75_ms": q75, "iqr_ms": q75 - q25,
+        "round_medians_ms": [round(float(m), 4) for m in medians],
+        "p90_ms": float(p90), "p99_ms": float(p99), "min_ms": float(pooled.min()),
+        "mean_ms": float(pooled.mean()), "spread": float((p90 - p10) / median),
+        "rounds": len(cell.rounds), "repeats": int(pooled.size),
+        "throughput_ips": float(cell.batch * 1e3 / median),
+        "others_cores": None if others is None else round(others, 3),
+        "steal_cores": None if steal is None else round(steal, 3),
+        "free_cores": None if taken is None else round(max(0.0, n_cores - taken), 2),
+        "contended": None if taken is None else bool(
+            taken > contended_cores or (threads is not None and threads > n_cores - taken + 0.5)),
+    }
+
+
+def measure(call: Callable[[], Any], batch: int = 1, min_time: float = 0.6, rounds: int = 3,
+            device_timer: Callable[[Callable[[], Any]], float] | None = None,
+            threads: int | None = None) -> dict[str, Any]:
+    """Time one call alone (a quick check, e.g. export's fp32-vs-INT8 line or detector FPS):
+    `rounds` rounds of min_time / rounds seconds; same figures as a sweep's cell."""
+    cell = Cell("one", call, batch, device_timer)
+    time_rounds([cell], rounds=rounds, round_time=min_time / rounds)
+    return summarise(cell, threads)
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+def _rss_kb(name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> int | None:
+    """Reset the resident-set high-water mark (Linux); returns the current RSS in KiB."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # hand freed heap back to the OS first
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # 5 = reset the RSS high-water mark
+    except OSError:
+        return None
+    return _rss_kb("VmRSS")
+
+
+def peak_rss_growth_mb(base_kb: int | None) -> float | None:
+    hwm = _rss_kb("VmHWM")
+    return None if base_kb is None or hwm is None else (hwm - base_kb) / 1024

@@ -1,0 +1,85 @@
+"""The timer and the contention monitor. No wall-clock time is asserted: the contention test
+checks that a real busy loop is *seen*, with generous thresholds."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from leannet.runtime import timing
+
+
+def _spin(seconds: float = 0.002) -> None:
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        pass
+
+
+def test_usage_counts_only_other_processes():
+    u = timing.Usage()
+    a = timing.CpuSample(wall=0.0, own=1.0, busy=10.0, steal=0.5)
+    b = timing.CpuSample(wall=2.0, own=2.5, busy=13.0, steal=0.9)  # we used 1.5 of the 3.0 busy s
+    u.add(a, b)
+    assert u.others_cores == pytest.approx(0.75) and u.steal_cores == pytest.approx(0.2)
+    u.add(b, timing.CpuSample(wall=4.0, own=4.5, busy=14.0, steal=0.9))  # tick rounding: never < 0
+    assert u.others == pytest.approx(1.5) and u.others_cores == pytest.approx(1.5 / 4)
+    u.add(b, timing.CpuSample(wall=5.0, own=5.0, busy=None, steal=None))  # no /proc: unknown, not 0
+    assert u.others_cores is None
+
+
+def test_rounds_are_summarised_as_median_of_round_medians():
+    cells = [timing.Cell(k, lambda: _spin(0.0005)) for k in "abc"]
+    timing.time_rounds(cells, rounds=4, round_time=0.005, min_calls=3, warmup=1)
+    for c in cells:
+        assert len(c.rounds) == 4 and all(len(t) >= 3 for t in c.rounds)
+    s = timing.summarise(cells[0])
+    assert s["rounds"] == 4 and s["repeats"] == sum(len(t) for t in cells[0].rounds)
+    med = np.median([np.median(t) for t in cells[0].rounds]) * 1e3
+    assert s["median_ms"] == pytest.approx(med)
+    assert s["q25_ms"] <= s["median_ms"] <= s["q75_ms"] and s["iqr_ms"] == pytest.approx(s["q75_ms"] - s["q25_ms"])
+
+
+def test_shuffled_order_differs_between_rounds():
+    seen = []
+    cells = [timing.Cell(k, lambda: None) for k in range(6)]
+    real = timing._time_round
+
+    def record(cell, *a):
+        seen.append(cell.key)
+        real(cell, *a)
+
+    try:
+        timing._time_round = record
+        timing.time_rounds(cells, rounds=3, round_time=0.0005, min_calls=1, warmup=0)
+    finally:
+        timing._time_round = real
+    rounds = [seen[i * 6:(i + 1) * 6] for i in range(3)]
+    assert all(sorted(r) == list(range(6)) for r in rounds)  # every cell once per round
+    assert len({tuple(r) for r in rounds}) > 1  # not the same order every round
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the monitor reads /proc (Linux only)")
+def test_busy_loop_is_detected_and_quiet_run_is_not():
+    cell = timing.Cell("quiet", _spin)
+    timing.time_rounds([cell], rounds=3, round_time=0.3)
+    quiet = timing.summarise(cell, threads=1)
+    busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        cell = timing.Cell("busy", _spin)
+        timing.time_rounds([cell], rounds=3, round_time=0.3)
+        busy = timing.summarise(cell, threads=1)
+    finally:
+        busy_loop.kill()
+        busy_loop.wait()
+    assert quiet["contended"] is False, f"a quiet machine read as contended: {quiet['others_cores']} cores"
+    assert busy["contended"] is True
+    assert busy["others_cores"] >= quiet["others_cores"] + 0.6  # the loop takes most of a core
+
+
+def test_measure_one_call_gives_the_same_fields():
+    r = timing.measure(lambda: _spin(0.0002), batch=4, min_time=0.03, rounds=3)
+    assert r["rounds"] == 3 and r["throughput_ips"] == pytest.approx(4e3 / r["median_ms"])
+    assert r["min_ms"] <= r["median_ms"] <= r["p99_ms"]
