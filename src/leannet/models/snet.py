@@ -112,7 +112,7 @@ _FACTS = {  # MACs (M), ImageNet top-1 (%)
     "snet535": (539.9, None),
 }
 _NOTES = {
-    "snet49": "the name says 49 MFLOPs; the official unit at Table 1's widths counts 51.2M MACs (+4.5%)",
+    "snet49": "the name says 49 MFLOPs; the official unit at Table 1's widths counts 51.2M MACs (+4.6%)",
     "snet146": "named for 146 MFLOPs; the official code counts 162.5M MACs",
     "snet535": "named for 535 MFLOPs; the official unit at Table 1's widths counts 539.9M MACs",
 }
