@@ -80,11 +80,16 @@ def test_reparameterize_drops_every_shuffle_and_keeps_the_contract(name):
     assert unshuffle_stages(deployed) == 0  # nothing left to rewrite
 
 
-def test_exported_graph_has_one_shuffle_per_stage(tmp_path):
-    model = leannet.reparameterize(leannet.create_model("shufflenetv2_x0_5", num_classes=10))
+@pytest.mark.parametrize(("name", "shuffles"), [("shufflenetv2_x0_5", 3), ("snet49", 0)])
+def test_exported_graph_has_one_gather_per_stage(tmp_path, name, shuffles):
+    model = leannet.reparameterize(leannet.create_model(name, num_classes=10))
     ops = [n.op_type for n in onnx.load(export_onnx(model, tmp_path / "m.onnx", (3, 64, 64))).graph.node]
-    # The shuffled graph has one Transpose per unit (16); the deployed one, one per stage.
-    assert ops.count("Transpose") == 3 and ops.count("Gather") == 3
+    # The shuffled graph has one Transpose per unit (16); the deployed one, one per stage
+    # (torchvision's unit ends a stage in a shuffle; megvii's ends in a plain concat).
+    # One Gather per stage (the train-form snet49 has 26: two per even/odd split).
+    assert ops.count("Transpose") == shuffles and ops.count("Gather") == 3
+    if not shuffles:
+        assert "Reshape" not in ops  # nothing of the splits' reshapes is left
 
 
 def test_megvii_unit_splits_even_from_odd_and_widths():
