@@ -47,6 +47,10 @@ class ModelInfo:
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
+    # "rgb", or "bgr" for weights trained on OpenCV's channel order (megvii's ShuffleNetV2
+    # code, hence SNet). Scale lives in mean/std, applied to [0, 1] pixels: mean 0 and std
+    # 1/255 feed 0-255 values unnormalised, as those trainers do.
+    channel_order: str = "rgb"
     reparameterizable: bool = False  # has multi-branch train-time blocks
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -57,6 +61,7 @@ class ModelInfo:
             "std": list(self.std),
             "interpolation": self.interpolation,
             "crop_pct": self.crop_pct,
+            "channel_order": self.channel_order,
         }
 
 

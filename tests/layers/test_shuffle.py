@@ -11,7 +11,13 @@ from torchvision.models.shufflenetv2 import InvertedResidual
 
 import leannet
 from leannet.deploy.onnx import export_onnx
-from leannet.layers.shuffle import ShuffleUnit, UnshuffledStage, channel_shuffle, unshuffle_stages
+from leannet.layers.shuffle import (
+    ShuffleV2Block,
+    UnshuffledStage,
+    channel_shuffle,
+    split_even_odd,
+    unshuffle_stages,
+)
 from tests.helpers import calibrate_bn
 
 
@@ -27,10 +33,20 @@ def _stage(unit, in_chs: int, out_chs: int, n: int) -> nn.Sequential:
     return stage
 
 
-# (unit, in, out, units): leannet's 5x5 unit and torchvision's; an odd half (29) makes the
+def _megvii(i: int, o: int, s: int) -> ShuffleV2Block:
+    return ShuffleV2Block(i, o, s, kernel=5)
+
+
+# (unit, in, out, units): megvii's 5x5 unit (SNet's; unequal halves after a stride-2 unit:
+# 24 + 108, 48 + 200, 132 + 132, 24 + 36) and torchvision's; an odd half (29) makes the
 # logical split uneven between pieces; 8 units is ShuffleNetV2's longest stage.
 CASES = [
-    pytest.param(lambda i, o, s: ShuffleUnit(i, o, s, kernel=5), 24, 132, 4, id="snet146-stage2"),
+    pytest.param(_megvii, 24, 132, 4, id="snet146-stage2"),
+    pytest.param(_megvii, 132, 264, 8, id="snet146-stage3"),
+    pytest.param(_megvii, 48, 248, 4, id="snet535-stage2"),
+    pytest.param(_megvii, 24, 60, 4, id="snet49-stage2"),
+    pytest.param(_megvii, 24, 60, 1, id="megvii-stride2-only"),
+    pytest.param(_megvii, 24, 62, 5, id="megvii-odd-half"),
     pytest.param(InvertedResidual, 116, 232, 8, id="torchvision-stage3"),
     pytest.param(InvertedResidual, 24, 58, 5, id="odd-half"),
     pytest.param(InvertedResidual, 24, 48, 1, id="stride2-only"),
@@ -49,7 +65,7 @@ def test_unshuffled_stage_equals_the_shuffled_one(unit, in_chs, out_chs, n):
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("name", ["shufflenetv2_x0_5", "snet146"])
+@pytest.mark.parametrize("name", ["shufflenetv2_x0_5", "snet146", pytest.param("snet535", marks=pytest.mark.slow)])
 def test_reparameterize_drops_every_shuffle_and_keeps_the_contract(name):
     model = calibrate_bn(leannet.create_model(name, num_classes=10), (3, 64, 64)).double().eval()
     deployed = leannet.reparameterize(model)
@@ -64,11 +80,32 @@ def test_reparameterize_drops_every_shuffle_and_keeps_the_contract(name):
     assert unshuffle_stages(deployed) == 0  # nothing left to rewrite
 
 
-def test_exported_graph_has_one_shuffle_per_stage(tmp_path):
-    model = leannet.reparameterize(leannet.create_model("shufflenetv2_x0_5", num_classes=10))
+@pytest.mark.parametrize(("name", "shuffles"), [("shufflenetv2_x0_5", 3), ("snet49", 0)])
+def test_exported_graph_has_one_gather_per_stage(tmp_path, name, shuffles):
+    model = leannet.reparameterize(leannet.create_model(name, num_classes=10))
     ops = [n.op_type for n in onnx.load(export_onnx(model, tmp_path / "m.onnx", (3, 64, 64))).graph.node]
-    # The shuffled graph has one Transpose per unit (16); the deployed one, one per stage.
-    assert ops.count("Transpose") == 3 and ops.count("Gather") == 3
+    # The shuffled graph has one Transpose per unit (16); the deployed one, one per stage
+    # (torchvision's unit ends a stage in a shuffle; megvii's ends in a plain concat).
+    # One Gather per stage (the train-form snet49 has 26: two per even/odd split).
+    assert ops.count("Transpose") == shuffles and ops.count("Gather") == 3
+    if not shuffles:
+        assert "Reshape" not in ops  # nothing of the splits' reshapes is left
+
+
+def test_megvii_unit_splits_even_from_odd_and_widths():
+    x = torch.arange(12.0).reshape(1, 12, 1, 1)
+    even, odd = split_even_odd(x)
+    assert even.flatten().tolist() == [0, 2, 4, 6, 8, 10] and odd.flatten().tolist() == [1, 3, 5, 7, 9, 11]
+    unit = ShuffleV2Block(24, 132, 2, kernel=5)  # SNet146's first unit: 24 + 108
+    assert [_width(unit.branch1), _width(unit.branch2)] == [24, 108]
+    assert _width(ShuffleV2Block(132, 132, 1).branch2) == 66
+    with torch.no_grad():  # a stride-1 unit passes the even channels through, in place 0..n/2
+        x = torch.randn(1, 132, 4, 4)
+        torch.testing.assert_close(ShuffleV2Block(132, 132, 1).eval()(x)[:, :66], x[:, 0::2], rtol=0, atol=0)
+
+
+def _width(branch: nn.Module) -> int:
+    return [m for m in branch.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
 def test_channel_shuffle_is_a_permutation():
@@ -76,12 +113,13 @@ def test_channel_shuffle_is_a_permutation():
     assert channel_shuffle(x, 2).flatten().tolist() == [0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11]
 
 
-def test_consecutive_stages_are_right_in_openvino(tmp_path):
+@pytest.mark.parametrize("unit", [InvertedResidual, _megvii], ids=["torchvision", "megvii"])
+def test_consecutive_stages_are_right_in_openvino(tmp_path, unit):
     """OpenVINO 2026.4 folds a channel Gather that feeds a dense conv into that conv with the
-    inverse permutation; the stage's output shuffle keeps its Gather away from the next conv."""
+    inverse permutation; the stage's last concat keeps its Gather away from the next conv."""
     ov = pytest.importorskip("openvino")
     torch.manual_seed(0)
-    stages = [_stage(InvertedResidual, 24, 48, 3).float(), _stage(InvertedResidual, 48, 96, 2).float()]
+    stages = [_stage(unit, 24, 48, 3).float(), _stage(unit, 48, 96, 2).float()]
     model = nn.Sequential(*[UnshuffledStage(list(s.children())) for s in stages], nn.Conv2d(96, 8, 1)).eval()
     path = export_onnx(model, tmp_path / "s.onnx", (24, 16, 16))
     x = np.random.default_rng(0).standard_normal((1, 24, 16, 16), dtype=np.float32)

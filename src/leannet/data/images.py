@@ -134,12 +134,21 @@ def _read_list_file(path: Path, classes: Sequence[str] | None) -> tuple[list[Pat
 
 def eval_transform_for(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
     """`transforms.eval_transform` configured by a preprocessing record (`input_size`, `mean`,
-    `std`, `interpolation`, `crop_pct`), as stored in checkpoints and export sidecars."""
+    `std`, `interpolation`, `crop_pct`, `channel_order`), as stored in checkpoints and export
+    sidecars."""
     from leannet.data.transforms import eval_transform
 
     _, h, w = pre["input_size"]
-    return eval_transform((h, w), float(pre.get("crop_pct", 1.0)), pre["mean"], pre["std"],
-                          pre.get("interpolation", "bilinear"))
+    order = pre.get("channel_order", "rgb")
+    if order not in ("rgb", "bgr"):
+        raise DataError(f"unknown channel_order {order!r} in the preprocessing record; use rgb or bgr")
+    # mean/std are listed in the model's channel order: for BGR, normalise the RGB image with
+    # them reversed, then reverse the channels.
+    flip = order == "bgr"
+    mean, std = (list(pre["mean"])[::-1], list(pre["std"])[::-1]) if flip else (pre["mean"], pre["std"])
+    transform = eval_transform((h, w), float(pre.get("crop_pct", 1.0)), mean, std,
+                               pre.get("interpolation", "bilinear"))
+    return (lambda img: transform(img).flip(0)) if flip else transform
 
 
 def image_batches(paths: list[Path], pre: dict[str, Any], batch: int,

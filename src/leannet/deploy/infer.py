@@ -56,7 +56,7 @@ class Predictor:
                 raise LeannetError(f"{path}: no such file")
             record = read_sidecar(path)
             self.runner: Runner = open_runner(path, runtime, threads)
-            self.pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct") if k in record}
+            self.pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct", "channel_order") if k in record}
             self.classes = [str(c) for c in record["classes"]]
         else:
             if runtime not in (None, "torch"):

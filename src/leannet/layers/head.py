@@ -9,7 +9,8 @@ class ClassifierHead(nn.Module):
 
     The optional 1x1 conv after pooling is the PP-LCNet/GhostNet/MobileNetV3 head: it widens
     the last features cheaply because it runs on a 1x1 map. `num_classes=0` drops the linear
-    layer so the head returns pooled (pre-logit) features.
+    layer so the head returns pooled (pre-logit) features; `bias=False` gives a linear layer
+    without bias.
     """
 
     def __init__(
@@ -20,6 +21,7 @@ class ClassifierHead(nn.Module):
         act: str = "hard_swish",
         hidden_bias: bool = True,
         drop_rate: float = 0.0,
+        bias: bool = True,
     ):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -28,10 +30,11 @@ class ClassifierHead(nn.Module):
         self.flatten = nn.Flatten(1)
         self.drop = nn.Dropout(drop_rate)
         self.num_features = hidden or in_chs
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.bias = bias  # the classifier's; megvii's ShuffleNetV2 code (SNet) has none
+        self.fc = nn.Linear(self.num_features, num_classes, bias=bias) if num_classes else nn.Identity()
 
     def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.fc = nn.Linear(self.num_features, num_classes, bias=self.bias) if num_classes else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.drop(self.flatten(self.act(self.conv(self.pool(x)))))

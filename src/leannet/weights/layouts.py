@@ -260,6 +260,35 @@ LAYOUTS += (
     ),
 )
 
+LAYOUTS += (
+    # --- SNet -------------------------------------------------------------------------------
+    # ThunderNet's snet-training (network.py, blocks.py): first_conv, stage.S.U with `branch`
+    # (main: pw, BN, ReLU, dw, BN, pw, BN, ReLU) and, in a stride-2 unit, `branch_left`
+    # (projection: dw, BN, pw, BN, ReLU), classifier.0 (no bias); saved from DataParallel as
+    # {"state_dict": {"module.<key>": ...}}. Key names and shapes: tests/weights/data/.
+    Layout(
+        "ThunderNet snet-training (official SNet)", "snet",
+        detect=(r"^first_conv\.0\.weight$", r"^stage\.\d+\.0\.branch_left\.0\.weight$"),
+        rename=(
+            (r"^first_conv\.0\.", "stem.conv."),
+            (r"^first_conv\.1\.", "stem.bn."),
+            (r"\.branch_left\.0\.", ".branch1.0.conv."),
+            (r"\.branch_left\.1\.", ".branch1.0.bn."),
+            (r"\.branch_left\.2\.", ".branch1.1.conv."),
+            (r"\.branch_left\.3\.", ".branch1.1.bn."),
+            (r"\.branch\.0\.", ".branch2.0.conv."),
+            (r"\.branch\.1\.", ".branch2.0.bn."),
+            (r"\.branch\.3\.", ".branch2.1.conv."),
+            (r"\.branch\.4\.", ".branch2.1.bn."),
+            (r"\.branch\.5\.", ".branch2.2.conv."),
+            (r"\.branch\.6\.", ".branch2.2.bn."),
+            (r"^classifier\.0\.", "head.fc."),
+        ),
+        # stage.0.* is our stages.1.* (stages.0 is the max-pool, which has no weights).
+        blocks=Blocks(source=r"^stage\.\d+\.\d+\.", target=r"^stages\.\d+\.\d+\."),
+    ),
+)
+
 # timm's resnet50 uses torchvision's names: the `leannet` layout loads it unchanged.
 
 
