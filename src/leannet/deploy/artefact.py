@@ -142,7 +142,10 @@ def torch_runner(model: nn.Module) -> Runner:
     return Runner(run, "torch", "fp32", None)
 
 
-def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: str = "fp32") -> Runner:
+def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
+                       all_outputs: bool = False) -> Runner:
+    """`all_outputs=True`: the runner returns every graph output, in order, as a list (a
+    detector's class logits and box deltas); otherwise output 0 alone."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -157,13 +160,16 @@ def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: 
     inp = sess.get_inputs()[0]
     name = inp.name
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    if all_outputs:
+        return Runner(lambda x: sess.run(None, {name: x}), "onnxruntime", precision, batch)
     return Runner(lambda x: sess.run(None, {name: x})[0], "onnxruntime", precision, batch)
 
 
-def openvino_runner(path: str | Path, threads: int | None = None, precision: str = "fp32") -> Runner:
+def openvino_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
+                    all_outputs: bool = False) -> Runner:
     """Compile for CPU with the inference precision pinned: OpenVINO would otherwise pick bf16
     on CPUs that support it and silently change the numbers. INT8 models keep their
-    non-quantised ops in fp32."""
+    non-quantised ops in fp32. `all_outputs` as for `onnxruntime_runner`."""
     import openvino as ov
 
     core = ov.Core()
@@ -183,13 +189,18 @@ def openvino_runner(path: str | Path, threads: int | None = None, precision: str
     def run(x: np.ndarray) -> np.ndarray:
         return request.infer({0: x})[out].copy()
 
-    return Runner(run, "openvino", precision, batch)
+    def run_all_outputs(x: np.ndarray) -> list[np.ndarray]:
+        res = request.infer({0: x})
+        return [res[o].copy() for o in compiled.outputs]
+
+    return Runner(run_all_outputs if all_outputs else run, "openvino", precision, batch)
 
 
 def open_runner(path: str | Path, runtime: str | None = None, threads: int | None = None,
-                precision: str | None = None) -> Runner:
+                precision: str | None = None, all_outputs: bool = False) -> Runner:
     """A runner for an exported artefact: .onnx runs on ONNX Runtime (or OpenVINO when asked),
-    .xml on OpenVINO. Precision defaults to the sidecar's."""
+    .xml on OpenVINO. Precision defaults to the sidecar's; `all_outputs` returns every graph
+    output as a list."""
     path = Path(path)
     if not path.is_file():
         raise LeannetError(f"{path}: no such file")
@@ -201,9 +212,9 @@ def open_runner(path: str | Path, runtime: str | None = None, threads: int | Non
     if runtime == "onnxruntime":
         if path.suffix != ".onnx":
             raise LeannetError(f"{path}: ONNX Runtime runs .onnx files; use --runtime openvino for .xml")
-        return onnxruntime_runner(path, threads, precision)
+        return onnxruntime_runner(path, threads, precision, all_outputs=all_outputs)
     if runtime == "openvino":
-        return openvino_runner(path, threads, precision)
+        return openvino_runner(path, threads, precision, all_outputs=all_outputs)
     raise LeannetError(f"runtime {runtime!r} cannot run {path.suffix} files; use onnxruntime or openvino")
 
 
