@@ -69,8 +69,9 @@ def infer(weights: str | Path, images: list[str | Path] | str | Path, out_dir: s
 
     for path, img, boxes, scores, labels, classes in detect_files(weights, images, score_thr, failed, runtime):
         names = [classes[int(i)] for i in labels]
-        drawn = draw_bounding_boxes(img, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)],
-                                    colors="red", width=max(1, max(img.shape[1:]) // 200))
+        drawn = img if not len(boxes) else draw_bounding_boxes(
+            img, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)],
+            colors="red", width=max(1, max(img.shape[1:]) // 200))
         with atomic_path(out_dir / f"{path.stem}.png") as tmp:
             Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
         records.append({"image": str(path), "detections": [
