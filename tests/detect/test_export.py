@@ -48,13 +48,14 @@ def _detector(tmp_path, name="det", cls_bias=None):
 
 def _coco(tmp_path, n=3):
     """A tiny COCO set of random-noise images, larger than SIZE so they are resized (square
-    80x80, and 72x96, which is letterboxed), with one box each."""
+    80x80, and 24x96: letterboxed to the square, where torchvision pads it only to 32x64), with
+    one box each."""
     d = tmp_path / "coco"
     d.mkdir()
     rng = np.random.default_rng(0)
     images, anns = [], []
     for i in range(n):
-        h, w = (80, 80) if i % 2 == 0 else (72, 96)
+        h, w = (80, 80) if i % 2 == 0 else (24, 96)
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.png")
         images.append({"id": i + 1, "file_name": f"{i}.png", "width": w, "height": h})
         anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [4, 4, 30, 20]})
