@@ -197,3 +197,21 @@ def test_classifier_artefact_is_not_a_detector(tmp_path):
                                                  "classes": ["a"]}))
     with pytest.raises(LeannetError, match="not an exported detector"):
         open_detector(tmp_path / "m.onnx")
+
+
+@pytest.mark.slow
+def test_int8_export_runs_and_reports_its_change(tiny, tmp_path):
+    import onnx
+
+    _, _, weights, ann = tiny
+    out = tmp_path / "q.onnx"
+    result = export_detector(weights, "onnx", out=out, int8=True, calib=ann.parent, ann=ann)
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    r = result.record
+    assert r["precision"] == "int8" and r["calibration"]["images"] == 3
+    assert [v["precision"] for v in r["verification"]] == ["fp32", "int8"]
+    assert r["verification"][1]["max_raw_diff"] > r["verification"][0]["max_raw_diff"]
+    assert set(r["map"]) == {"pytorch", "onnx fp32", "onnx int8"}
+    dets = open_detector(out)([_image(ann, 0)])[0]
+    assert open_detector(out).precision == "int8" and dets["boxes"].shape[1] == 4
