@@ -14,7 +14,7 @@ from leannet.detect.config import ModelConfig
 from leannet.detect.export import export_detector
 from leannet.detect.model import RawDetector, build_detector, detector_meta
 from leannet.detect.pipeline import open_detector
-from leannet.errors import ExportError, LeannetError
+from leannet.errors import ConfigError, ExportError, LeannetError
 from leannet.weights import save_weights
 
 SIZE = 64
@@ -191,6 +191,15 @@ def test_export_refuses_a_mismatch(tiny, monkeypatch, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_export_does_not_overwrite_a_foreign_json(tiny, tmp_path):
+    _, _, weights, _ = tiny
+    (tmp_path / "w.json").write_text('{"arch": "notes a user keeps"}')
+    with pytest.raises(ConfigError, match=r"w\.json exists and is not a detector export's sidecar"):
+        export_detector(weights, "onnx", out=tmp_path / "w.onnx")
+    assert (tmp_path / "w.json").read_text() == '{"arch": "notes a user keeps"}'
+    assert not (tmp_path / "w.onnx").exists()
+
+
 def test_classifier_artefact_is_not_a_detector(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"")
     (tmp_path / "m.json").write_text(json.dumps({"input_size": [3, 8, 8], "mean": [0, 0, 0], "std": [1, 1, 1],
@@ -215,3 +224,12 @@ def test_int8_export_runs_and_reports_its_change(tiny, tmp_path):
     assert set(r["map"]) == {"pytorch", "onnx fp32", "onnx int8"}
     dets = open_detector(out)([_image(ann, 0)])[0]
     assert open_detector(out).precision == "int8" and dets["boxes"].shape[1] == 4
+
+
+def test_classifier_infer_refuses_a_detector_artefact(tmp_path, capsys):
+    (tmp_path / "d.onnx").write_bytes(b"")
+    (tmp_path / "d.json").write_text(json.dumps({"task": "detection", "input_size": [3, 8, 8], "mean": [0, 0, 0],
+                                                 "std": [1, 1, 1], "classes": ["a"]}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["infer", str(tmp_path / "d.onnx"), str(tmp_path / "x.png")]) == 2
+    assert "is an exported detector; run it with `leannet detect infer`" in capsys.readouterr().err

@@ -167,6 +167,7 @@ def export_detector(
         f"{Path(weights).stem}{'-int8' if int8 else ''}{suffix}")
     if out.suffix != suffix:
         raise ConfigError(f"--out {out}: a {format} artefact must end in {suffix}")
+    _check_sidecar_free(out)
 
     dataset = None
     if ann is not None:
@@ -238,6 +239,23 @@ def export_detector(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return DetectExportResult(out, sidecar, record)
+
+
+def _check_sidecar_free(out: Path) -> None:
+    # The sidecar is <stem>.json, the name `leannet convert` gives a checkpoint's own metadata
+    # file: never overwrite a JSON that is not an earlier export's sidecar.
+    from leannet.deploy.artefact import sidecar_path
+
+    side = sidecar_path(out)
+    if not side.exists():
+        return
+    try:
+        ours = json.loads(side.read_text()).get("task") == "detection"
+    except (json.JSONDecodeError, AttributeError):
+        ours = False
+    if not ours:
+        raise ConfigError(f"{side} exists and is not a detector export's sidecar; the export would "
+                          f"overwrite it: choose another --out")
 
 
 def _write_detection_sidecar(artefact: Path, spec, precision: str) -> None:
