@@ -136,7 +136,7 @@ def cmd_detect_eval(args: argparse.Namespace) -> int:
 
     _print_result(evaluate_weights(args.weights, ann=args.ann, images=args.images, config=args.config,
                                    overrides=args.override, strict=args.strict, speed=not args.no_speed,
-                                   runtime=args.runtime))
+                                   runtime=args.runtime, threads=args.threads))
     return 0
 
 
@@ -202,6 +202,7 @@ def _add_detect(sub) -> None:
     s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--strict", action="store_true", help="stop at the first bad annotation")
     s.add_argument("--no-speed", action="store_true", help="skip the batch-1 FPS measurement")
+    s.add_argument("--threads", type=_positive_int, help="CPU threads for the runtime (default: its own)")
     s.set_defaults(func=cmd_detect_eval)
 
     s = dsub.add_parser("infer", help="draw detections on images to PNG and write JSON")

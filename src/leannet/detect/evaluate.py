@@ -122,12 +122,14 @@ def complexity(model: torch.nn.Module, image_size: int) -> dict[str, int]:
 
 def evaluate_weights(weights: str, ann: str | None = None, images: str | None = None,
                      config: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-                     strict: bool = False, speed: bool = True, runtime: str | None = None) -> dict[str, Any]:
+                     strict: bool = False, speed: bool = True, runtime: str | None = None,
+                     threads: int | None = None) -> dict[str, Any]:
     """`leannet detect eval`: mAP of a detector on a COCO set (`ann`/`images`, or the
     `data.val` split of `config`), plus params, MACs and batch-1 CPU speed. `weights` is a
     checkpoint (.safetensors) or an exported artefact (.onnx / .xml); both run through the
     same pipeline (resize, pad, network, torchvision's decoding and NMS), so their figures
-    compare directly. An artefact's params and MACs are those its sidecar recorded."""
+    compare directly. An artefact's params and MACs are those its sidecar recorded. FPS is
+    of that whole pipeline at batch 1 on `threads` CPU threads (default: the runtime's own)."""
     from leannet.detect.config import SplitConfig, load_detect_config
     from leannet.detect.pipeline import open_detector
     from leannet.detect.train import make_dataset
@@ -140,7 +142,7 @@ def evaluate_weights(weights: str, ann: str | None = None, images: str | None = 
         split = cfg.data.val
     else:
         raise ConfigError("detect eval: give --ann (a COCO file) or -c a config with data.val")
-    detector = open_detector(weights, runtime)
+    detector = open_detector(weights, runtime, threads)
     classes = detector.classes
     dataset = make_dataset(split, cfg.data, train=False, strict=strict)
     if dataset.class_names != classes:
@@ -156,6 +158,8 @@ def evaluate_weights(weights: str, ann: str | None = None, images: str | None = 
         result.update({k: detector.record[k] for k in ("params", "macs") if k in detector.record})
     if speed:
         result.update(measure_fps(detector, size))
+        if detector.runtime != "torch":  # measure_fps reports torch's thread count
+            result["threads"] = threads or "runtime default"
     result["data_report"] = dataset.report.summary()
     if skipped:
         result["data_report"] += f"; {len(skipped)} unreadable images skipped (first: {skipped[0]})"

@@ -137,6 +137,8 @@ class DetectionPipeline:
             il = self.transform(images)[0]
             side = self.spec.input_side
             h, w = il.tensors.shape[-2:]
+            if h > side or w > side:  # cannot happen with min_size = max_size; never crop silently
+                raise LeannetError(f"resized batch {h}x{w} exceeds the network's {side}x{side} input")
             x = nnf.pad(il.tensors, (0, side - w, 0, side - h))
         return x, il.image_sizes
 
