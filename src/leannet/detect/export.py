@@ -147,6 +147,7 @@ def export_detector(
     """Export the detector checkpoint `weights` and verify it (module docstring). `calib`: a
     folder of images for INT8; `ann` (+ `images`): a COCO set for held-out parity and mAP."""
     from leannet.deploy.artefact import write_sidecar
+    from leannet.deploy.quantize import CALIB_LIMIT
     from leannet.deploy.reparam import reparameterize
     from leannet.detect.data import CocoDetection
     from leannet.detect.evaluate import evaluate
@@ -175,7 +176,7 @@ def export_detector(
         if dataset.class_names != classes:
             raise ConfigError(f"{weights} detects {classes} but {ann} has categories {dataset.class_names}")
     held_out = _held_out(dataset, calib, spec.input_side)
-    calib_images = _read_folder(calib) if calib is not None else []
+    calib_images = _read_folder(calib, CALIB_LIMIT) if calib is not None else []
 
     side = spec.input_side
     out.parent.mkdir(parents=True, exist_ok=True)
