@@ -233,3 +233,26 @@ def test_classifier_infer_refuses_a_detector_artefact(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     assert main(["infer", str(tmp_path / "d.onnx"), str(tmp_path / "x.png")]) == 2
     assert "is an exported detector; run it with `leannet detect infer`" in capsys.readouterr().err
+
+
+def test_detection_matching_exempts_only_ties():
+    from types import SimpleNamespace
+
+    from leannet.detect.export import _compare
+
+    spec = SimpleNamespace(score_thresh=0.05, detections_per_img=100)
+
+    def dets(boxes, scores):
+        return {"boxes": torch.tensor(boxes, dtype=torch.float32), "scores": torch.tensor(scores),
+                "labels": torch.zeros(len(scores), dtype=torch.int64)}
+
+    a = dets([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], [1.0, 1.0, 0.5])
+    # Of two tied boxes the other runtime kept a third one: the tie is exempt ...
+    b = dets([[0, 0, 10, 10], [60, 60, 70, 70], [40, 40, 50, 50]], [1.0, 1.0, 0.5])
+    assert _compare(a, b, spec, 0.05, 1e-4)[:2] == (0, 2)
+    # ... a moved box with a distinct score is not, nor a missing one, nor a score off by 1e-3.
+    assert _compare(a, dets([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 51]], [1.0, 1.0, 0.5]),
+                    spec, 0.05, 1e-4)[0] == 1
+    assert _compare(a, dets([[0, 0, 10, 10], [20, 20, 30, 30]], [1.0, 1.0]), spec, 0.05, 1e-4)[0] == 1
+    assert _compare(a, dets([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], [1.0, 1.0, 0.501]),
+                    spec, 0.05, 1e-4)[0] == 1
