@@ -152,7 +152,7 @@ def evaluate_weights(weights: str, ann: str | None = None, images: str | None = 
     result: dict[str, Any] = {"weights": weights, "runtime": detector.runtime, "precision": detector.precision,
                               "images": len(dataset), "image_size": size,
                               **evaluate(detector, dataset, skipped=skipped)}
-    if hasattr(detector, "model"):
+    if detector.model is not None:
         result.update(complexity(detector.model, size))
     else:
         result.update({k: detector.record[k] for k in ("params", "macs") if k in detector.record})

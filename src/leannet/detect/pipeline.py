@@ -111,6 +111,8 @@ class DetectionPipeline:
                  runtime: str = "torch", precision: str = "fp32"):
         self.raw, self.spec, self.batch = raw, spec, batch
         self.runtime, self.precision = runtime, precision
+        self.model: RetinaNet | None = None  # the PyTorch detector, when that is the backend
+        self.record: dict[str, Any] = {}  # the artefact's sidecar, when an artefact is
         self.transform = GeneralizedRCNNTransform(spec.image_size, spec.image_size, spec.mean, spec.std,
                                                   size_divisible=SIZE_DIVISIBLE).eval()
         # The attributes RetinaNet.postprocess_detections reads, so torchvision's own code runs.
