@@ -159,14 +159,26 @@ def cmd_detect_eval(args: argparse.Namespace) -> int:
     from leannet.detect.evaluate import evaluate_weights
 
     _print_result(evaluate_weights(args.weights, ann=args.ann, images=args.images, config=args.config,
-                                   overrides=args.override, strict=args.strict, speed=not args.no_speed))
+                                   overrides=args.override, strict=args.strict, speed=not args.no_speed,
+                                   runtime=args.runtime, threads=args.threads))
     return 0
 
 
 def cmd_detect_infer(args: argparse.Namespace) -> int:
     from leannet.detect.predict import infer
 
-    print(infer(args.weights, args.images, args.out, score_thr=args.score_thr))
+    path, failed = infer(args.weights, args.images, args.out, score_thr=args.score_thr, runtime=args.runtime)
+    print(path)
+    return 1 if failed else 0
+
+
+def cmd_detect_export(args: argparse.Namespace) -> int:
+    from leannet.detect.export import export_detector
+
+    result = export_detector(args.weights, format=args.format, out=args.out, int8=args.int8, calib=args.calib,
+                             ann=args.ann, images=args.images, opset=args.opset,
+                             log=lambda msg: print(msg, file=sys.stderr))
+    print(result.summary())
     return 0
 
 
@@ -194,7 +206,7 @@ def _run_args(s: argparse.ArgumentParser, config_help: str, required: bool, stri
 
 
 def _add_detect(sub) -> None:
-    d = sub.add_parser("detect", help="slim RetinaNet document detector: train, eval, infer, pseudo-label")
+    d = sub.add_parser("detect", help="slim RetinaNet document detector: train, eval, infer, export, pseudo-label")
     dsub = d.add_subparsers(dest="detect_command", metavar="COMMAND", parser_class=_Parser, required=True)
 
     s = dsub.add_parser("train", help="train a detector from a YAML config")
@@ -202,22 +214,40 @@ def _add_detect(sub) -> None:
               strict="stop at the first bad annotation")
     s.set_defaults(func=cmd_detect_train)
 
-    s = dsub.add_parser("eval", help="COCO mAP, params, MACs and CPU FPS of detector weights")
-    s.add_argument("--weights", required=True, help="a detector .safetensors written by detect train")
+    runtimes = ["torch", "onnxruntime", "openvino"]
+    s = dsub.add_parser("eval", help="COCO mAP, params, MACs and CPU FPS of detector weights or an export")
+    s.add_argument("--weights", required=True,
+                   help="a detector .safetensors written by detect train, or its .onnx / .xml export")
+    s.add_argument("--runtime", choices=runtimes,
+                   help="default: torch for .safetensors, onnxruntime for .onnx, openvino for .xml")
     s.add_argument("--ann", help="COCO annotation file (default: data.val of -c CONFIG)")
     s.add_argument("--images", help="image folder of --ann (default: the folder of --ann)")
     s.add_argument("-c", "--config", help="YAML config whose data.val to evaluate on")
     s.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--strict", action="store_true", help="stop at the first bad annotation")
     s.add_argument("--no-speed", action="store_true", help="skip the batch-1 FPS measurement")
+    s.add_argument("--threads", type=_positive_int, help="CPU threads for the runtime (default: its own)")
     s.set_defaults(func=cmd_detect_eval)
 
     s = dsub.add_parser("infer", help="draw detections on images to PNG and write JSON")
     s.add_argument("images", nargs="+", help="image files or folders")
-    s.add_argument("--weights", required=True)
+    s.add_argument("--weights", required=True, help="detector .safetensors, or its .onnx / .xml export")
+    s.add_argument("--runtime", choices=runtimes,
+                   help="default: torch for .safetensors, onnxruntime for .onnx, openvino for .xml")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--score-thr", type=float, default=0.3)
     s.set_defaults(func=cmd_detect_infer)
+
+    s = dsub.add_parser("export", help="export a detector to ONNX / OpenVINO (fp32 or INT8) and verify it")
+    s.add_argument("weights", help="detector .safetensors written by detect train")
+    s.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    s.add_argument("--out", help="artefact path (.onnx or .xml); default beside WEIGHTS")
+    s.add_argument("--int8", action="store_true", help="post-training INT8 quantisation (needs --calib)")
+    s.add_argument("--calib", help="folder of calibration images (e.g. the training images)")
+    s.add_argument("--ann", help="COCO file of held-out images: parity on them and mAP of PyTorch vs the artefact")
+    s.add_argument("--images", help="image folder of --ann (default: the folder of --ann)")
+    s.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 14; default 18)")
+    s.set_defaults(func=cmd_detect_export)
 
     s = dsub.add_parser("pseudo-label", help="label unlabeled images with a teacher detector (COCO JSON)")
     s.add_argument("--teacher", required=True, help="teacher detector .safetensors (carries its config)")

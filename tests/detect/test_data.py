@@ -113,3 +113,51 @@ def test_dataset_targets(tmp_path):
     flipped = CocoDetection(path, hflip=1.0)[0]
     assert flipped[1]["boxes"].tolist() == [[28.0, 3.0, 38.0, 15.0]]
     assert torch.equal(flipped[0], img.flip(-1))
+
+
+def test_unreadable_image_is_skipped_counted_and_left_out_of_map(tmp_path):
+    from leannet.data.datasets import Skipped
+    from leannet.detect.data import collate
+    from leannet.detect.evaluate import evaluate
+
+    path = _write(tmp_path, [_img(1), _img(2), _img(3)], [_ann(i, i, [2, 2, 10, 10]) for i in (1, 2, 3)])
+    (tmp_path / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    ds = CocoDetection(path)
+    bad = ds[1]
+    assert isinstance(bad, Skipped) and bad.path == str(tmp_path / "2.png") and "2.png" in bad.reason
+    images, targets, skipped = collate([ds[0], ds[1], ds[2]])
+    assert len(images) == len(targets) == 2 and skipped == [str(tmp_path / "2.png")]
+    assert [int(t["image_id"]) for t in targets] == [1, 3]
+
+    def perfect(imgs):  # finds every ground-truth box (all are [2, 2, 12, 12], class 0)
+        return [{"boxes": torch.tensor([[2.0, 2.0, 12.0, 12.0]]), "scores": torch.tensor([0.9]),
+                 "labels": torch.tensor([0])} for _ in imgs]
+
+    seen: list[str] = []
+    # The unreadable image's box would count as a miss (mAP 2/3) were it kept in the truth.
+    assert evaluate(perfect, ds, batch_size=3, skipped=seen)["map50"] == pytest.approx(1.0)
+    assert seen == [str(tmp_path / "2.png")]
+    with pytest.raises(DataError, match=r"2\.png: .*(corrupt|not an image)"):
+        CocoDetection(path, strict=True)[1]
+    with pytest.raises(DataError, match="every image of a batch is unreadable"):
+        collate([ds[1]])
+
+
+def test_exif_rotated_photo_matches_boxes_in_displayed_coordinates(tmp_path):
+    # A phone photo: stored sideways (40x30 pixels) with EXIF orientation 6; shown upright
+    # (30 wide, 40 tall), which is what the COCO size and box describe.
+    shown = Image.new("RGB", (30, 40), (255, 255, 255))
+    shown.paste((255, 0, 0), (5, 20, 15, 35))  # the document, at x 5..15, y 20..35 as displayed
+    stored = shown.transpose(Image.Transpose.ROTATE_90)  # exif_transpose of orientation 6 undoes this
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "1.jpg", exif=exif, quality=95)
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "1.jpg", "width": 30, "height": 40}],
+                               "annotations": [_ann(1, 1, [5, 20, 10, 15])], "categories": [{"id": 3}]}))
+    img, target = CocoDetection(ann)[0]
+    assert img.shape == (3, 40, 30)
+    assert target["boxes"].tolist() == [[5.0, 20.0, 15.0, 35.0]]
+    inside = img[:, 22:33, 7:13]
+    assert inside[0].mean() > 0.9 and inside[1].mean() < 0.1  # red under the box
+    assert img[1, :18].mean() > 0.9  # white above it

@@ -55,6 +55,8 @@ class Predictor:
             if not path.is_file():
                 raise LeannetError(f"{path}: no such file")
             record = read_sidecar(path)
+            if record.get("task") == "detection":
+                raise LeannetError(f"{path} is an exported detector; run it with `leannet detect infer`")
             self.runner: Runner = open_runner(path, runtime, threads)
             self.pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct", "channel_order") if k in record}
             self.classes = [str(c) for c in record["classes"]]

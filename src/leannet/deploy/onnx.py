@@ -36,10 +36,12 @@ def export_onnx(
     simplify: bool = False,
     dynamo: bool = False,
     metadata: dict[str, str] | None = None,
+    output_names: tuple[str, ...] = ("logits",),
 ) -> Path:
     """Export `model` (used as given: reparameterise/fold first) to one self-contained .onnx file.
 
-    The input is `input` (N, C, H, W) and the output `logits`. The shape is fixed (fastest)
+    The input is `input` (N, C, H, W) and the output `logits` (or `output_names`, one per
+    output of the model). The shape is fixed (fastest)
     unless `dynamic_batch` / `dynamic_size` ask for symbolic batch / height and width.
     `metadata` goes into the model's metadata_props (e.g. the preprocessing record). The graph
     is checked with onnx.checker before the file appears at `path`.
@@ -62,7 +64,8 @@ def export_onnx(
                 shapes = {"x": {i: torch.export.Dim(n, min=1 if i == 0 else 32) for i, n in axes.items()}} if axes else None
                 _run_dynamo(model, x, tmp, opset, shapes)
             else:
-                dynamic_axes = {"input": axes, "logits": {0: "batch"} if dynamic_batch else {}} if axes else None
+                dynamic_axes = {"input": axes, **{o: {0: "batch"} if dynamic_batch else {} for o in output_names}} \
+                    if axes else None
                 # The TorchScript exporter is chosen on purpose (module docstring); its
                 # deprecation notices would only alarm users.
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
@@ -70,7 +73,7 @@ def export_onnx(
                 # Shape-inference notes about Slice constant folding (ShuffleNet/SNet channel
                 # split): the exported graph is still verified numerically after export.
                 warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-                torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=["logits"],
+                torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=list(output_names),
                                   dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as e:
             raise ExportError(f"ONNX export of {type(model).__name__} failed: {str(e).splitlines()[0][:300]}") from None

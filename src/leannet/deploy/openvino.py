@@ -27,6 +27,7 @@ def export_openvino(
     batch: int = 1,
     dynamic_batch: bool = False,
     dynamic_size: bool = False,
+    output_names: tuple[str, ...] = ("logits",),
 ) -> Path:
     """Convert `model` (used as given: reparameterise/fold first) with openvino.convert_model
     and write `path` (.xml) and its .bin; both appear only once both are complete."""
@@ -47,7 +48,8 @@ def export_openvino(
     except Exception as e:  # OpenVINO's frontends raise assorted RuntimeError subclasses
         raise ExportError(f"OpenVINO conversion of {type(model).__name__} failed: {str(e).splitlines()[0][:300]}") from None
     ov_model.inputs[0].get_tensor().set_names({"input"})
-    ov_model.outputs[0].get_tensor().set_names({"logits"})
+    for out, name in zip(ov_model.outputs, output_names, strict=True):
+        out.get_tensor().set_names({name})
     save_ir(ov_model, path)
     return path
 

@@ -11,6 +11,12 @@ about is reported, not silently fixed:
 
 Each kind is counted with the first offending id in `AnnotationReport.summary()`. With
 `strict=True` the first problem raises a DataError naming the id instead.
+
+An image file that exists but cannot be decoded is found when it is read, as in
+classification: the item is a `Skipped` marker (logged with the reason), `collate` drops it
+and returns its path, the trainer counts it and evaluation leaves it out of the mAP; with
+`strict=True` it raises. Images are decoded by leannet's one reader, EXIF orientation
+applied, so a phone photo's pixels are in the displayed orientation its boxes describe.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
+from leannet.data.datasets import Skipped
 from leannet.errors import DataError
 
 log = logging.getLogger("leannet.detect")
@@ -185,6 +191,7 @@ class CocoDetection(Dataset):
                  keep_empty: bool = False, hflip: float = 0.0):
         self.ann_file = Path(ann_file)
         self.images_dir = Path(images_dir) if images_dir is not None else self.ann_file.parent
+        self.strict = strict
         self.coco, self.report = load_coco(ann_file, self.images_dir, strict=strict, keep_empty=keep_empty)
         self.categories = sorted(self.coco["categories"], key=lambda c: c["id"])
         self.label_of = {c["id"]: i for i, c in enumerate(self.categories)}
@@ -202,15 +209,19 @@ class CocoDetection(Dataset):
         return len(self.images)
 
     def load_image(self, i: int) -> torch.Tensor:
-        path = self.images_dir / self.images[i]["file_name"]
-        try:
-            with Image.open(path) as im:
-                return F.to_image(im.convert("RGB")).float().div_(255)
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"{path}: unreadable image ({e})") from None
+        return read_image(self.path(i))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        img = self.load_image(i)
+    def path(self, i: int) -> Path:
+        return self.images_dir / self.images[i]["file_name"]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | Skipped:
+        try:
+            img = self.load_image(i)
+        except DataError as e:
+            if self.strict:
+                raise
+            log.warning("skipping %s", e)
+            return Skipped(str(self.path(i)), str(e))
         info = self.images[i]
         anns = self.anns[info["id"]]
         boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
@@ -226,9 +237,24 @@ class CocoDetection(Dataset):
         return img, {"boxes": boxes, "labels": labels, "image_id": torch.tensor(info["id"])}
 
 
-def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    images, targets = zip(*batch, strict=True)
-    return list(images), list(targets)
+def read_image(path: str | Path) -> torch.Tensor:
+    """An image file as a float (3, H, W) tensor in [0, 1], decoded by leannet's one image
+    reader (`leannet.data.images.load_image`): EXIF orientation applied, so pixels are in the
+    displayed orientation that COCO boxes and sizes describe; any mode turned into RGB.
+    Raises DataError with the reason when the file cannot be an image."""
+    from leannet.data.images import load_image
+
+    return F.to_image(load_image(path)).float().div_(255)
+
+
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], list[str]]:
+    """(images, targets, paths of unreadable images dropped from the batch)."""
+    good = [b for b in batch if not isinstance(b, Skipped)]
+    skipped = [b.path for b in batch if isinstance(b, Skipped)]
+    if not good:
+        raise DataError(f"every image of a batch is unreadable (first: {skipped[0]})")
+    images, targets = zip(*good, strict=True)
+    return list(images), list(targets), skipped
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

@@ -3,6 +3,10 @@
 MACs are counted on `RawDetector` (backbone -> FPN -> heads on a fixed `image_size` square),
 the part with multiply-accumulates; resizing, anchor decoding and NMS add none. Speed is
 timed on the whole detector (`model([image])`, postprocessing included), batch 1.
+
+"model" here is anything with torchvision's eval contract, `model(images) -> [{"boxes",
+"scores", "labels"}]`: a RetinaNet, or a `leannet.detect.pipeline.DetectionPipeline` over a
+checkpoint or an exported artefact (`evaluate_weights` takes either file).
 """
 
 from __future__ import annotations
@@ -17,20 +21,29 @@ from torch.utils.data import DataLoader
 from leannet.detect.data import CocoDetection, collate
 
 
+def _eval_mode(model: Any) -> None:
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+
+
 @torch.inference_mode()
 def predict(model: torch.nn.Module, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    model.eval()
+    _eval_mode(model)
     return model(images)
 
 
 @torch.inference_mode()
-def coco_detections(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8) -> list[dict[str, Any]]:
-    """Every detection on `dataset` as COCO result records (category ids, xywh boxes)."""
-    model.eval()
+def coco_detections(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8,
+                    skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every detection on `dataset` as COCO result records (category ids, xywh boxes).
+    Paths of unreadable images are appended to `skipped`."""
+    _eval_mode(model)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     cat_ids = [c["id"] for c in dataset.categories]
     results = []
-    for images, targets in loader:
+    for images, targets, bad in loader:
+        if skipped is not None:
+            skipped.extend(bad)
         for out, t in zip(model(images), targets, strict=True):
             for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(),
                                          out["labels"].tolist(), strict=True):
@@ -62,9 +75,21 @@ def coco_map(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, 
     return {"map": s[0], "map50": s[1], "map75": s[2]}
 
 
-def evaluate(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8) -> dict[str, float]:
-    """mAP@[.5:.95], mAP@.5, mAP@.75 of `model` on `dataset`."""
-    return coco_map(dataset.coco, coco_detections(model, dataset, batch_size))
+def evaluate(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8,
+             skipped: list[str] | None = None) -> dict[str, float]:
+    """mAP@[.5:.95], mAP@.5, mAP@.75 of `model` on `dataset`. Images that cannot be read are
+    left out of the ground truth too (their boxes would count as misses) and their paths
+    appended to `skipped`."""
+    bad: list[str] = []
+    detections = coco_detections(model, dataset, batch_size, bad)
+    gt = dataset.coco
+    if bad:
+        gone = {img["id"] for i, img in enumerate(dataset.images) if str(dataset.path(i)) in set(bad)}
+        gt = {**gt, "images": [im for im in gt["images"] if im["id"] not in gone],
+              "annotations": [a for a in gt["annotations"] if a["image_id"] not in gone]}
+        if skipped is not None:
+            skipped.extend(bad)
+    return coco_map(gt, detections)
 
 
 def measure_fps(model: torch.nn.Module, image_size: int, min_time: float = 1.0) -> dict[str, Any]:
@@ -73,7 +98,7 @@ def measure_fps(model: torch.nn.Module, image_size: int, min_time: float = 1.0) 
     median and p90 in ms, FPS = 1000 / median, and whether other work shared the cores."""
     from leannet.runtime.timing import measure
 
-    model.eval()
+    _eval_mode(model)
     image = [torch.rand(3, image_size, image_size, generator=torch.Generator().manual_seed(0))]
 
     def call():
@@ -95,11 +120,16 @@ def complexity(model: torch.nn.Module, image_size: int) -> dict[str, int]:
 
 def evaluate_weights(weights: str, ann: str | None = None, images: str | None = None,
                      config: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-                     strict: bool = False, speed: bool = True) -> dict[str, Any]:
-    """`leannet detect eval`: mAP of a detector weights file on a COCO set (`ann`/`images`, or
-    the `data.val` split of `config`), plus params, MACs and batch-1 CPU speed."""
+                     strict: bool = False, speed: bool = True, runtime: str | None = None,
+                     threads: int | None = None) -> dict[str, Any]:
+    """`leannet detect eval`: mAP of a detector on a COCO set (`ann`/`images`, or the
+    `data.val` split of `config`), plus params, MACs and batch-1 CPU speed. `weights` is a
+    checkpoint (.safetensors) or an exported artefact (.onnx / .xml); both run through the
+    same pipeline (resize, pad, network, torchvision's decoding and NMS), so their figures
+    compare directly. An artefact's params and MACs are those its sidecar recorded. FPS is
+    of that whole pipeline at batch 1 on `threads` CPU threads (default: the runtime's own)."""
     from leannet.detect.config import SplitConfig, load_detect_config
-    from leannet.detect.model import load_detector
+    from leannet.detect.pipeline import open_detector
     from leannet.detect.train import make_dataset
     from leannet.errors import ConfigError
 
@@ -110,14 +140,26 @@ def evaluate_weights(weights: str, ann: str | None = None, images: str | None = 
         split = cfg.data.val
     else:
         raise ConfigError("detect eval: give --ann (a COCO file) or -c a config with data.val")
-    model, classes = load_detector(weights)
+    detector = open_detector(weights, runtime, threads)
+    classes = detector.classes
     dataset = make_dataset(split, cfg.data, train=False, strict=strict)
     if dataset.class_names != classes:
         raise ConfigError(f"{weights} detects {classes} but {dataset.ann_file} has categories {dataset.class_names}")
-    size = model.config.image_size
-    result: dict[str, Any] = {"weights": weights, "images": len(dataset), "image_size": size,
-                              **evaluate(model, dataset), **complexity(model, size)}
+    size = detector.spec.image_size
+    skipped: list[str] = []
+    result: dict[str, Any] = {"weights": weights, "runtime": detector.runtime, "precision": detector.precision,
+                              "images": len(dataset), "image_size": size,
+                              **evaluate(detector, dataset, skipped=skipped)}
+    if detector.model is not None:
+        result.update(complexity(detector.model, size))
+    else:
+        result.update({k: detector.record[k] for k in ("params", "macs") if k in detector.record})
     if speed:
-        result.update(measure_fps(model, size))
+        result.update(measure_fps(detector, size))
+        if detector.runtime != "torch":  # measure_fps reports torch's thread count
+            result["threads"] = threads or "runtime default"
     result["data_report"] = dataset.report.summary()
+    if skipped:
+        result["data_report"] += f"; {len(skipped)} unreadable images skipped (first: {skipped[0]})"
+        result["skipped_images"] = skipped
     return result

@@ -14,52 +14,64 @@ trains on like any other:
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from leannet.detect.data import list_images
+from leannet.detect.data import list_images, read_image
 from leannet.errors import DataError
 from leannet.fileio import atomic_path, write_text
 
 
-def _read(path: Path) -> torch.Tensor:
-    from torchvision.transforms.v2 import functional as F
-
-    try:
-        with Image.open(path) as im:
-            return F.to_image(im.convert("RGB"))
-    except OSError as e:
-        raise DataError(f"{path}: unreadable image ({e})") from None
+def _report_skip(path: Path, why: str) -> None:
+    print(f"leannet: skipped {why}", file=sys.stderr)  # as `leannet infer` reports them
 
 
-@torch.inference_mode()
-def detect_files(weights: str | Path, images: list[str | Path] | str | Path, score_thr: float = 0.3):
-    """Yield (path, uint8 image, boxes, scores, labels, class names) for every image file."""
-    from leannet.detect.model import load_detector
+def detect_files(weights: str | Path, images: list[str | Path] | str | Path, score_thr: float = 0.3,
+                 on_error: Callable[[Path, str], None] | None = _report_skip, runtime: str | None = None):
+    """Yield (path, uint8 image, boxes, scores, labels, class names) for every image file.
+    `weights` is a checkpoint or an exported artefact (.onnx / .xml). Files that cannot be
+    read go to `on_error(path, reason)` and are skipped (None: raise DataError)."""
+    from leannet.detect.pipeline import open_detector
 
-    model, classes = load_detector(str(weights))
+    detector = open_detector(weights, runtime)
     for path in list_images(images):
-        img = _read(path)
-        out = model([img.float() / 255])[0]
+        try:
+            img = read_image(path)
+        except DataError as e:
+            if on_error is None:
+                raise
+            on_error(path, str(e))
+            continue
+        out = detector([img])[0]
         keep = out["scores"] >= score_thr
-        yield path, img, out["boxes"][keep], out["scores"][keep], out["labels"][keep], classes
+        uint8 = img.mul(255).round_().to(torch.uint8)
+        yield path, uint8, out["boxes"][keep], out["scores"][keep], out["labels"][keep], detector.classes
 
 
 def infer(weights: str | Path, images: list[str | Path] | str | Path, out_dir: str | Path,
-          score_thr: float = 0.3) -> Path:
+          score_thr: float = 0.3, runtime: str | None = None) -> tuple[Path, int]:
     """Draw each image's detections (box, class, score) to `out_dir/<name>.png` and write all
-    of them to `out_dir/detections.json`; return the JSON path."""
+    of them to `out_dir/detections.json`; return the JSON path and how many images could not
+    be read (reported on stderr with the reason, listed in the JSON with an `error`)."""
     from torchvision.utils import draw_bounding_boxes
 
     out_dir = Path(out_dir)
     records: list[dict[str, Any]] = []
-    for path, img, boxes, scores, labels, classes in detect_files(weights, images, score_thr):
+
+    def failed(path: Path, why: str) -> None:
+        _report_skip(path, why)
+        records.append({"image": str(path), "error": why})
+
+    for path, img, boxes, scores, labels, classes in detect_files(weights, images, score_thr, failed, runtime):
         names = [classes[int(i)] for i in labels]
-        drawn = draw_bounding_boxes(img, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)],
-                                    colors="red", width=max(1, max(img.shape[1:]) // 200))
+        drawn = img if not len(boxes) else draw_bounding_boxes(
+            img, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)],
+            colors="red", width=max(1, max(img.shape[1:]) // 200))
         with atomic_path(out_dir / f"{path.stem}.png") as tmp:
             Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
         records.append({"image": str(path), "detections": [
@@ -67,7 +79,10 @@ def infer(weights: str | Path, images: list[str | Path] | str | Path, out_dir: s
             for n, s, b in zip(names, scores.tolist(), boxes.tolist(), strict=True)]})
     json_path = out_dir / "detections.json"
     write_text(json_path, json.dumps(records, indent=1))
-    return json_path
+    bad = sum("error" in r for r in records)
+    if bad:
+        print(f"leannet: {bad} of {len(records)} images could not be read", file=sys.stderr)
+    return json_path, bad
 
 
 def pseudo_label(teacher: str | Path, images: str | Path, out: str | Path, score_thr: float = 0.5) -> dict[str, int]:

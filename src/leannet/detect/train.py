@@ -64,9 +64,9 @@ def build_task(cfg: DetectConfig) -> Task:
         raise ConfigError(f"train and val categories differ: {train_set.class_names} vs {val_set.class_names}")
 
     def loss_fn(net: nn.Module, batch) -> StepOutput:
-        images, targets = batch
+        images, targets, skipped = batch
         losses = net(images, targets)
-        return StepOutput(loss=sum(losses.values()), images=len(images))
+        return StepOutput(loss=sum(losses.values()), images=len(images), skipped=skipped)
 
     return Task(model=build_detector(cfg.model), train_set=train_set, batch_size=cfg.data.batch_size,
                 loss_fn=loss_fn, evaluate=lambda m: evaluate(m, val_set, batch_size=cfg.data.batch_size),

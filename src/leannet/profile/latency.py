@@ -469,11 +469,13 @@ def bench(
         for prec in precisions:
             if prec not in SUPPORTED[rt]:
                 notes.append(f"{rt} does not run {prec} (it runs {', '.join(SUPPORTED[rt])}); skipped")
+            elif not _runs_here(rt, prec):
+                notes.append(f"{rt} has no {prec} kernels on this CPU (it would run fp32 and call it {prec}); skipped")
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
 
     plan = [(s, rt, prec, b) for s in sources for b in batches for rt in rts for prec in precisions
-            if prec in SUPPORTED[rt] and _runs(s, rt, prec)]
+            if prec in SUPPORTED[rt] and _runs_here(rt, prec) and _runs(s, rt, prec)]
     size = img or 224
     sweep = Sweep([], results, notes)
     done: dict[tuple, dict[str, Any]] = {}
@@ -509,6 +511,14 @@ def bench(
 
         write_report(out)
     return sweep
+
+
+def _runs_here(runtime: str, precision: str) -> bool:
+    if runtime == "openvino" and precision == "bf16":
+        from leannet.runtime.runners import openvino_precision_supported
+
+        return openvino_precision_supported("bf16")
+    return True
 
 
 def _runs(source: Source, runtime: str, precision: str) -> bool:

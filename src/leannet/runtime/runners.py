@@ -1,6 +1,8 @@
 """One way to run any model: `Runner`.
 
-A runner maps a float32 NCHW array to the model's first output (`runner(x)`); `runner.bind(x)`
+A runner maps a float32 NCHW array to the model's first output (`runner(x)`), or to the list of
+all its outputs for an artefact opened with `all_outputs=True` (a detector's class logits and
+box deltas); `runner.bind(x)`
 gives a zero-argument call on a fixed input for timing (the input is converted once, so the
 timer sees only the inference). `runtime` and `precision` say what actually runs, `batch` is
 the fixed batch size of an artefact (None when dynamic), and `info` holds the settings a
@@ -18,7 +20,7 @@ OpenVINO's compute precision is pinned (its CPU default is bf16 where the CPU su
 from __future__ import annotations
 
 import copy
-import importlib.metadata
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +50,7 @@ class Runner:
     # seconds of one call measured on the device's own clock (CUDA events), else None
     device_timer: Callable[[Callable[[], Any]], float] | None = None
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
         return self.fn(np.ascontiguousarray(x, dtype=np.float32))
 
     def bind(self, x: np.ndarray) -> Callable[[], Any]:
@@ -56,13 +58,6 @@ class Runner:
         if self.binder is not None:
             return self.binder(x)
         return lambda: self.fn(x)
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # --- PyTorch -------------------------------------------------------------------------------------
@@ -123,7 +118,7 @@ def torch_runner(model: nn.Module, precision: str = "fp32", channels_last: bool 
 
 
 def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
-                       spin: bool = True) -> Runner:
+                       spin: bool = True, all_outputs: bool = False) -> Runner:
     """ONNX Runtime's CPU provider with every graph optimisation. `spin=False` stops its idle
     threads from spinning (needed when other runtimes run between its calls)."""
     import onnxruntime as ort
@@ -144,8 +139,9 @@ def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: 
     name = inp.name
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
-    def fn(x: np.ndarray) -> np.ndarray:
-        return sess.run(None, {name: x})[0]
+    def fn(x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        outs = sess.run(None, {name: x})
+        return outs if all_outputs else outs[0]
 
     def binder(x: np.ndarray) -> Callable[[], Any]:
         feed = {name: x}
@@ -159,6 +155,7 @@ def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: 
 # --- OpenVINO ------------------------------------------------------------------------------------
 
 
+@functools.cache
 def openvino_precision_supported(precision: str) -> bool:
     """Whether OpenVINO's CPU plugin computes in `precision` here (bf16 needs AVX512_BF16/AMX)."""
     if precision != "bf16":
@@ -169,7 +166,8 @@ def openvino_precision_supported(precision: str) -> bool:
     return "BF16" in [str(c).upper() for c in caps]
 
 
-def openvino_runner(path: str | Path, threads: int | None = None, precision: str = "fp32") -> Runner:
+def openvino_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
+                    all_outputs: bool = False) -> Runner:
     """Compile for CPU with the inference precision pinned: OpenVINO would otherwise pick bf16
     on CPUs that support it and silently change the numbers. INT8 models keep their
     non-quantised ops in fp32. The precision it actually runs is read back into `info`."""
@@ -190,8 +188,9 @@ def openvino_runner(path: str | Path, threads: int | None = None, precision: str
     batch = dim.get_length() if dim.is_static else None
     out = compiled.outputs[0]
 
-    def fn(x: np.ndarray) -> np.ndarray:
-        return request.infer({0: x})[out].copy()
+    def fn(x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        res = request.infer({0: x})
+        return [res[o].copy() for o in compiled.outputs] if all_outputs else res[out].copy()
 
     def binder(x: np.ndarray) -> Callable[[], Any]:
         return lambda: request.infer({0: x})
@@ -204,7 +203,7 @@ def openvino_runner(path: str | Path, threads: int | None = None, precision: str
 
 
 def open_runner(path: str | Path, runtime: str | None = None, threads: int | None = None,
-                precision: str | None = None, spin: bool = True) -> Runner:
+                precision: str | None = None, spin: bool = True, all_outputs: bool = False) -> Runner:
     """A runner for an exported artefact: .onnx runs on ONNX Runtime (or OpenVINO when asked),
     .xml on OpenVINO. Precision defaults to the sidecar's (`<stem>.json`), else fp32."""
     import json
@@ -224,9 +223,9 @@ def open_runner(path: str | Path, runtime: str | None = None, threads: int | Non
     if runtime == "onnxruntime":
         if path.suffix != ".onnx":
             raise LeannetError(f"{path}: ONNX Runtime runs .onnx files; use the openvino runtime for .xml")
-        return onnxruntime_runner(path, threads, precision, spin=spin)
+        return onnxruntime_runner(path, threads, precision, spin=spin, all_outputs=all_outputs)
     if runtime == "openvino":
-        return openvino_runner(path, threads, precision)
+        return openvino_runner(path, threads, precision, all_outputs=all_outputs)
     raise LeannetError(f"runtime {runtime!r} cannot run {path.suffix} files; use onnxruntime or openvino")
 
 
