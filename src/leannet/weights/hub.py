@@ -77,17 +77,18 @@ def parse_pretrained(name: str, spec: str | Path) -> WeightSource | Path:
             repo, _, rev = spec[len(prefix):].partition("@")
             if repo.count("/") != 1:
                 raise WeightsError(f"{spec!r}: expected hf-hub:ORG/REPO or hf-hub:ORG/REPO@REVISION")
-            return WeightSource("hf", repo, revision=rev or None, layout=None)
+            return WeightSource("hf", repo, revision=rev or None)
     if spec.startswith(("http://", "https://")):
-        stem = PurePosixPath(urlparse(spec).path).name.split(".")[0]
-        # torch.hub's convention: the hex after the last dash starts the file's sha256.
-        prefix = m.group(1) if (m := re.search(r"-([a-f0-9]{6,})$", stem)) else ""
-        return WeightSource("url", spec, sha256=prefix, layout=None)
+        filename = PurePosixPath(urlparse(spec).path).name
+        # torch.hub's convention (torchvision's files): `name-<hex>.ext`, the hex starting the
+        # file's sha256. Fewer than 8 digits is more likely a step count than a hash.
+        prefix = m.group(1) if (m := re.search(r"-([a-f0-9]{8,})\.", filename)) else ""
+        return WeightSource("url", spec, sha256=prefix)
     path = Path(spec).expanduser()
     if path.exists() or path.suffix in CHECKPOINT_SUFFIXES or not _TIMM_TAG.fullmatch(spec):
         return path
     _check_timm_tag(name, spec)
-    return WeightSource("hf", f"timm/{spec}", layout=None)
+    return WeightSource("hf", f"timm/{spec}")
 
 
 def _check_timm_tag(name: str, tag: str) -> None:
@@ -280,7 +281,9 @@ def _hf_download(source: WeightSource) -> tuple[Path, dict[str, Any]]:
             path = Path(hf_hub_download(filename=filename, **kw))
             break
         except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-            if last:
+            # Online, this means the server can't be reached (after huggingface_hub's retries,
+            # ~20 s): the next file name would wait as long for the same answer.
+            if last or not opts["local_files_only"]:
                 why = "offline (HF_HUB_OFFLINE=1)" if opts["local_files_only"] else f"{opts['endpoint']} can't be reached"
                 raise _Unavailable(f"{why} and {source.label} is not in the Hugging Face cache") from None
         except EntryNotFoundError:
@@ -386,6 +389,7 @@ def weight_rows(pattern: str = "*") -> list[dict[str, Any]]:
             "top1": source.top1,
             "top1_source": source.top1_source or None,
             "layout": source.layout,
+            "convertible": source.convertible,
             "automatic": source.automatic,
             "cached": cached,
             "path": str(target),
@@ -407,7 +411,7 @@ def _how(row: dict[str, Any]) -> str:
         return "downloads"
     if row["kind"] == "none":
         return "no public checkpoint"
-    if row["layout"] is None:
+    if not row["convertible"]:
         return "no converter yet"
     return "convert --trust-pickle"
 

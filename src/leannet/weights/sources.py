@@ -45,7 +45,8 @@ class WeightSource:
     license: str = ""
     top1: float | None = None  # ImageNet-1k top-1 (%) of this checkpoint, as published
     top1_source: str = ""
-    layout: str | None = "leannet"  # converter layout; None = no converter for it yet
+    layout: str | None = None  # the converter layout it needs (None: detected from its keys)
+    convertible: bool = True  # False: no converter reads this checkpoint yet
     trust_pickle: bool = False  # a pickle: converted only on the user's explicit word
     note: str = ""  # why there is no checkpoint, or what to know about this one
 
@@ -59,7 +60,7 @@ class WeightSource:
     @property
     def automatic(self) -> bool:
         """Whether `pretrained=True` can fetch and convert it without the user's help."""
-        return self.kind in ("hf", "url") and self.layout is not None and not self.trust_pickle
+        return self.kind in ("hf", "url") and self.convertible and not self.trust_pickle
 
     @property
     def cache_stem(self) -> str:
@@ -103,7 +104,7 @@ def paddleclas(scale: str, top1: float) -> WeightSource:
 
 
 def no_checkpoint(why: str) -> WeightSource:
-    return WeightSource("none", layout=None, note=why)
+    return WeightSource("none", convertible=False, note=why)
 
 
 _GGHOST_RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/g_ghost_regnet/"
@@ -111,7 +112,7 @@ _GGHOST_RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/release
 
 def _g_ghost(file: str, top1: float) -> WeightSource:
     return WeightSource("url", _GGHOST_RELEASE + file, license="see huawei-noah/Efficient-AI-Backbones",
-                        top1=top1, top1_source="g_ghost_pytorch/readme.md", layout=None,
+                        top1=top1, top1_source="g_ghost_pytorch/readme.md", convertible=False,
                         note="official release (torch.save of g_ghost_regnet.py's model); "
                              "leannet has no converter for its keys yet")
 
