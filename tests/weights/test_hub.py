@@ -201,7 +201,7 @@ def test_converted_file_is_checked_on_every_load(caches, server, timm_lcnet, mon
 
 
 def test_a_new_commit_on_main_is_converted_again(caches, server, timm_lcnet):
-    ref, body, _ = timm_lcnet
+    _, body, _ = timm_lcnet
     server.add_hf(REPO, "model.safetensors", body)
     leannet.create_model("pplcnet_x0_5", pretrained=True)
     newer = {k: v + 1 if v.is_floating_point() else v for k, v in timm.create_model("lcnet_050").state_dict().items()}

@@ -416,6 +416,16 @@ def _how(row: dict[str, Any]) -> str:
     return "convert --trust-pickle"
 
 
+def weights_cell(name: str) -> str:
+    """A model's default source in one markdown cell (docs/models.md)."""
+    source = weight_source(name)
+    if source.kind == "none":
+        return f"none: {source.note}"
+    top1 = f", top-1 {source.top1:g}" if source.top1 is not None else ""
+    how = "" if source.automatic else f" ({_how({'automatic': False, 'kind': source.kind, 'convertible': source.convertible})})"
+    return f"`{_short(source.label)}` ({source.license}{top1}){how}"
+
+
 def weights_table(pattern: str = "*", fmt: str = "table") -> str:
     rows = weight_rows(pattern)
     if fmt == "json":
