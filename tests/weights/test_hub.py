@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import io
 import json
+import socket
 import threading
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def caches(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)  # as if torch.hub.set_dir was never called
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    # Nothing listens there: a test that forgets the `server` fixture can't reach the internet.
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     return {"hf": tmp_path / "hf", "torch": tmp_path / "torch", "leannet": tmp_path / "leannet_home"}
 
 
@@ -120,6 +123,12 @@ def timm_lcnet():
     body = save({k: v.contiguous() for k, v in ref.state_dict().items()})
     config = json.dumps({"architecture": "lcnet_050", "num_classes": 1000}).encode()
     return ref.double().eval(), body, config
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def files(root: Path) -> list[str]:
@@ -252,13 +261,7 @@ def test_offline_without_cache_names_the_file_and_the_convert_command(caches, mo
 
 
 def test_no_network_at_all_is_the_offline_path(caches, monkeypatch):
-    # A closed port: nothing listens, as with no network; HF_HUB_OFFLINE is not set.
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    # `caches` points HF_ENDPOINT at a closed port: nothing listens, as with no network.
     # huggingface_hub retries a refused connection with back-off (~20 s); not here.
     import types
 
