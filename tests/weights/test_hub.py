@@ -400,3 +400,12 @@ def test_models_without_automatic_weights_say_what_to_do(caches):
     with pytest.raises(WeightsError) as e:
         leannet.create_model("pplcnet_x0_25", pretrained=True)
     assert "--trust-pickle" in one_line(e) and "PPLCNet_x0_25_pretrained.pdparams" in str(e.value)
+
+
+def test_a_users_file_serves_models_without_a_public_checkpoint(caches):
+    # Where the message above asks for it: $LEANNET_HOME/<name>.safetensors (as before sources).
+    made = leannet.create_model("snet49")
+    path = caches["leannet"] / "snet49.safetensors"
+    leannet.weights.save_weights(made, path, {"arch": "snet49"})
+    assert_same_weights(leannet.create_model("snet49", pretrained=True), made)
+    assert path.with_name(path.name + ".sha256").read_text().split()[0] == hashlib.sha256(path.read_bytes()).hexdigest()
