@@ -7,6 +7,7 @@ import sys
 
 from leannet.fileio import write_text
 from leannet.report import deviation, model_rows, paper_form
+from leannet.weights.hub import weights_cell
 
 HEADER = """# Models
 
@@ -25,7 +26,8 @@ and the train-time counts are shown beside them. Differences over 2% are explain
 def main(out: str = "docs/models.md") -> None:
     rows = model_rows()
     cols = ["model", "family", "params (M)", "paper params (M)", "Δ params", "MACs (M)",
-            "paper MACs (M)", "Δ MACs", "paper top-1 (%)", "paper latency", "source", "notes"]
+            "paper MACs (M)", "Δ MACs", "paper top-1 (%)", "paper latency", "source",
+            "pretrained weights (`leannet weights`)", "notes"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         params, macs = paper_form(r, "params_m"), paper_form(r, "macs_m")
@@ -37,7 +39,7 @@ def main(out: str = "docs/models.md") -> None:
             f"`{r['name']}`", r["family"], f"{params:.2f}{train}", _num(r["paper_params_m"]),
             _delta(params, r["paper_params_m"]), f"{macs:.1f}{train_macs}", _num(r["paper_macs_m"]),
             _delta(macs, r["paper_macs_m"]), _num(r["paper_top1"]), lat, r["source"],
-            r["note"] or "",
+            weights_cell(r["name"]), r["note"] or "",
         ]) + " |")
     write_text(out, HEADER + "\n".join(lines) + "\n")
     print(f"wrote {out} ({len(rows)} models)")

@@ -43,6 +43,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from leannet.weights.hub import weights_table
+
+    print(weights_table(args.pattern, fmt=args.format))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from leannet.train import train_from_config
 
@@ -290,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-pickle", action="store_true",
                    help="allow .pdparams (Python pickles); only numpy arrays are admitted")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("weights", help="each model's pretrained weights: source, license, top-1, cached here?")
+    s.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'pplcnet*'")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.set_defaults(func=cmd_weights)
 
     s = sub.add_parser("train", help="train a classifier from a YAML config (torchrun-ready)")
     _run_args(s, "YAML config, e.g. configs/pplcnet_x0_25_digits.yaml", required=True,

@@ -18,6 +18,10 @@ class WeightsError(LeannetError):
     """A checkpoint that is missing, corrupt, unsafe or does not fit the model."""
 
 
+class DownloadError(WeightsError):
+    """A download that failed (404, cut short, wrong checksum) or can't happen (offline, nothing cached)."""
+
+
 class ConfigError(LeannetError, ValueError):
     pass
 

@@ -24,8 +24,10 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model.
 
-    `pretrained` is a checkpoint path (leannet safetensors, or a timm/official layout that is
-    converted on load) or True for the local cache. `features_only=True` returns a FeatureNet
+    `pretrained`: True downloads the model's default checkpoint (`leannet weights` lists
+    them), converts it once and caches it in $LEANNET_HOME; also "hf-hub:ORG/REPO[@REV]", a
+    timm tag ("lcnet_100.ra2_in1k"), a URL, or a checkpoint path (leannet safetensors, or a
+    timm/official layout converted on load). See `leannet.weights.hub`. `features_only=True` returns a FeatureNet
     whose forward gives one map per level in `out_indices` (all levels by default).
     """
     info = model_info(name)

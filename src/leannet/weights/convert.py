@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -323,23 +322,16 @@ def _refuse_different_network(path: Path) -> None:
 
 
 def load_pretrained(build: Callable[..., nn.Module], name: str, pretrained: bool | str | Path) -> nn.Module:
-    """Weights for `create_model(..., pretrained=...)`: a path, or True for the local cache.
+    """Weights for `create_model(..., pretrained=...)`: True (the model's default source),
+    "hf-hub:ORG/REPO[@REV]", a timm tag, a URL, or a path; see `leannet.weights.hub`.
 
-    The cache is `$LEANNET_HOME` (default ~/.cache/leannet) and holds `<name>.safetensors`.
-    Nothing is downloaded. A path in another layout (timm, torchvision, official repos) is
-    converted on load; `.pdparams` pickles are refused here (convert them once, explicitly).
+    Downloads are converted once and cached in `$LEANNET_HOME`; a path in another layout
+    (timm, torchvision, official repos) is converted on load; `.pdparams` pickles are refused
+    here (convert them once, explicitly).
     """
-    if pretrained is True:
-        home = Path(os.environ.get("LEANNET_HOME", "~/.cache/leannet")).expanduser()
-        path = home / f"{name}.safetensors"
-        if not path.is_file():
-            raise WeightsError(
-                f"no pretrained weights for {name!r} at {path}; put a leannet checkpoint there, e.g. "
-                f"`leannet convert CHECKPOINT --model {name} --out {path}`"
-            )
-    else:
-        path = Path(pretrained)
-    return load_checkpoint(path, name, build=build)[0]
+    from leannet.weights.hub import pretrained_file
+
+    return load_checkpoint(pretrained_file(name, pretrained), name, build=build)[0]
 
 
 def convert_checkpoint(
@@ -349,13 +341,15 @@ def convert_checkpoint(
     strict: bool = True,
     trust_pickle: bool = False,
     num_classes: int = 1000,
+    origin: dict[str, Any] | None = None,
 ) -> Report:
     """`leannet convert`: write `src` as a leannet checkpoint (`out`, safetensors) for model
     `name`, plus `out` with a `.json` suffix holding the same metadata for people and tools.
 
     Strict (the default): any missing or unexpected key is an error and nothing is written.
     Non-strict: keys the checkpoint lacks keep the model's initial values and are listed in
-    the metadata under "missing".
+    the metadata under "missing". `origin` (where `src` was downloaded from: repo, revision,
+    commit, URL) is recorded under "source".
     """
     from leannet.factory import create_model
     from leannet.registry import model_info
@@ -372,7 +366,7 @@ def convert_checkpoint(
         "model_args": report.model_args,
         "config": {"num_classes": num_classes, **report.model_args},
         "preprocessing": info.preprocessing(),
-        "source": {"file": src.name, "layout": report.layout, "sha256": _sha256(src)},
+        "source": {"file": src.name, "layout": report.layout, "sha256": _sha256(src), **(origin or {})},
         "missing": report.missing,
     }
     save_weights(model, out, meta=meta)
