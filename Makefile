@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint docs clean-venv
+.PHONY: run test bench lint docs clean-venv mutate
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,14 @@ docs: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Mutation testing (slow: hours on 2 cores for all six modules; not part of `make test`).
+# `make mutate` runs the campaign configured in pyproject.toml [tool.mutmut] (the six modules,
+# each mutant against only the tests that reach its function); `make mutate MUTATE=layers.fusion`
+# (or layers.rep_block, profile.complexity, deploy.quantize, weights.convert, detect.evaluate)
+# runs one module's mutants. Then `$(VENV)/bin/mutmut results` / `mutmut show <name>`.
+MUTATE ?=
+
+mutate: $(STAMP)
+	$(VENV)/bin/mutmut run $(if $(MUTATE),"leannet.$(MUTATE).*")
+	$(VENV)/bin/mutmut results

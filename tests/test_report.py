@@ -15,15 +15,40 @@ def rows():
     return model_rows()
 
 
-def test_every_large_deviation_has_a_note(rows):
-    unexplained = []
+# A registry note explains ONE figure; it exempts only that figure from the 2% check. Each entry
+# names the figure and the reason (the registry note says it at length). Models absent here get
+# no exemption, whatever their note says.
+EXPLAINED = {
+    ("mobilenetv2_x1_0", "params_m"): "torchvision and timm build 3.50M; the paper prints 3.4M",
+    **{(f"pplcnet_{w}", "macs_m"): "the paper's FLOPs add one op per BN and H-Swish output"
+       for w in ("x0_25", "x0_35", "x0_5", "x0_75", "x1_0", "x1_5")},
+    ("repvgg_a0", "macs_m"): "the paper rounds the deployed form's 1361.5M to 1.4B",
+    ("resnet50", "macs_m"): "torchvision's v1.5 puts the stride in the 3x3 conv",
+    ("snet49", "macs_m"): "Table 1's own layers count 51.2M",
+    ("snet146", "macs_m"): "Table 1's own layers count 161.1M",
+    ("tresnet_m", "macs_m"): "the paper's 5.5G leaves out the stem and shortcut convs",
+}
+
+
+def _deviations(rows):
     for r in rows:
-        for ours, paper in ((paper_form(r, "params_m"), r["paper_params_m"]),
-                            (paper_form(r, "macs_m"), r["paper_macs_m"])):
-            d = deviation(ours, paper)
-            if d is not None and abs(d) > 0.02 and not r["note"]:
-                unexplained.append(f"{r['name']}: ours {ours:.2f} vs paper {paper}")
+        for key in ("params_m", "macs_m"):
+            d = deviation(paper_form(r, key), r[f"paper_{key}"])
+            if d is not None:
+                yield r, key, d
+
+
+def test_every_large_deviation_is_explained_for_that_figure(rows):
+    unexplained = [f"{r['name']} {key}: {d:+.1%}" for r, key, d in _deviations(rows)
+                   if abs(d) > 0.02 and (r["name"], key) not in EXPLAINED]
     assert not unexplained, unexplained
+
+
+def test_every_exemption_is_used_and_backed_by_a_note(rows):
+    large = {(r["name"], key) for r, key, d in _deviations(rows) if abs(d) > 0.02}
+    assert sorted(set(EXPLAINED) - large) == []  # a stale exemption would hide a future gap
+    noted = {r["name"] for r in rows if r["note"]}
+    assert sorted({name for name, _ in EXPLAINED} - noted) == []
 
 
 def test_every_model_has_a_published_source(rows):

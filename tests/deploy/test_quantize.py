@@ -87,6 +87,38 @@ def test_onnx_int8_agrees_with_fp32_on_real_images(digits_checkpoint, digits_roo
     assert any(s.ndim == 1 and s.size > 1 for s in scales)
 
 
+def _subset(root, dst, per_class):
+    """The first `per_class` images of each class folder of `root`, copied under `dst`."""
+    import shutil
+
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        (dst / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir())[:per_class]:
+            shutil.copy(f, dst / d.name / f.name)
+    return dst
+
+
+@pytest.mark.xfail(reason="OpenVINO INT8 agrees with fp32 on only ~68% of the digits on this session's "
+                          "AMD EPYC machine; the slow full-set test fails the same way at b67729b (open bug)",
+                   strict=False)
+def test_openvino_int8_small_calibration_agrees_with_fp32(digits_checkpoint, digits_root, tmp_path):
+    # The default tier's OpenVINO INT8 check: the same 32 px digits model, calibrated on 100
+    # images and compared on 100, so it runs in seconds (the full sets run with -m slow).
+    ckpt, _ = digits_checkpoint
+    calib = _subset(digits_root / "train", tmp_path / "calib", 10)
+    val = _subset(digits_root / "val", tmp_path / "val", 10)
+    result = export(ckpt, format="openvino", int8=True, calib=calib, eval_set=val, out=tmp_path / "m.xml")
+    side = json.loads(result.sidecar.read_text())
+    assert side["precision"] == "int8" and side["calibration"]["images"] == 100
+    check = side["verification"][-1]
+    assert check["precision"] == "int8" and check["n"] == 100
+    assert check["top1_agreement"] >= 0.9
+    assert side["top1"]["openvino fp32"] >= 85.0  # a model that really learned: agreement means something
+    assert side["top1"]["openvino int8"] >= side["top1"]["openvino fp32"] - 5.0
+    xml = result.path.read_text()
+    assert "FakeQuantize" in xml or "FakeConvert" in xml or 'element_type="i8"' in xml
+
+
 @pytest.mark.slow
 def test_openvino_int8_agrees_with_fp32_on_real_images(digits_checkpoint, digits_root, tmp_path):
     ckpt, _ = digits_checkpoint

@@ -51,8 +51,13 @@ def test_head_shape_and_outputs(depth, kernel, separable):
 
 
 def test_slim_is_much_smaller_than_baseline():
-    slim = ModelConfig(backbone="pplcnet_x0_5", image_size=128)
-    assert count_params(build_detector(slim)) < 2_000_000
+    # the shipped baseline (torchvision's retinanet_resnet50_fpn architecture, checked above)
+    # against the shipped slim detectors, all three from configs/detect as trained
+    size = {name: count_params(build_detector(load_detect_config(f"configs/detect/{name}.yaml").model))
+            for name in ("retinanet_resnet50", "retinanet_pplcnet_slim", "retinanet_snet146_slim")}
+    assert 32_000_000 < size["retinanet_resnet50"] < 33_000_000  # 32.2M: really the big model
+    assert size["retinanet_pplcnet_slim"] < size["retinanet_resnet50"] / 20  # measured 0.66M
+    assert size["retinanet_snet146_slim"] < size["retinanet_resnet50"] / 10
 
 
 def test_unknown_key_names_its_path(tmp_path):
@@ -88,10 +93,6 @@ def test_shipped_configs_validate():
 
 @pytest.mark.parametrize("backbone", ["snet146", "mobileone_s0", "ghostnet_x0_5", "shufflenetv2_x0_5"])
 def test_any_backbone_with_stride_8_to_32(backbone):
-    import leannet
-
-    if backbone not in leannet.list_models():
-        pytest.skip(f"{backbone} is not registered on this branch yet")
     m = build_detector(ModelConfig(backbone=backbone, image_size=64, extra_levels=0)).eval()
     cls, box = RawDetector(m)(torch.rand(1, 3, 64, 64))
     assert cls.shape == (1, (64 + 16 + 4) * 9, 2) and box.shape == (1, (64 + 16 + 4) * 9, 4)

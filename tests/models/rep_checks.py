@@ -10,6 +10,7 @@ from torch import nn
 
 import leannet
 from leannet.layers.rep_block import RepConvBlock
+from tests import helpers
 from tests.helpers import assert_close_rel, calibrate_bn
 
 SIZE = 64
@@ -86,10 +87,9 @@ def from_timm(name: str) -> tuple[nn.Module, nn.Module]:
 
 
 def fvcore_macs(model: nn.Module, size: int = 224) -> int:
-    from fvcore.nn import FlopCountAnalysis
-
-    counter = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, size, size))
-    return counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+    # conv + linear only: fvcore's default handles also count the global pool's input
+    # elements (1024 x 7 x 7 for MobileOne-S0), which hid behind a 1% tolerance here before
+    return helpers.fvcore_macs(model, (3, size, size))
 
 
 def assert_compiles(name: str, deployed: bool) -> None:

@@ -73,18 +73,27 @@ def test_s0_params_train_vs_deployed():
     assert count(deployed) == count(leannet.create_model("mobileone_s0", inference_mode=True))
 
 
+# Counted outside this project: open-mmlab/mmpretrain configs/mobileone/README.md prints the
+# deployed params to 0.01M; the paper's Table 9 rounds them to 0.1M. (Its FLOPs column is left
+# out: mmpretrain's counter adds pooling and element-wise ops, so it is not a MAC count.)
+MMPRETRAIN_PARAMS_M = {"mobileone_s0": 2.08, "mobileone_s1": 4.76, "mobileone_s2": 7.81,
+                       "mobileone_s3": 10.08, "mobileone_s4": 14.84}
+
+
 @pytest.mark.parametrize("name", VARIANTS)
-def test_params_recorded_and_published(name):
+def test_params_match_independent_tables(name):
     import timm
 
     info = model_info(name)
     train = count(leannet.create_model(name))
     deployed = count(leannet.create_model(name, inference_mode=True))
+    # the train form: timm's definition, tensor count for tensor count (no published table)
     assert train == count(timm.create_model(name, pretrained=False))
-    assert round(train / 1e6, 2) == info.extra["params_train_m"]
-    assert round(deployed / 1e6, 2) == info.extra["params_deployed_m"]
-    # Table 9 gives the deployed count to 0.1M.
-    assert round(deployed / 1e6, 1) == info.published.params_m
+    assert round(deployed / 1e6, 2) == MMPRETRAIN_PARAMS_M[name]
+    assert round(deployed / 1e6, 1) == info.published.params_m  # Table 9
+    # what the registry shows users agrees with the counts above
+    assert (info.extra["params_train_m"], info.extra["params_deployed_m"]) == (
+        round(train / 1e6, 2), round(deployed / 1e6, 2))
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -97,7 +106,7 @@ def test_macs_match_the_paper(name):
 @pytest.mark.parametrize("name", ["mobileone_s0", pytest.param("mobileone_s4", marks=pytest.mark.slow)])
 def test_macs_match_fvcore(name):
     model = leannet.create_model(name, inference_mode=True)
-    assert count_macs(model) == pytest.approx(fvcore_macs(model), rel=0.01)
+    assert count_macs(model) == fvcore_macs(model)  # exactly, no tolerance
 
 
 @pytest.mark.parametrize("name", ["mobileone_s0", pytest.param("mobileone_s4", marks=pytest.mark.slow)])

@@ -58,8 +58,14 @@ def test_params_train_vs_deployed():
     train = count(leannet.create_model(NAME))
     deployed = count(leannet.create_model(NAME, inference_mode=True))
     assert train == count(timm.create_model(NAME, pretrained=False))
-    assert round(train / 1e6, 2) == info.extra["params_train_m"] == 9.11
-    assert round(deployed / 1e6, 2) == info.extra["params_deployed_m"]
+    # Counted outside this project: open-mmlab/mmpretrain configs/repvgg/README.md prints
+    # RepVGG-A0 as 9.11M (train) | 8.31M (deploy). (Its FLOPs, 1.52G | 1.36G, come from a
+    # counter that adds pooling and element-wise ops, so they are not compared as MACs.)
+    assert round(train / 1e6, 2) == 9.11
+    assert round(deployed / 1e6, 2) == 8.31
+    # what the registry shows users agrees with the counts above
+    assert (info.extra["params_train_m"], info.extra["params_deployed_m"]) == (
+        round(train / 1e6, 2), round(deployed / 1e6, 2))
     # Table 4 prints 8.30M for the deployed form; we count 8.309M (the paper truncates).
     assert abs(deployed / 1e6 - info.published.params_m) < 0.01
 
@@ -67,7 +73,7 @@ def test_params_train_vs_deployed():
 def test_macs_match_fvcore_and_paper():
     model = leannet.create_model(NAME, inference_mode=True)
     macs = count_macs(model)
-    assert macs == pytest.approx(fvcore_macs(model), rel=0.01)
+    assert macs == fvcore_macs(model)  # exactly, no tolerance
     # Table 4 prints 1.4 (billions, rounded to 0.1B): anything in [1.35, 1.45) agrees.
     assert abs(macs / 1e6 - model_info(NAME).published.macs_m) < 50
 

@@ -18,6 +18,13 @@ def test_roundtrip(tmp_path):
     torch.testing.assert_close(weights["head.fc.weight"], model.head.fc.weight)
     opt2 = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt2.load_state_dict(tstate["optimizer"])
+    # the momentum buffers come back bit for bit, one per parameter, and the RNG state too
+    before, after = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert sorted(after) == sorted(before) and len(after) == len(list(model.parameters()))
+    for k in before:
+        torch.testing.assert_close(after[k]["momentum_buffer"], before[k]["momentum_buffer"], rtol=0, atol=0)
+    assert opt2.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+    assert torch.equal(tstate["rng"], torch.get_rng_state())
 
 
 def test_mismatched_pair_is_detected(tmp_path):

@@ -75,3 +75,54 @@ def test_torchrun_cli_two_processes(tiny_root, tmp_path):
     assert proc.stdout.count("best top1") == 1  # rank 0 alone reports
     with open(tmp_path / "run" / "steps.csv") as f:
         assert len(list(csv.DictReader(f))) == 72 // 8
+
+
+class _Stop(Exception):
+    pass
+
+
+def _worker_resumable(rank: int, world: int, port: int, args: list[str], stop_at: int | None, resume: bool) -> None:
+    """A rank of a 2-process run; with `stop_at`, every rank dies before that step (after the
+    checkpoint of the step before), as a job killed mid-epoch."""
+    from leannet.train import engine
+
+    if stop_at is not None:
+        real, calls = engine.set_weight_decay, [0]
+
+        def stop(*a, **kw):  # called once per step, before the forward
+            calls[0] += 1
+            if calls[0] == stop_at:
+                raise _Stop(f"rank {rank} stopped before step {stop_at}")
+            return real(*a, **kw)
+
+        engine.set_weight_decay = stop
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.manual_seed(0)
+    fit(load_train_config(None, args), resume=resume, model=NoNormNet())
+
+
+@pytest.mark.slow  # three 2-process runs: ~40 s of CPU
+def test_ddp_resume_matches_uninterrupted_and_needs_the_same_world_size(tiny_root, tmp_path):
+    from leannet.errors import WeightsError
+
+    extra = {**EXTRA, "checkpoint.every_steps": 2, "data.augment.mixup_alpha": 0.4}
+    ref, run = (overrides(tiny_root, tmp_path / d, **extra) for d in ("ref", "run"))
+    mp.spawn(_worker_resumable, args=(2, _free_port(), ref, None, False), nprocs=2)
+    with pytest.raises(mp.ProcessRaisedException, match="stopped before step 4"):
+        mp.spawn(_worker_resumable, args=(2, _free_port(), run, 4, False), nprocs=2)  # mid-epoch 1
+
+    # one process cannot continue a 2-process run: each rank's RNG state was saved
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(WeightsError, match=r"saved by 2 processes, resumed with 1; resume with the same number"):
+            fit(load_train_config(None, run), resume=True, model=NoNormNet())
+    finally:
+        torch.set_num_threads(threads)
+
+    mp.spawn(_worker_resumable, args=(2, _free_port(), run, None, True), nprocs=2)
+    a, b = load_file(str(tmp_path / "ref" / "last.safetensors")), load_file(str(tmp_path / "run" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+    assert _losses(tmp_path / "run" / "steps.csv")[-1] == _losses(tmp_path / "ref" / "steps.csv")[-1]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
 from leannet.errors import ConfigError, DataError, TrainingError, WeightsError
 from leannet.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
@@ -220,9 +220,9 @@ def train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool = False) -
             if hasattr(task.train_set, "set_epoch"):
                 task.train_set.set_epoch(epoch)
             sampler.set_epoch(epoch)
-            loader = DataLoader(task.train_set, batch_size=per_rank, drop_last=True,
+            loader = DataLoader(_CarryDataErrors(task.train_set), batch_size=per_rank, drop_last=True,
                                 sampler=_Skip(sampler, batch_in_epoch * per_rank),
-                                num_workers=task.workers, collate_fn=task.collate_fn,
+                                num_workers=task.workers, collate_fn=_CollateCarrying(task.collate_fn),
                                 pin_memory=dist.device.type == "cuda",
                                 # workers' base seed comes from here, not the global RNG, so
                                 # creating the iterator does not shift dropout/mixup draws
@@ -298,12 +298,57 @@ def train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool = False) -
     return summary
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A DataError raised while loading a sample, carried to the main process as data.
+
+    A DataLoader worker re-raises an exception as its type plus a traceback text, so the
+    one-line message would have to be parsed back out; returned as a value, the error object
+    itself (its class and message) crosses the process boundary intact."""
+
+    error: DataError
+
+
+class _CarryDataErrors(Dataset):
+    """`dataset` whose DataError comes back as a `_Failed` sample instead of propagating."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except DataError as e:
+            return _Failed(e)
+
+
+class _CollateCarrying:
+    """`collate_fn` that passes a batch's first `_Failed` sample (or its own DataError, e.g.
+    a batch with no readable image) through as a `_Failed` instead of a batch."""
+
+    def __init__(self, collate_fn: Callable | None):
+        self.collate_fn = collate_fn or default_collate
+
+    def __call__(self, samples: list) -> Any:
+        failed = next((s for s in samples if isinstance(s, _Failed)), None)
+        if failed is not None:
+            return failed
+        try:
+            return self.collate_fn(samples)
+        except DataError as e:
+            return _Failed(e)
+
+
 def _data_errors(loader: DataLoader) -> Iterator[Any]:
-    """Iterate `loader`; a DataError raised in a worker process comes back as one line."""
-    try:
-        yield from loader
-    except DataError as e:
-        raise DataError(str(e).strip().splitlines()[-1].removeprefix("leannet.errors.DataError: ")) from None
+    """Iterate `loader` (built over `_CarryDataErrors`); a DataError from any worker is
+    raised here as itself: its own class and one-line message, no worker traceback."""
+    for batch in loader:
+        if isinstance(batch, _Failed):
+            raise batch.error
+        yield batch
 
 
 def _evaluate(task: Task, model: nn.Module, ema, amp_dtype, device) -> dict[str, float]:

@@ -1,0 +1,105 @@
+"""Detector evaluation against answers worked out by hand: COCO AP is a ranking and
+interpolation rule, so small cases have exact values (101 recall points, 10 IoU thresholds)."""
+
+import pytest
+import torch
+
+pytest.importorskip("pycocotools", reason="pycocotools (the 'detect' extra) computes COCO mAP")
+
+from leannet.detect.evaluate import coco_detections, coco_map
+
+# Category ids that are neither 0-based nor contiguous, so an index used as an id shows.
+CATS = [{"id": 7, "name": "page"}, {"id": 3, "name": "card"}]
+
+
+def _gt(boxes):
+    """One 100x100 image per entry of `boxes`: (image_id, category_id, [x, y, w, h])."""
+    images = [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i in sorted({b[0] for b in boxes})]
+    anns = [{"id": k + 1, "image_id": iid, "category_id": cid, "bbox": box, "area": box[2] * box[3], "iscrowd": 0}
+            for k, (iid, cid, box) in enumerate(boxes)]
+    return {"images": images, "annotations": anns, "categories": CATS}
+
+
+def _det(iid, cid, box, score):
+    return {"image_id": iid, "category_id": cid, "bbox": box, "score": score}
+
+
+GT = _gt([(1, 3, [10, 10, 20, 20]), (1, 7, [50, 40, 30, 50]), (2, 3, [0, 0, 40, 30])])
+
+
+def test_perfect_detections_score_one():
+    dets = [_det(a["image_id"], a["category_id"], a["bbox"], 0.9) for a in GT["annotations"]]
+    assert coco_map(GT, dets) == pytest.approx({"map": 1.0, "map50": 1.0, "map75": 1.0})
+
+
+def test_no_detections_score_zero():
+    assert coco_map(GT, []) == {"map": 0.0, "map50": 0.0, "map75": 0.0}
+
+
+def test_right_box_wrong_category_scores_zero():
+    swapped = {3: 7, 7: 3}
+    dets = [_det(a["image_id"], swapped[a["category_id"]], a["bbox"], 0.9) for a in GT["annotations"]]
+    assert coco_map(GT, dets) == {"map": 0.0, "map50": 0.0, "map75": 0.0}
+
+
+def test_partial_case_by_hand():
+    # One category, two ground-truth boxes A and B on one image. Ranked detections:
+    #   0.9  exactly A                       -> TP at every IoU threshold
+    #   0.8  far from both                   -> FP
+    #   0.7  B cut to 72% of its height      -> IoU 0.72: TP for thresholds .50-.70, FP for .75-.95
+    # Thresholds .50-.70: recall 1/2, 1/2, 1; precision 1, 1/2, 2/3. COCO's precision at recall
+    # r is the best precision at recall >= r, so 51 of the 101 recall points (0 to .50) read 1 and
+    # the other 50 read 2/3: AP = (51 + 50 * 2/3) / 101.
+    # Thresholds .75-.95: recall never passes 1/2: AP = 51 / 101.
+    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "1.jpg"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 20, 20], "area": 400, "iscrowd": 0},
+                          {"id": 2, "image_id": 1, "category_id": 3, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0}],
+          "categories": [{"id": 3, "name": "card"}]}
+    dets = [_det(1, 3, [0, 0, 20, 20], 0.9), _det(1, 3, [25, 80, 10, 10], 0.8), _det(1, 3, [50, 50, 10, 7.2], 0.7)]
+    high, low = (51 + 50 * 2 / 3) / 101, 51 / 101
+    got = coco_map(gt, dets)
+    assert got["map50"] == pytest.approx(high, abs=1e-12)
+    assert got["map75"] == pytest.approx(low, abs=1e-12)
+    assert got["map"] == pytest.approx((5 * high + 5 * low) / 10, abs=1e-12)
+
+
+class _FixedDetector(torch.nn.Module):
+    """Returns given xyxy boxes and label indices, one output per input image."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, images):
+        return [self.outputs[int(img[0, 0, 0])] for img in images]
+
+
+class _Dataset(torch.utils.data.Dataset):
+    # the parts of CocoDetection that coco_detections reads: categories sorted by id, and
+    # (image, target) pairs whose target carries the COCO image id
+    categories = sorted(CATS, key=lambda c: c["id"])  # label 0 -> id 3, label 1 -> id 7
+
+    def __init__(self, image_ids):
+        self.image_ids = image_ids
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def __getitem__(self, i):
+        return torch.full((3, 8, 8), float(i)), {"image_id": torch.tensor(self.image_ids[i])}
+
+
+def test_coco_detections_map_labels_to_ids_and_boxes_to_xywh():
+    outputs = [
+        {"boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0], [50.0, 40.0, 80.0, 90.0]]),
+         "scores": torch.tensor([0.9, 0.6]), "labels": torch.tensor([0, 1])},
+        {"boxes": torch.tensor([[0.0, 0.0, 40.0, 30.0]]), "scores": torch.tensor([0.8]), "labels": torch.tensor([0])},
+    ]
+    got = coco_detections(_FixedDetector(outputs), _Dataset([1, 2]), batch_size=1)
+    assert got == [
+        {"image_id": 1, "category_id": 3, "bbox": [10.0, 10.0, 20.0, 20.0], "score": pytest.approx(0.9)},
+        {"image_id": 1, "category_id": 7, "bbox": [50.0, 40.0, 30.0, 50.0], "score": pytest.approx(0.6)},
+        {"image_id": 2, "category_id": 3, "bbox": [0.0, 0.0, 40.0, 30.0], "score": pytest.approx(0.8)},
+    ]
+    # the same detections are GT's boxes: the pair scores a perfect 1.0
+    assert coco_map(GT, got)["map"] == pytest.approx(1.0)
