@@ -16,7 +16,14 @@ import torch
 
 import leannet
 from leannet.weights import load_checkpoint
-from tests.weights.official import DATA, as_torch, fixed_input, fixed_state, load_facts, state_sha256
+from tests.weights.official import (
+    DATA,
+    as_torch,
+    fixed_input,
+    fixed_state,
+    load_facts,
+    state_sha256,
+)
 
 # max |logit difference| relative to the logits' scale (perturbed nets reach 1e15 in MobileOne's
 # unfused form); measured: 0 for five of the six, 2.6e-15 for MobileOne-S0 unfused; a real
