@@ -15,6 +15,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import torchvision.models as tvm
 from safetensors.torch import save_file
 
 import leannet
@@ -22,9 +23,11 @@ from leannet.cli import main
 from leannet.errors import WeightsError
 from leannet.weights import convert_checkpoint, load_checkpoint, load_state_dict, read_metadata
 from tests.helpers import calibrate_bn
+from tests.weights.official import load_facts
 
-timm = pytest.importorskip("timm")
-tvm = pytest.importorskip("torchvision.models")
+# timm (the `dev` extra) is the reference network of these parity tests; torchvision is a
+# dependency. No other skip: a family missing from the registry is a failure, not a skip.
+timm = pytest.importorskip("timm", reason="timm (the `dev` extra) is not installed: it is these tests' reference")
 
 # max |logit difference| (issue 4), relative to the logits' scale when that exceeds 1: a
 # perturbed MobileOne-S4 reaches logits of 1e4, where float64 re-parameterisation is off by
@@ -58,6 +61,15 @@ def leannet_double(path, name: str, **kwargs) -> torch.nn.Module:
     """`create_model(name, pretrained=path)`'s loading path, into a float64 model."""
     model, _ = load_checkpoint(path, name, build=lambda **a: leannet.create_model(name, **a).double(), **kwargs)
     return model.eval()
+
+
+def assert_official_layout(state: dict, facts: str) -> None:
+    """The layout a test built by renaming is the one the official code defines: the same keys
+    with the same shapes as recorded from it (tests/weights/data/<facts>.json)."""
+    recorded = load_facts(facts)["keys"]
+    built = {k: tuple(np.shape(v)) for k, v in state.items()}
+    assert built == recorded, (f"missing {sorted(set(recorded) - set(built))[:3]}, "
+                               f"extra {sorted(set(built) - set(recorded))[:3]}")
 
 
 def assert_parity(ref, ours, size: int = 64) -> None:
@@ -164,9 +176,11 @@ def paddle_lcnet(tmp_path):
         return ref.classifier(ref.forward_head(ref.forward_features(x), pre_logits=True) * (1 - 0.2))
 
     path = tmp_path / "PPLCNet_x0_5_pretrained.pdparams"
+    state = paddle_pplcnet_state(ref.state_dict())
+    assert_official_layout({k: v for k, v in state.items() if "@@" not in k}, "pplcnet_x0_5_paddle")
     with open(path, "wb") as f:
         # protocol 2 (older paddle.save) stores array bytes via _codecs.encode: the harder case.
-        pickle.dump(paddle_pplcnet_state(ref.state_dict()), f, protocol=2)
+        pickle.dump(state, f, protocol=2)
     return forward, path
 
 
@@ -316,7 +330,6 @@ def test_convert_refuses_non_safetensors_out(lcnet_file, tmp_path):
 
 # --- TResNet ------------------------------------------------------------------------------------
 
-needs_tresnet = pytest.mark.skipif(not leannet.list_models("tresnet_m"), reason="TResNet not in this tree")
 # Alibaba-MIIL src/models/tresnet/tresnet.py: conv2d_ABN = Sequential(Conv2d, InPlaceABN); a
 # stride-2 conv is Sequential(conv2d_ABN, AntiAliasDownsampleLayer) (BasicBlock conv1,
 # Bottleneck conv2); downsample = Sequential(AvgPool2d, conv2d_ABN); SEModule(fc1, fc2).
@@ -346,13 +359,14 @@ def official_tresnet_state(timm_state: dict) -> dict:
     return out
 
 
-@needs_tresnet
 @pytest.mark.parametrize("layout", ["timm", "official"])
 def test_tresnet_parity(tmp_path, layout):
     ref = perturbed(timm.create_model("tresnet_m"))
     state = ref.state_dict()
     if layout == "official":
-        state = {"model": official_tresnet_state(state), "epoch": 300}  # the repo's checkpoint dict
+        state = official_tresnet_state(state)
+        assert_official_layout(state, "tresnet_m")
+        state = {"model": state, "epoch": 300}  # the repo's checkpoint dict
     path = tmp_path / "tresnet_m.pth"
     torch.save(state, path)
     ours = leannet_double(path, "tresnet_m")
@@ -361,10 +375,7 @@ def test_tresnet_parity(tmp_path, layout):
 
 # --- GhostNet -----------------------------------------------------------------------------------
 
-needs_ghostnet = pytest.mark.skipif(not leannet.list_models("ghostnet_x1_0"), reason="GhostNet not in this tree")
 
-
-@needs_ghostnet
 def test_ghostnet_parity(tmp_path):
     """timm ghostnet_100; huawei-noah's ghostnet_pytorch/ghostnet.py has the same module names
     (conv_stem, bn1, blocks.i.j.ghost1.primary_conv.0, ..., blocks.9.0.conv/bn1, conv_head,
@@ -375,7 +386,6 @@ def test_ghostnet_parity(tmp_path):
     assert_parity(ref, leannet_double(path, "ghostnet_x1_0"))
 
 
-@needs_ghostnet
 @pytest.mark.parametrize(("source", "match"), [
     ("paddle", "PaddleClas's GhostNet is a different network"),
     ("ghostnetv2_100", "GhostNetV2"),
@@ -398,8 +408,6 @@ def test_other_ghostnets_refused(tmp_path, source, match):
 
 # --- MobileOne and RepVGG -----------------------------------------------------------------------
 
-needs_mobileone = pytest.mark.skipif(not leannet.list_models("mobileone_s0"), reason="MobileOne not in this tree")
-
 
 def apple_mobileone_state(timm_state: dict) -> dict:
     """apple/ml-mobileone mobileone.py names for a timm mobileone's tensors: stage0 (one
@@ -418,7 +426,6 @@ def apple_mobileone_state(timm_state: dict) -> dict:
     return out
 
 
-@needs_mobileone
 @pytest.mark.parametrize(("source", "variant"), [  # s0: 4 branches; s4: SE (renamed per source)
     ("apple", "s4"),
     pytest.param("timm", "s0", marks=pytest.mark.slow),
@@ -429,26 +436,29 @@ def test_mobileone_unfused_parity(tmp_path, source, variant):
     ref = perturbed(timm.create_model(f"mobileone_{variant}"))
     state = ref.state_dict()
     path = tmp_path / (f"mobileone_{variant}_unfused.pth.tar" if source == "apple" else "model.safetensors")
-    save(apple_mobileone_state(state) if source == "apple" else state, path)
+    if source == "apple":
+        state = apple_mobileone_state(state)
+        assert_official_layout(state, f"mobileone_{variant}_unfused")
+    save(state, path)
     ours = leannet_double(path, f"mobileone_{variant}")
     assert_parity(ref, ours)
     assert_parity(ref, leannet.reparameterize(ours))
 
 
-@needs_mobileone
 def test_mobileone_reparameterized_apple_parity(tmp_path):
     from timm.utils.model import reparameterize_model
 
     ref = reparameterize_model(perturbed(timm.create_model("mobileone_s0")))
     path = tmp_path / "mobileone_s0.pth.tar"
-    torch.save(apple_mobileone_state(ref.state_dict()), path)
+    state = apple_mobileone_state(ref.state_dict())
+    assert_official_layout(state, "mobileone_s0_deploy")
+    torch.save(state, path)
     ours, report = load_checkpoint(path, "mobileone_s0",
                                    build=lambda **a: leannet.create_model("mobileone_s0", **a).double())
     assert report.model_args == {"inference_mode": True}
     assert_parity(ref, ours.eval())
 
 
-@pytest.mark.skipif(not leannet.list_models("repvgg_a0"), reason="RepVGG not in this tree")
 def test_repvgg_parity(tmp_path):
     ref = perturbed(timm.create_model("repvgg_a0"))
     path = tmp_path / "repvgg_a0.pth"

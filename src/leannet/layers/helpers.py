@@ -15,7 +15,8 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, rou
 
 def init_weights(model: nn.Module) -> None:
     """Kaiming-normal (fan-out) convs, N(0, 0.01) linears, zero biases, unit BN: the usual
-    initialisation of the MobileNet family and of the official PP-LCNet/GhostNet code."""
+    initialisation of the MobileNet family (torchvision's). PP-LCNet and GhostNet follow their
+    official code instead (see their modules)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

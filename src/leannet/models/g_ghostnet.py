@@ -149,7 +149,12 @@ class GGhostRegNet(StagedModel):
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, hidden=0, drop_rate=drop_rate)
         self.num_features = chs
+        # As g_ghost_regnet.py: Kaiming-normal (fan-out) convs, BN 1 and 0, and the FC left at
+        # nn.Linear's own init (its loop touches only convs and norms). Its zero_init_residual
+        # argument is accepted there but never used, so no residual BN starts at zero.
         init_weights(self)
+        if isinstance(self.head.fc, nn.Linear):
+            self.head.fc.reset_parameters()
 
 
 # Official repository README (g_ghost_pytorch/readme.md, huawei-noah/Efficient-AI-Backbones):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite, init_weights, make_divisible
+from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite, make_divisible
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
@@ -137,7 +137,8 @@ class GhostNet(StagedModel):
         self.head = ClassifierHead(final_chs, num_classes, hidden=HEAD_HIDDEN, act="relu",
                                    hidden_bias=True, drop_rate=drop_rate)
         self.num_features = HEAD_HIDDEN
-        init_weights(self)
+        # No init of our own: huawei-noah's ghostnet.py keeps PyTorch's defaults (convs and the
+        # FC uniform within 1/sqrt(fan_in), biases too; BN 1 and 0), and so do we.
 
 
 # GhostNet Table 7 (arXiv:1911.11907): params, FLOPs (multiply-adds), ImageNet top-1 at 224.

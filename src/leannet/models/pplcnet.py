@@ -16,7 +16,6 @@ from leannet.layers import (
     ClassifierHead,
     ConvBnAct,
     DepthwiseSeparable,
-    init_weights,
     make_divisible,
 )
 from leannet.models.base import StagedModel
@@ -68,7 +67,28 @@ class PPLCNet(StagedModel):
         self.head = ClassifierHead(chs, num_classes, hidden=HEAD_HIDDEN, act="hard_swish",
                                    hidden_bias=head_bias, drop_rate=drop_rate)
         self.num_features = HEAD_HIDDEN
-        init_weights(self)
+        init_as_paddleclas(self)
+
+
+def init_as_paddleclas(model: nn.Module) -> None:
+    """PaddleClas's initialisation of PPLCNet, in torch terms.
+
+    Its ConvBNLayer convs use `KaimingNormal()`, which is fan-in (std sqrt(2 / fan_in), fan_in =
+    in/groups * k * k); the SE convs and `last_conv` take Paddle's Conv2D default, Normal(0,
+    sqrt(2 / (in * k * k))), the same rule for these ungrouped convs. Conv biases, BN shifts:
+    0; BN scales: 1. The FC is Paddle's Linear default, Xavier-uniform, with a zero bias.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 # PP-LCNet Table 2: params, FLOPs (really MACs), top-1 without SSLD, latency on an Intel Xeon

@@ -258,6 +258,50 @@ LAYOUTS += (
         ),
         model_args=_REP_MODEL_ARGS,
     ),
+    Layout(
+        "DingXiaoH/RepVGG", "repvgg",
+        # repvgg.py: stage0 is one RepVGGBlock, stage1..4 ModuleLists of them, linear the FC;
+        # a block is rbr_dense (3x3 conv_bn), rbr_1x1, rbr_identity (a BN, where the shape is
+        # kept) or, deployed (deploy=True / repvgg_model_convert), rbr_reparam (conv + bias).
+        detect=(r"^stage0\.(rbr_dense\.conv|rbr_reparam)\.weight$",),
+        rename=(
+            (r"^stage0\.", "stem."),
+            *((rf"^stage{i}\.", f"stages.{i - 1}.") for i in range(1, 5)),
+            (r"\.rbr_dense\.", ".conv_kxk.0."),
+            (r"\.rbr_1x1\.", ".conv_scale."),
+            (r"\.rbr_identity\.", ".identity."),
+            (r"\.rbr_reparam\.", ".reparam_conv."),
+            (r"^linear\.", "head.fc."),
+        ),
+        model_args=((r"\.rbr_reparam\.weight$", "inference_mode", True),),
+        note="train-form (*-train.pth) and deployed (rbr_reparam) checkpoints; the latter build "
+             "the model with inference_mode=True",
+    ),
+    # --- G-GhostNet -------------------------------------------------------------------------
+    Layout(
+        "huawei-noah G-Ghost RegNet", "g_ghostnet",
+        # g_ghost_pytorch/g_ghost_regnet.py: conv1/bn1 stem; layerN a Sequential of Bottlenecks
+        # (convK/bnK, downsample.{0,1}) or a G-Ghost Stage (base, layers.i, end, merge =
+        # Sequential(pool, conv, bn, relu, conv, bn), cheap = Sequential(conv, bn)); fc.
+        detect=(r"^conv1\.weight$", r"^layer3\.base\.conv1\.weight$"),
+        rename=(
+            (r"^conv1\.", "stem.conv."),
+            (r"^bn1\.", "stem.bn."),
+            *((rf"^layer{i}\.", f"stages.{i - 1}.") for i in range(1, 5)),
+            (r"\.layers\.", ".blocks."),
+            (r"\.conv([123])\.weight$", r".conv\1.conv.weight"),
+            (r"\.bn([123])\.", r".conv\1.bn."),
+            (r"\.downsample\.0\.", ".downsample.conv."),
+            (r"\.downsample\.1\.", ".downsample.bn."),
+            (r"\.merge\.1\.", ".merge.1.conv."),
+            (r"\.merge\.2\.", ".merge.1.bn."),
+            (r"\.merge\.4\.", ".merge.2.conv."),
+            (r"\.merge\.5\.", ".merge.2.bn."),
+            (r"\.cheap\.0\.", ".cheap.conv."),
+            (r"\.cheap\.1\.", ".cheap.bn."),
+            (r"^fc\.", "head.fc."),
+        ),
+    ),
 )
 
 LAYOUTS += (
