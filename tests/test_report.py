@@ -24,8 +24,7 @@ EXPLAINED = {
        for w in ("x0_25", "x0_35", "x0_5", "x0_75", "x1_0", "x1_5")},
     ("repvgg_a0", "macs_m"): "the paper rounds the deployed form's 1361.5M to 1.4B",
     ("resnet50", "macs_m"): "torchvision's v1.5 puts the stride in the 3x3 conv",
-    ("snet49", "macs_m"): "Table 1's own layers count 51.2M",
-    ("snet146", "macs_m"): "Table 1's own layers count 161.1M",
+    ("snet49", "macs_m"): "the official unit at Table 1's widths counts 51.2M",
     ("tresnet_m", "macs_m"): "the paper's 5.5G leaves out the stem and shortcut convs",
 }
 
