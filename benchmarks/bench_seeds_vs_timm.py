@@ -65,7 +65,7 @@ def make_runner(model, runtime: str, shape, threads: int, onnx_path: Path) -> ru
 
     export_onnx(model.eval(), onnx_path, input_size=tuple(shape[1:]), batch=shape[0])
     if runtime == "onnxruntime":
-        return runners.onnxruntime_runner(onnx_path, threads, spin=False)
+        return runners.onnxruntime_runner(onnx_path, threads)
     return runners.openvino_runner(onnx_path, threads)
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from leannet.profile.latency import bench, default_threads, environment
+from leannet.profile.latency import default_threads, environment
 
 MODELS = ("pplcnet_x0_5", "pplcnet_x1_0", "ghostnet_x1_0", "mobileone_s0", "repvgg_a0",
           "mobilenetv3_large_x1_0", "shufflenetv2_x1_0", "resnet50")
@@ -51,9 +51,14 @@ print(json.dumps(timing.measure(call, 1, min_time=min_time, rounds=5, threads=th
 
 
 def sweep(models, runtimes, out: Path, min_time: float, rounds: int, retries: int) -> dict:
-    s = bench(models, runtimes=runtimes, out=out, force=True, min_time=min_time, rounds=rounds,
-              retries=retries, progress=False)
-    return {(r["model"], r["runtime"]): r for r in s.rows if "error" not in r}
+    """One `leannet bench` run in a process of its own, as a user runs it (two sweeps in one
+    process are not independent: the second ran 5-40% slower here, every cell, see the doc)."""
+    cmd = [sys.executable, "-m", "leannet", "bench", *models, "--runtimes", ",".join(runtimes), "--force",
+           "--out", str(out), "--min-time", str(min_time), "--rounds", str(rounds), "--retries", str(retries),
+           "--format", "json", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {(r["model"], r["runtime"]): r for r in rows if "error" not in r}
 
 
 def isolated(model: str, runtime: str, threads: int, min_time: float, tmp: Path) -> dict:

@@ -60,7 +60,7 @@ def test_every_runtime_and_precision_gives_a_valid_row(tmp_path):
     if ov:  # the precision actually used is read back, pinned to f32
         assert ov[0]["runtime_info"]["inference_precision"] == "f32"
     ort = [r for r in rows if r["runtime"] == "onnxruntime"]
-    assert all(r["runtime_info"]["spinning"] is False for r in ort)  # cells alternate: no spinning
+    assert ort == [] or all(r["runtime_info"]["spinning"] is True for r in ort)  # its default, as timed alone
 
 
 def test_unsupported_pairs_and_missing_runtimes_are_notes(tmp_path, monkeypatch, capsys):

@@ -27,6 +27,20 @@ def test_usage_counts_only_other_processes():
     assert u.others == pytest.approx(1.5) and u.others_cores == pytest.approx(1.5 / 4)
     u.add(b, timing.CpuSample(wall=5.0, own=5.0, busy=None, steal=None))  # no /proc: unknown, not 0
     assert u.others_cores is None
+    p = timing.Usage()
+    p.add(timing.CpuSample(0.0, 0.0, 0.0, 0.0, stall=3.0), timing.CpuSample(2.0, 1.0, 1.0, 0.0, stall=3.5))
+    assert p.pressure == pytest.approx(0.25) and p.others_cores == 0.0
+
+
+def test_pressure_alone_flags_a_starved_neighbour():
+    """A runtime whose spinning threads starve the other process: others took little CPU, but
+    the kernel saw a task waiting for a core most of the time."""
+    cell = timing.Cell("c", lambda: None)
+    cell.rounds = [[0.001, 0.001]]
+    cell.usage = timing.Usage(wall=1.0, others=0.1, steal=0.0, stall=0.5)
+    assert timing.summarise(cell, threads=2)["contended"] is True
+    cell.usage = timing.Usage(wall=1.0, others=0.1, steal=0.0, stall=0.02)
+    assert timing.summarise(cell, threads=2)["contended"] is False
 
 
 def test_rounds_are_summarised_as_median_of_round_medians():

@@ -353,7 +353,7 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
 
     extra: dict[str, Any] = {}
     if p.model is None:  # an exported artefact runs as it is
-        return open_runner(p.source.spec, runtime, threads, spin=False), extra
+        return open_runner(p.source.spec, runtime, threads), extra
     if runtime in ("eager", "channels_last", "compile", "cuda"):
         return torch_runner(p.model, precision, channels_last=runtime == "channels_last",
                             compile=runtime == "compile",
@@ -367,7 +367,7 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
     else:
         path = _onnx(p, shape)
     if runtime == "onnxruntime":
-        return onnxruntime_runner(path, threads, precision, spin=False), extra
+        return onnxruntime_runner(path, threads, precision), extra
     return openvino_runner(path, threads, precision), extra
 
 
@@ -667,12 +667,17 @@ def _time(cells, rounds: int, min_time: float, retries: int, threads: int, conte
             for (cid, row, new), i in zip(fresh, [cells.index(t) for t in suspect], strict=True):
                 again = timing.summarise(new, threads, contended_cores)
                 row["retries"] = attempt
-                if (again["others_cores"] or 0) <= (row.get("others_cores") or 0):
+                if _busyness(again) <= _busyness(row):
                     cells[i] = (cid, row, new)
             refresh(live, f"re-measured ({attempt})")
     for _, row, cell in cells:
         row |= timing.summarise(cell, threads, contended_cores)
         row.setdefault("retries", 0)
+
+
+def _busyness(m: dict[str, Any]) -> float:
+    """How much a measurement competed with other work: cores others took + CPU pressure."""
+    return (m.get("others_cores") or 0.0) + (m.get("steal_cores") or 0.0) + (m.get("cpu_pressure") or 0.0)
 
 
 def live_table(rows: list[dict[str, Any]], title: str = ""):

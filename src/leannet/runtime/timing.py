@@ -10,10 +10,14 @@ While a cell runs, the monitor reads the CPU time the machine spent on the cores
 process may use (/proc/stat, per core) and the CPU time of this process (its threads
 included): the difference is work done by other processes, reported as `others_cores`
 (average cores taken from us during the cell), with hypervisor steal time as
-`steal_cores`. A cell whose others + steal exceed `CONTENDED_CORES` is `contended`: its
-timing competed with something else and reads slow (one busy core made a 2-thread sweep
-read up to 2.3x slow, docs/benchmarks.md). Where /proc is missing (macOS, Windows) the
-monitor reports None, never a false "quiet".
+`steal_cores`, and the kernel's CPU pressure (/proc/pressure/cpu, "some"): the fraction of
+the time at least one task was ready to run but waiting for a core. A cell is `contended`
+when others + steal exceed `CONTENDED_CORES` or the pressure exceeds `CONTENDED_PRESSURE`:
+its timing competed with something else and reads slow (one busy core made a 2-thread sweep
+read up to 2.3x slow). Consumption alone misses one case: a runtime whose spinning threads
+starve the other process (OpenVINO read 4-5x slow while the busy loop got 0.2 cores); the
+waiting task shows in the pressure (~0.5 with one busy core, <= 0.03 quiet, measured here).
+Where /proc is missing (macOS, Windows) the monitor reports None, never a false "quiet".
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 
 CONTENDED_CORES = 0.25  # other processes' average use of our cores that makes a cell suspect
+CONTENDED_PRESSURE = 0.15  # fraction of the time some task waited for a core (PSI "some")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -48,6 +53,7 @@ class CpuSample:
     own: float  # CPU seconds of this process, all threads
     busy: float | None  # CPU seconds the usable cores spent on anything but idle/iowait/steal
     steal: float | None  # CPU seconds the hypervisor took from the usable cores
+    stall: float | None = None  # seconds some task waited for a CPU (PSI "some" total)
 
 
 def cpu_sample(cores: Sequence[int] | None = None) -> CpuSample:
@@ -70,7 +76,18 @@ def cpu_sample(cores: Sequence[int] | None = None) -> CpuSample:
                 steal += (v[7] if len(v) > 7 else 0) / _TICK
     except OSError:
         busy = steal = None
-    return CpuSample(wall, t.user + t.system, busy, steal)
+    return CpuSample(wall, t.user + t.system, busy, steal, _stall())
+
+
+def _stall() -> float | None:
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some"):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 @dataclass
@@ -80,9 +97,14 @@ class Usage:
     wall: float = 0.0
     others: float | None = 0.0  # CPU seconds
     steal: float | None = 0.0
+    stall: float | None = 0.0  # seconds some task waited for a core
 
     def add(self, a: CpuSample, b: CpuSample) -> None:
         self.wall += b.wall - a.wall
+        if a.stall is None or b.stall is None or self.stall is None:
+            self.stall = None
+        else:
+            self.stall += max(0.0, b.stall - a.stall)
         if a.busy is None or b.busy is None or self.others is None:
             self.others = self.steal = None
             return
@@ -93,6 +115,10 @@ class Usage:
     @property
     def others_cores(self) -> float | None:
         return None if self.others is None or self.wall <= 0 else self.others / self.wall
+
+    @property
+    def pressure(self) -> float | None:
+        return None if self.stall is None or self.wall <= 0 else min(1.0, self.stall / self.wall)
 
     @property
     def steal_cores(self) -> float | None:
@@ -150,16 +176,18 @@ def time_rounds(cells: Sequence[Cell], rounds: int = 5, round_time: float = 0.2,
             on_round(r)
 
 
-def summarise(cell: Cell, threads: int | None = None, contended_cores: float = CONTENDED_CORES) -> dict[str, Any]:
+def summarise(cell: Cell, threads: int | None = None, contended_cores: float = CONTENDED_CORES,
+              contended_pressure: float = CONTENDED_PRESSURE) -> dict[str, Any]:
     """Latency figures (ms) and the contention verdict of a timed cell."""
     medians = np.array([np.median(t) for t in cell.rounds]) * 1e3
     pooled = np.concatenate([np.asarray(t) for t in cell.rounds]) * 1e3
     median = float(np.median(medians))
     q25, q75 = (float(v) for v in np.percentile(medians, [25, 75]))
     p10, p90, p99 = np.percentile(pooled, [10, 50, 90, 99])[[0, 2, 3]]
-    others, steal = cell.usage.others_cores, cell.usage.steal_cores
+    others, steal, pressure = cell.usage.others_cores, cell.usage.steal_cores, cell.usage.pressure
     n_cores = len(usable_cores())
     taken = None if others is None else others + (steal or 0.0)
+    waited = pressure is not None and pressure > contended_pressure
     return {
         "median_ms": median, "q25_ms": q25, "q75_ms": q75, "iqr_ms": q75 - q25,
         "round_medians_ms": [round(float(m), 4) for m in medians],
@@ -169,9 +197,10 @@ def summarise(cell: Cell, threads: int | None = None, contended_cores: float = C
         "throughput_ips": float(cell.batch * 1e3 / median),
         "others_cores": None if others is None else round(others, 3),
         "steal_cores": None if steal is None else round(steal, 3),
+        "cpu_pressure": None if pressure is None else round(pressure, 3),
         "free_cores": None if taken is None else round(max(0.0, n_cores - taken), 2),
         "contended": None if taken is None else bool(
-            taken > contended_cores or (threads is not None and threads > n_cores - taken + 0.5)),
+            taken > contended_cores or waited or (threads is not None and threads > n_cores - taken + 0.5)),
     }
 
 
