@@ -113,8 +113,10 @@ _GGHOST_RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/release
 def _g_ghost(file: str, top1: float) -> WeightSource:
     return WeightSource("url", _GGHOST_RELEASE + file, license="see huawei-noah/Efficient-AI-Backbones",
                         top1=top1, top1_source="g_ghost_pytorch/readme.md", convertible=False,
-                        note="official release (torch.save of g_ghost_regnet.py's model); "
-                             "leannet has no converter for its keys yet")
+                        layout="huawei-noah G-Ghost RegNet",
+                        note="official release, not fetched or verified from here: download it and run "
+                             "`leannet convert FILE --model NAME` (the layout converts, tested against "
+                             "the official definition's keys and outputs)")
 
 
 _NO_GHOST = "huawei-noah released GhostNet 1.0x only (timm: ghostnet_100); no checkpoint for this width"
@@ -157,7 +159,9 @@ SOURCES: dict[str, WeightSource] = {
     # --- SNet -------------------------------------------------------------------------------
     "snet49": no_checkpoint("ThunderNet published no SNet49 checkpoint"),
     "snet146": no_checkpoint("the only public SNet146 weights are ThunderNet's weights/snet146-3000000.pth.tar "
-                    "(qinzheng93/ThunderNet, top-1 67.8), in the official layout leannet can't convert yet"),
+                             "(qinzheng93/ThunderNet, top-1 67.8), a file in a Git repository, not a release: "
+                             "download it and run `leannet convert FILE --model snet146` (layout "
+                             "'ThunderNet snet-training', tested against the official definition)"),
     "snet535": no_checkpoint("ThunderNet published no SNet535 checkpoint"),
     # --- torchvision baselines (IMAGENET1K_V1, the weights the registry's facts describe) ---
     "mobilenetv2_x1_0": torchvision("https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", 71.878),
