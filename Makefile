@@ -31,6 +31,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	PYTHONPATH=src $(VENV)/bin/lint-imports
 
 docs: $(STAMP)
 	$(PY) scripts/gen_models_table.py

@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from leannet.detect.config import SplitConfig, SyntheticConfig, load_detect_config
+from leannet.detect.data import make_dataset
 from leannet.detect.evaluate import complexity, evaluate, measure_fps
 from leannet.detect.model import load_detector
-from leannet.detect.train import make_dataset, train
+from leannet.detect.train import train
 
 SMOKE = ["data.train.synthetic.num_images=16", "data.val.synthetic.num_images=8", "schedule.epochs=1",
          "data.batch_size=4", "model.image_size=128", "data.train.synthetic.image_size=128",

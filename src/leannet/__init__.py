@@ -1,11 +1,33 @@
-"""leannet: hardware-aware efficient CNNs, chosen by measured latency."""
+"""leannet: hardware-aware efficient CNNs, chosen by measured latency.
 
-__version__ = "0.1.0"
+The top level is lazy (PEP 562): `import leannet` loads nothing but this file and the
+version; `leannet.create_model` and friends import their module on first use.
+"""
 
-from leannet.deploy.reparam import reparameterize
-from leannet.factory import create_model
-from leannet.profile.complexity import profile
-from leannet.profile.select import select
-from leannet.registry import list_models
+from __future__ import annotations
 
-__all__ = ["__version__", "create_model", "list_models", "profile", "reparameterize", "select"]
+import importlib
+from typing import Any
+
+from leannet.version import __version__
+
+_LAZY = {
+    "create_model": "leannet.factory",
+    "list_models": "leannet.registry",
+    "reparameterize": "leannet.deploy.reparam",
+    "complexity": "leannet.profile.complexity",
+    "select": "leannet.profile.select",
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'leannet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -10,8 +10,8 @@ import argparse
 import sys
 import traceback
 
-from leannet import __version__
 from leannet.errors import LeannetError
+from leannet.version import __version__
 
 
 class UsageError(LeannetError):
@@ -67,10 +67,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     import json
 
-    from leannet.profile.complexity import profile
+    from leannet.profile.complexity import complexity
     from leannet.profile.report import profile_table
 
-    result = profile(args.model, img=args.img, batch=args.batch, deployed=args.deployed)
+    result = complexity(args.model, img=args.img, batch=args.batch, deployed=args.deployed)
     if args.json:
         print(json.dumps(result))
     else:
@@ -86,8 +86,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     sweep = bench(args.models, preset=args.preset, runtimes=args.runtimes, precisions=args.precisions,
                   batches=args.batch, threads=args.threads, img=args.img, min_time=args.min_time,
                   rounds=args.rounds, retries=args.retries, out=args.out, deployed=not args.train_form,
-                  force=args.force, calib=args.calib, eval_set=args.eval, report=args.report,
-                  progress=not args.quiet)
+                  force=args.force, calib=args.calib, eval_set=args.eval, progress=not args.quiet)
+    if args.report:
+        from leannet.profile.report import write_report
+
+        write_report(args.out)
     print(format_rows(sweep.rows, args.format))
     if args.format == "table":
         print(f"results: {sweep.results} ({sweep.measured} measured, {sweep.reused} reused)"

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from leannet.errors import ConfigError
 from leannet.models.base import FeatureNet
+from leannet.registry import build as registry_build
 from leannet.registry import model_info
 
 
@@ -38,18 +38,10 @@ def create_model(
     def build(**implied: Any) -> nn.Module:
         # `implied`: arguments a checkpoint's contents imply (e.g. PP-LCNet's head_bias);
         # the caller's own arguments win.
-        try:
-            model = info.builder(**{**implied, **build_args})
-        except TypeError as e:
-            if "unexpected keyword argument" not in str(e):
-                raise
-            bad = str(e).rpartition("unexpected keyword argument ")[2]
-            raise ConfigError(f"{info.name}: unknown argument {bad}") from None
-        model.pretrained_cfg = info
-        return model
+        return registry_build(info.name, **{**implied, **build_args})
 
     if pretrained:
-        from leannet.weights import load_pretrained
+        from leannet.weights.hub import load_pretrained
 
         model = load_pretrained(build, info.name, pretrained)
     else:

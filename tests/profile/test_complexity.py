@@ -50,7 +50,7 @@ def test_counts_match_fvcore(name):
     from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_count
 
     model = leannet.create_model(name).eval()
-    ours = leannet.profile(model, img=IMG)["totals"]
+    ours = leannet.complexity(model, img=IMG)["totals"]
     # (a None handle only silences fvcore's warning; a zero handle really stops the count)
     macs = FlopCountAnalysis(model, _input(model)).set_op_handle(**dict.fromkeys(_NOT_MACS, lambda i, o: 0))
     macs.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
@@ -121,8 +121,8 @@ def test_shared_module_params_counted_once():
 
 def test_deployed_changes_params_and_matches_deployed_module():
     model = leannet.create_model("pplcnet_x0_25")
-    train = leannet.profile(model, img=IMG)
-    dep = leannet.profile(model, img=IMG, deployed=True)
+    train = leannet.complexity(model, img=IMG)
+    dep = leannet.complexity(model, img=IMG, deployed=True)
     assert (train["deployed"], dep["deployed"]) == (False, True)
     assert dep["totals"]["params"] < train["totals"]["params"]
     assert not any(row["op"] == "BatchNorm2d" for row in dep["layers"])
@@ -152,7 +152,7 @@ def test_cli_table_sorted(capsys):
     start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["#", "layer"]) + 1
     shown = [line.split()[1] for line in lines[start:start + 3]]
     assert shown == ["head.fc", "head.conv", "stages.4.1.pw.conv"]
-    layers = leannet.profile("pplcnet_x0_5", img=64)["layers"]
+    layers = leannet.complexity("pplcnet_x0_5", img=64)["layers"]
     params = {row["path"]: row["params"] for row in layers}
     assert [params[p] for p in shown] == [1280 * 1000 + 1000, 256 * 1280, 256 * 256]
     assert max(row["params"] for row in layers if row["path"] not in shown) <= 256 * 256
@@ -166,7 +166,7 @@ def test_cli_unknown_model_exit_2(capsys):
 
 def test_deployed_mobileone_s0_matches_the_official_counts():
     # apple/ml-mobileone: S0 has 5.29M parameters in train form, 2.08M re-parameterised
-    train = leannet.profile("mobileone_s0", img=IMG)["totals"]["params"]
-    deployed = leannet.profile("mobileone_s0", img=IMG, deployed=True)["totals"]["params"]
+    train = leannet.complexity("mobileone_s0", img=IMG)["totals"]["params"]
+    deployed = leannet.complexity("mobileone_s0", img=IMG, deployed=True)["totals"]["params"]
     assert train / 1e6 == pytest.approx(5.29, abs=0.01)
     assert deployed / 1e6 == pytest.approx(2.08, abs=0.01)

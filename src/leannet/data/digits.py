@@ -30,7 +30,9 @@ def prepare_digits(root: str | Path | None = None) -> Path:
     and 360 validation images. Writing goes to a temporary folder renamed into place, so an
     interrupted first run leaves nothing half-written.
     """
-    from sklearn.datasets import load_digits
+    from leannet.extras import require
+
+    load_digits = require("sklearn.datasets", "the built-in digits data set").load_digits
     from sklearn.model_selection import train_test_split
 
     root = Path(root) if root is not None else default_root()

@@ -210,7 +210,7 @@ def _props(loaded, pre: dict[str, Any]) -> str:
 def _record(loaded, pre, format, precision, batch, dynamic_batch, dynamic_size, opset, simplify, out) -> dict[str, Any]:
     import torch
 
-    import leannet
+    from leannet.version import __version__
 
     rec: dict[str, Any] = {
         "format": format,
@@ -224,7 +224,7 @@ def _record(loaded, pre, format, precision, batch, dynamic_batch, dynamic_size, 
         "dynamic_size": dynamic_size,
         "reparameterized": True,
         "bn_folded": True,
-        "versions": {"leannet": leannet.__version__, "torch": torch.__version__},
+        "versions": {"leannet": __version__, "torch": torch.__version__},
     }
     if format == "onnx":
         import onnx

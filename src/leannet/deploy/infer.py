@@ -65,11 +65,7 @@ class Predictor:
                 raise LeannetError(f"--runtime {runtime} runs exported artefacts; export first "
                                    f"(`leannet export {source} ...`) or use --runtime torch")
             loaded = load_model(source, weights)
-            if threads:
-                import torch
-
-                torch.set_num_threads(threads)
-            self.runner = torch_runner(loaded.model)
+            self.runner = torch_runner(loaded.model, threads=threads)
             self.pre, self.classes = loaded.preprocessing, loaded.classes
 
     def predict(self, paths: Iterable[Path], topk: int = 5, batch_size: int = 16) -> Iterator[Prediction]:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from leannet.errors import ExportError
+from leannet.extras import require
 from leannet.fileio import atomic_path
 
 MIN_OPSET = 14  # first opset with HardSwish; below it the op is decomposed (or fails)
@@ -46,7 +47,7 @@ def export_onnx(
     `metadata` goes into the model's metadata_props (e.g. the preprocessing record). The graph
     is checked with onnx.checker before the file appears at `path`.
     """
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: HardSwish needs opset >= {MIN_OPSET}")

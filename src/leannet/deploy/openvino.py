@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from leannet.errors import ExportError
+from leannet.extras import require
 
 
 def export_openvino(
@@ -31,7 +32,7 @@ def export_openvino(
 ) -> Path:
     """Convert `model` (used as given: reparameterise/fold first) with openvino.convert_model
     and write `path` (.xml) and its .bin; both appear only once both are complete."""
-    import openvino as ov
+    ov = require("openvino", "OpenVINO")
 
     path = Path(path)
     if path.suffix != ".xml":
@@ -57,7 +58,7 @@ def export_openvino(
 def save_ir(ov_model, path: Path) -> None:
     """Write an IR pair atomically: into a temporary folder beside `path`, then renamed (.bin
     first, so a reader who finds the new .xml also finds its weights)."""
-    import openvino as ov
+    ov = require("openvino", "OpenVINO")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))

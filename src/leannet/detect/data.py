@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
 from leannet.data.datasets import Skipped
+from leannet.detect.config import DataConfig, SplitConfig
 from leannet.errors import DataError
 
 log = logging.getLogger("leannet.detect")
@@ -274,3 +276,29 @@ def list_images(paths: list[str | Path] | str | Path) -> list[Path]:
     if not found:
         raise DataError(f"no images found in {', '.join(map(str, paths))}")
     return found
+
+
+# --- datasets from a config ----------------------------------------------------------------
+
+
+def data_root(cfg: DataConfig) -> Path:
+    if cfg.root is not None:
+        return Path(cfg.root)
+    return Path(os.environ.get("LEANNET_HOME", "~/.cache/leannet")).expanduser() / "data" / "detect"
+
+
+def split_files(split: SplitConfig, cfg: DataConfig) -> tuple[Path, Path | None]:
+    """(annotation file, image folder) of a split; a synthetic split is generated once."""
+    if split.synthetic is not None:
+        from leannet.detect.synthetic import generate
+
+        s = split.synthetic
+        out = data_root(cfg) / f"synthetic_seed{s.seed}_n{s.num_images}_{s.image_size}px"
+        return generate(out, s.num_images, seed=s.seed, image_size=s.image_size), None
+    return Path(split.ann), Path(split.images) if split.images else None
+
+
+def make_dataset(split: SplitConfig, cfg: DataConfig, train: bool, strict: bool | None = None) -> CocoDetection:
+    ann, images = split_files(split, cfg)
+    return CocoDetection(ann, images, strict=cfg.strict if strict is None else strict,
+                         keep_empty=cfg.keep_empty, hflip=cfg.hflip if train else 0.0)

@@ -56,8 +56,10 @@ def coco_detections(model: torch.nn.Module, dataset: CocoDetection, batch_size: 
 def coco_map(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
     """COCO box AP of `detections` against the (checked) COCO dict `gt`, via pycocotools:
     `map` = AP@[.5:.95], `map50` = AP@.5, `map75` = AP@.75."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    from leannet.extras import require
+
+    COCO = require("pycocotools.coco", "COCO mAP").COCO
+    COCOeval = require("pycocotools.cocoeval", "COCO mAP").COCOeval
 
     if not detections:
         return {"map": 0.0, "map50": 0.0, "map75": 0.0}
@@ -129,8 +131,8 @@ def evaluate_weights(weights: str, ann: str | None = None, images: str | None = 
     compare directly. An artefact's params and MACs are those its sidecar recorded. FPS is
     of that whole pipeline at batch 1 on `threads` CPU threads (default: the runtime's own)."""
     from leannet.detect.config import SplitConfig, load_detect_config
+    from leannet.detect.data import make_dataset
     from leannet.detect.pipeline import open_detector
-    from leannet.detect.train import make_dataset
     from leannet.errors import ConfigError
 
     cfg = load_detect_config(config, overrides)

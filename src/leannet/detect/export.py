@@ -339,8 +339,8 @@ def _held_out(dataset, calib, side: int) -> list[torch.Tensor]:
 
 
 def _record(weights, model, spec, format: str, precision: str, opset: int, out: Path) -> dict[str, Any]:
-    import leannet
     from leannet.detect.evaluate import complexity
+    from leannet.version import __version__
 
     rec: dict[str, Any] = {
         "task": "detection",
@@ -360,7 +360,7 @@ def _record(weights, model, spec, format: str, precision: str, opset: int, out: 
         **complexity(model, spec.input_side),
         "reparameterized": True,
         "bn_folded": True,
-        "versions": {"leannet": leannet.__version__, "torch": torch.__version__},
+        "versions": {"leannet": __version__, "torch": torch.__version__},
     }
     if format == "onnx":
         import onnx

@@ -29,9 +29,9 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import Conv2dNormActivation, FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-import leannet
 from leannet.detect.config import ModelConfig
 from leannet.errors import ConfigError
+from leannet.factory import create_model
 
 
 def _norm(kind: str) -> Callable[[int], nn.Module] | None:
@@ -72,7 +72,7 @@ class BackboneFPN(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        probe = leannet.create_model(cfg.backbone, features_only=True)
+        probe = create_model(cfg.backbone, features_only=True)
         strides = [f.stride for f in probe.feature_info]
         missing = [s for s in cfg.in_strides if s not in strides]
         if missing:
@@ -80,7 +80,7 @@ class BackboneFPN(nn.Module):
                               f"{missing} (it has {strides})")
         indices = tuple(strides.index(s) for s in cfg.in_strides)
         del probe
-        self.body = leannet.create_model(cfg.backbone, features_only=True, out_indices=indices)
+        self.body = create_model(cfg.backbone, features_only=True, out_indices=indices)
         self.fpn = FeaturePyramidNetwork(
             [f.channels for f in self.body.feature_info], cfg.fpn_channels,
             extra_blocks=ExtraLevels(self.body.feature_info[-1].channels, cfg.fpn_channels, cfg.extra_levels,

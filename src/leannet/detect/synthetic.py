@@ -37,7 +37,10 @@ TEXTURES = ("brick", "grass", "gravel", "camera", "coins", "moon")  # grayscale,
 
 @functools.cache
 def _sample(name: str) -> np.ndarray:
-    import skimage.data
+    from leannet.extras import require
+
+    skimage = require("skimage", "synthetic documents")
+    require("skimage.data", "synthetic documents")
 
     img = getattr(skimage.data, name)()
     if img.ndim == 2:

@@ -12,43 +12,19 @@ metadata rebuilds the detector alone, + training state) that `--resume` continue
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 from torch import nn
 
-from leannet.detect.config import DataConfig, DetectConfig, SplitConfig
-from leannet.detect.data import CocoDetection, collate
+from leannet.detect.config import DetectConfig
+from leannet.detect.data import collate, make_dataset
 from leannet.detect.evaluate import evaluate
 from leannet.detect.model import build_detector, detector_meta
 from leannet.errors import ConfigError
 from leannet.fileio import write_text
 from leannet.train.engine import StepOutput, Task
-
-
-def data_root(cfg: DataConfig) -> Path:
-    if cfg.root is not None:
-        return Path(cfg.root)
-    return Path(os.environ.get("LEANNET_HOME", "~/.cache/leannet")).expanduser() / "data" / "detect"
-
-
-def split_files(split: SplitConfig, cfg: DataConfig) -> tuple[Path, Path | None]:
-    """(annotation file, image folder) of a split; a synthetic split is generated once."""
-    if split.synthetic is not None:
-        from leannet.detect.synthetic import generate
-
-        s = split.synthetic
-        out = data_root(cfg) / f"synthetic_seed{s.seed}_n{s.num_images}_{s.image_size}px"
-        return generate(out, s.num_images, seed=s.seed, image_size=s.image_size), None
-    return Path(split.ann), Path(split.images) if split.images else None
-
-
-def make_dataset(split: SplitConfig, cfg: DataConfig, train: bool, strict: bool | None = None) -> CocoDetection:
-    ann, images = split_files(split, cfg)
-    return CocoDetection(ann, images, strict=cfg.strict if strict is None else strict,
-                         keep_empty=cfg.keep_empty, hflip=cfg.hflip if train else 0.0)
 
 
 def build_task(cfg: DetectConfig) -> Task:

@@ -1,9 +1,7 @@
-"""What a model costs: params, MACs, memory access, activations, and measured latency.
+"""What a model costs and what to ship: params, MACs, memory access and activations
+(`complexity`), measured latency (`latency`, over `leannet.runtime`), the results file
+(`results`), the report (`report`) and the choice under a budget (`select`).
 
-`leannet.profile` (the function, re-exported by the top-level package) shadows this package
-as an attribute of `leannet`; import submodules with `from leannet.profile import latency`.
+`leannet.complexity(...)` is the counting function; this package keeps the name `profile`
+for the modules (the function used to share it and shadowed the package).
 """
-
-from leannet.profile.complexity import count_macs, count_params, profile, profile_model
-
-__all__ = ["count_macs", "count_params", "profile", "profile_model"]

@@ -215,7 +215,7 @@ def profile_model(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 
             "units": UNITS, "totals": totals, "layers": layers}
 
 
-def profile(model_or_name: nn.Module | str, img: int = 224, batch: int = 1,
+def complexity(model_or_name: nn.Module | str, img: int = 224, batch: int = 1,
             deployed: bool = False) -> dict[str, Any]:
     """Profile a registered model (by name or timm alias) or a module at `img` x `img`.
 

@@ -7,7 +7,7 @@ Models run in their deployed form (re-parameterised, BN folded) unless `deployed
 Each cell gets one `leannet.runtime.Runner`; all cells of a sweep are then timed together by
 `leannet.runtime.timing.time_rounds` (R rounds, shuffled order), cells that ran beside other
 work are re-measured at the end (bounded retries), and one JSON row per cell is appended to
-OUT/results.jsonl.
+OUT/results.jsonl (`leannet.profile.results`); `leannet.profile.report` turns it into a report.
 
 Rows are cached: a re-run reuses the rows whose key matches, and the key includes the
 environment fingerprint (CPU model and flags, threads, torch / ONNX Runtime / OpenVINO /
@@ -24,12 +24,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import importlib.metadata
 import json
-import os
-import platform
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +34,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from leannet import __version__
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
+from leannet.profile.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
+    KEY,
+    append_rows,
+    default_threads,
+    drop_partial_line,
+    environment,
+    fingerprint,
+    read_rows,
+    row_key,
+)
 from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES, PRECISIONS, Runner
+from leannet.runtime.threads import torch_threads
 
 # The seed papers' models and the baselines they compare against, at their base sizes.
 # Sized so that `make run` (eager + ONNX Runtime + OpenVINO, batch 1) fits ~10 min on 2 cores.
@@ -64,111 +71,9 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
 _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
              "openvino": "openvino (pip install 'leannet[deploy]')", "cuda": "a CUDA device",
              "compile": "torch.compile"}
-KEY = ("source", "runtime", "precision", "batch", "img", "threads", "deployed", "fingerprint")
 FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time form, eval mode"}
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
               "others_cores", "macs", "params", "published_top1", "top1", "top1_source")
-
-
-# --- environment -------------------------------------------------------------------------------
-
-
-def default_threads() -> int:
-    return len(timing.usable_cores())
-
-
-def environment(threads: int) -> dict[str, Any]:
-    """What a timing depends on besides the model: CPU, cores, threads, versions."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                cpu = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "leannet": __version__}
-    for dist in ("onnxruntime", "openvino", "nncf", "onnx", "numpy"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[dist] = importlib.metadata.version(dist)
-    env = {
-        "cpu": cpu,
-        "cpu_features": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
-                                        "amx_int8", "neon"}),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": default_threads(),
-        "threads": threads,
-        "host": platform.node(),
-        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "os": platform.platform(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "versions": versions,
-    }
-    env["fingerprint"] = fingerprint(env)
-    return env
-
-
-def fingerprint(env: dict[str, Any]) -> str:
-    """A short hash of what makes a timing valid here: same CPU, flags, threads, versions."""
-    keep = {k: env.get(k) for k in ("cpu", "cpu_features", "usable_cores", "threads", "gpu")}
-    keep["versions"] = {k: v for k, v in env["versions"].items() if k != "python"}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with `n` PyTorch intra-op threads; the caller's count comes back even on error."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# --- results file --------------------------------------------------------------------------------
-
-
-def row_key(row: dict[str, Any]) -> tuple:
-    return tuple(row.get(k) for k in KEY)
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a results file; a line cut short by an interruption is ignored."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line left unfinished by a kill, so the next row starts on a line of its own."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        os.truncate(path, data.rfind(b"\n") + 1)
-
-
-def _append(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    # Appending lines and fsyncing keeps every finished row; a crash mid-write leaves at most
-    # one partial last line, which read_rows skips.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -438,7 +343,6 @@ def bench(
     force: bool = False,
     calib: str | Path | None = None,
     eval_set: str | Path | None = None,
-    report: bool = False,
     progress: bool = True,
     contended_cores: float = timing.CONTENDED_CORES,
     on_update: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -460,7 +364,7 @@ def bench(
         raise LeannetError("rounds must be >= 1 and min_time > 0")
     out = Path(out)
     results = out / "results.jsonl"
-    _drop_partial_line(results)
+    drop_partial_line(results)
     env = environment(threads)
     cached = {} if force else {row_key(r): r for r in read_rows(results) if "error" not in r}
     console = Console(stderr=True)  # notes always; progress bars and the live table only with `progress`
@@ -503,13 +407,9 @@ def bench(
             row["time"] = stamp
             done[cid] = row
             fresh.append(row)
-        _append(results, fresh)
+        append_rows(results, fresh)
         sweep.measured = sum("error" not in r for r in fresh)
     sweep.rows = [done[c] for c in plan if c in done]
-    if report:
-        from leannet.profile.report import write_report
-
-        write_report(out)
     return sweep
 
 

@@ -88,7 +88,9 @@ def profile_table(result: dict[str, Any], sort: str = "order", top: int | None =
 
 def spearman_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Spearman's rho (and p-value) of median latency against each static cost, per runtime."""
-    from scipy.stats import spearmanr
+    from leannet.extras import require
+
+    spearmanr = require("scipy.stats", "the report's rank correlations").spearmanr
 
     out = []
     by_rt = defaultdict(list)
@@ -117,8 +119,9 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, floa
 
 
 def _style():
-    import matplotlib
+    from leannet.extras import require
 
+    matplotlib = require("matplotlib", "the report's plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -290,7 +293,7 @@ def _fmt_p(p: float) -> str:
 def normalise(row: dict[str, Any]) -> dict[str, Any]:
     """A row in the current schema (files written before precision and fingerprints existed
     read as fp32 rows of the environment they record)."""
-    from leannet.profile.latency import fingerprint
+    from leannet.profile.results import fingerprint
 
     r = dict(row)
     if "precision" not in r:
@@ -317,7 +320,7 @@ def load_results(paths: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], li
     Within one file, a host's rows from an older environment (another torch, ONNX Runtime or
     OpenVINO version, other threads) are left out and counted: a report never mixes stale rows
     with fresh ones silently. Rows of the same cell measured twice: the latest wins."""
-    from leannet.profile.latency import read_rows, row_key
+    from leannet.profile.results import read_rows, row_key
 
     machines: dict[str, list[dict[str, Any]]] = {}
     notes = []

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from leannet.errors import LeannetError
+from leannet.extras import require
+from leannet.runtime.threads import torch_threads
 
 ARTEFACT_SUFFIXES = (".onnx", ".xml")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -64,7 +66,7 @@ class Runner:
 
 
 def torch_runner(model: nn.Module, precision: str = "fp32", channels_last: bool = False,
-                 compile: bool = False, device: str = "cpu") -> Runner:
+                 compile: bool = False, device: str = "cpu", threads: int | None = None) -> Runner:
     """PyTorch in eval mode. bf16/fp16 run under autocast (weights stay fp32, as a user of
     autocast would run them); `channels_last` converts the model and every input;
     `compile` wraps a copy in torch.compile (the first call compiles: warm up before timing)."""
@@ -83,7 +85,8 @@ def torch_runner(model: nn.Module, precision: str = "fp32", channels_last: bool 
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
 
     def forward(t: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast(dev_type, dtype=amp, enabled=amp is not None):
+        with torch_threads(threads), torch.inference_mode(), \
+                torch.autocast(dev_type, dtype=amp, enabled=amp is not None):
             return model(t)
 
     def to_input(x: np.ndarray) -> torch.Tensor:
@@ -108,7 +111,7 @@ def torch_runner(model: nn.Module, precision: str = "fp32", channels_last: bool 
             return start.elapsed_time(end) / 1e3
 
     name = "cuda" if dev_type == "cuda" else "compile" if compile else "channels_last" if channels_last else "eager"
-    info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "precision": precision}
+    info = {"torch": torch.__version__, "threads": threads or torch.get_num_threads(), "precision": precision}
     if dev_type == "cuda":
         info["device"] = torch.cuda.get_device_name(device)
     return Runner(fn, name, precision, None, info, device=device, binder=binder, device_timer=timer)
@@ -121,7 +124,7 @@ def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: 
                        spin: bool = True, all_outputs: bool = False) -> Runner:
     """ONNX Runtime's CPU provider with every graph optimisation. `spin=False` stops its idle
     threads from spinning (needed when other runtimes run between its calls)."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "running ONNX artefacts")
 
     opts = ort.SessionOptions()
     if threads:
@@ -160,7 +163,7 @@ def openvino_precision_supported(precision: str) -> bool:
     """Whether OpenVINO's CPU plugin computes in `precision` here (bf16 needs AVX512_BF16/AMX)."""
     if precision != "bf16":
         return True
-    import openvino as ov
+    ov = require("openvino", "OpenVINO")
 
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "BF16" in [str(c).upper() for c in caps]
@@ -171,7 +174,7 @@ def openvino_runner(path: str | Path, threads: int | None = None, precision: str
     """Compile for CPU with the inference precision pinned: OpenVINO would otherwise pick bf16
     on CPUs that support it and silently change the numbers. INT8 models keep their
     non-quantised ops in fp32. The precision it actually runs is read back into `info`."""
-    import openvino as ov
+    ov = require("openvino", "OpenVINO")
 
     core = ov.Core()
     try:

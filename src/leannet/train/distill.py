@@ -13,9 +13,9 @@ from leannet.train.config import DistillConfig
 
 def load_teacher(cfg: DistillConfig, num_classes: int, device: torch.device) -> nn.Module:
     """The frozen teacher in eval mode (a leannet model and its weights)."""
-    import leannet
+    from leannet.factory import create_model
 
-    teacher = leannet.create_model(cfg.teacher, num_classes=num_classes, pretrained=cfg.teacher_weights)
+    teacher = create_model(cfg.teacher, num_classes=num_classes, pretrained=cfg.teacher_weights)
     teacher.requires_grad_(False)
     return teacher.eval().to(device)
 

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
 from leannet.errors import ConfigError, DataError, TrainingError, WeightsError
+from leannet.runtime.threads import torch_threads
 from leannet.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from leannet.train.config import AmpConfig, EngineConfig
 from leannet.train.distributed import (
@@ -134,12 +135,16 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> contextlib.Abst
 
 
 def train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) training; returns a summary dict (best metrics, time, img/s, paths)."""
+    """Run (or resume) training; returns a summary dict (best metrics, time, img/s, paths).
+    `run.threads` holds for the run; the caller's thread count comes back after it."""
+    with torch_threads(cfg.run.threads):
+        return _train(task, cfg, dist, resume)
+
+
+def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[str, Any]:
     run = cfg.run
     out = Path(run.out_dir)
     seed_everything(run.seed + dist.rank, run.deterministic)
-    if run.threads is not None:
-        torch.set_num_threads(run.threads)
     if dist.world_size > 1 and task.batch_size % dist.world_size:
         raise ConfigError(f"batch size {task.batch_size} is not divisible by the {dist.world_size} processes")
     per_rank = task.batch_size // dist.world_size

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-import leannet
 from leannet.data import (
     ImageDataset,
     Samples,
@@ -26,7 +25,9 @@ from leannet.data import (
 from leannet.data.datasets import check_labels
 from leannet.data.transforms import batch_mix, eval_transform, train_transform
 from leannet.errors import DataError
+from leannet.factory import create_model
 from leannet.registry import IMAGENET_MEAN, IMAGENET_STD
+from leannet.runtime.threads import torch_threads
 from leannet.train.config import DataConfig, TrainConfig, load_train_config
 from leannet.train.distill import DistillLoss, load_teacher
 from leannet.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
@@ -77,7 +78,7 @@ def train_size(cfg: DataConfig, epoch: int) -> int:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     m = cfg.model
-    model = leannet.create_model(m.name, num_classes=num_classes, drop_rate=m.drop_rate)
+    model = create_model(m.name, num_classes=num_classes, drop_rate=m.drop_rate)
     if m.pretrained is not None:
         from leannet.weights import load_state_dict
 
@@ -191,22 +192,21 @@ def evaluate_from_config(path: str | Path, weights: str | Path, overrides: list[
     overrides = [*overrides, "data.strict=true"] if strict else list(overrides)
     cfg = load_train_config(path, overrides)
     dist = init_distributed(cfg.run.device)
-    if cfg.run.threads is not None:
-        torch.set_num_threads(cfg.run.threads)
     try:
-        meta = read_metadata(weights)
-        num_classes = cfg.model.num_classes or meta.get("num_classes")
-        _, val_s = load_samples(cfg.data, num_classes, dist.is_main)
-        num_classes = num_classes or len(val_s.classes)
-        model = leannet.create_model(meta.get("arch", cfg.model.name), num_classes=num_classes)
-        load_weights(model, weights)
-        model = model.to(dist.device)
-        pre = preprocessing(cfg.data, model)
-        val_ds = ImageDataset(val_s.items, eval_transform(cfg.data.input_size, cfg.data.crop_pct,
-                                                          pre["mean"], pre["std"]), strict=cfg.data.strict)
-        with autocast(autocast_dtype(cfg.amp, dist.device), dist.device):
-            metrics = evaluate_model(model, _eval_loader(val_ds, cfg.data, dist), dist.device)
-        return {**metrics, "images": len(val_s.items)}
+        with torch_threads(cfg.run.threads):
+            meta = read_metadata(weights)
+            num_classes = cfg.model.num_classes or meta.get("num_classes")
+            _, val_s = load_samples(cfg.data, num_classes, dist.is_main)
+            num_classes = num_classes or len(val_s.classes)
+            model = create_model(meta.get("arch", cfg.model.name), num_classes=num_classes)
+            load_weights(model, weights)
+            model = model.to(dist.device)
+            pre = preprocessing(cfg.data, model)
+            val_ds = ImageDataset(val_s.items, eval_transform(cfg.data.input_size, cfg.data.crop_pct,
+                                                              pre["mean"], pre["std"]), strict=cfg.data.strict)
+            with autocast(autocast_dtype(cfg.amp, dist.device), dist.device):
+                metrics = evaluate_model(model, _eval_loader(val_ds, cfg.data, dist), dist.device)
+            return {**metrics, "images": len(val_s.items)}
     finally:
         cleanup()
 

@@ -1,11 +1,8 @@
 """Weights on disk: safetensors plus JSON metadata, safe loading of other formats, and
 converters from timm / torchvision / official-repository layouts."""
 
-from leannet.weights.convert import (
-    convert_checkpoint,
-    load_checkpoint,
-    load_pretrained,
-)
+from leannet.weights.convert import convert_checkpoint, load_checkpoint
+from leannet.weights.hub import load_pretrained
 from leannet.weights.io import (
     load_pdparams,
     load_state_dict,

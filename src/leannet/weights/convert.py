@@ -26,52 +26,11 @@ from torch import nn
 
 from leannet.errors import WeightsError
 from leannet.fileio import write_text
+from leannet.registry import build as build_model
+from leannet.registry import model_info
 from leannet.weights.io import check_state_dict, load_state_dict, read_metadata, save_weights
-
-# (target key, tensor, whole renamed state) -> new tensor. The state is the one before any
-# transform runs, so transforms never see each other's output.
-Transform = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
-
-@dataclass(frozen=True)
-class Blocks:
-    """Renumber blocks by position.
-
-    `source` and `target` are regexes matching a block's key prefix (e.g. `blocks\\.\\d+\\.\\d+\\.`
-    and `stages\\.\\d+\\.\\d+\\.`). Source blocks are put in natural order of their numbers
-    (a file's key order is not reliable: safetensors sorts keys), target blocks in the model's
-    order, and the k-th is renamed to the k-th. `inner`, when given, lists a source block's
-    modules in network order, one tuple per block type (the smallest type first: a block uses
-    the first tuple that contains all its modules); they are then mapped by position onto the
-    target block's modules, for targets whose inner names depend on which parts exist
-    (torchvision's MobileNetV3 numbers its sub-layers and an SE shifts them).
-    """
-
-    source: str
-    target: str
-    inner: tuple[tuple[str, ...], ...] = ()
-
-
-@dataclass(frozen=True)
-class Layout:
-    name: str  # shown in reports, e.g. "timm lcnet_*"
-    family: str  # leannet family it converts into
-    detect: tuple[str, ...]  # regexes; the layout applies when each matches some key
-    reject: tuple[str, ...] = ()  # ... and none of these matches any key
-    rename: tuple[tuple[str, str], ...] = ()  # (regex, replacement), applied in order
-    blocks: Blocks | None = None
-    drop: tuple[str, ...] = ()  # source keys with no counterpart by design (fixed filters)
-    transforms: tuple[tuple[str, Transform], ...] = ()  # (target-key regex, transform)
-    model_args: tuple[tuple[str, str, Any], ...] = ()  # (key regex, argument, value)
-    refuse: str = ""  # why this checkpoint can't become our model
-    note: str = ""
-
-    def matches(self, keys: list[str]) -> bool:
-        return (all(any(re.search(p, k) for k in keys) for p in self.detect)
-                and not any(re.search(p, k) for p in self.reject for k in keys))
-
-    def implied_args(self, keys: list[str]) -> dict[str, Any]:
-        return {arg: value for pattern, arg, value in self.model_args
-                if any(re.search(pattern, k) for k in keys)}
+from leannet.weights.layouts import DIFFERENT_NETWORKS, LAYOUTS
+from leannet.weights.rules import Blocks, Layout
 
 
 @dataclass
@@ -195,62 +154,12 @@ def convert_state_dict(
     return out, report
 
 
-# --- transforms used by the layout tables -----------------------------------------------------
-
-
-def transpose(key: str, t: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Paddle's Linear stores (in, out); torch's (out, in)."""
-    return t.t().contiguous()
-
-
-def scale(factor: float) -> Transform:
-    def fn(key: str, t: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return t * factor
-
-    fn.__name__ = f"scale({factor})"
-    return fn
-
-
-def conv_to_linear(key: str, t: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """A 1x1 conv on a pooled map is a Linear: (out, in, 1, 1) -> (out, in)."""
-    return t.flatten(1) if t.dim() == 4 else t
-
-
-def bn_eps(source_eps: float, target_eps: float) -> Transform:
-    """Re-express a BN weight trained with `source_eps` for a BN that uses `target_eps`.
-
-    In eval mode BN computes w * (x - mean) / sqrt(var + eps) + b; scaling w by
-    sqrt(var + target_eps) / sqrt(var + source_eps) gives the same function exactly.
-    """
-
-    def fn(key: str, t: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        var = state.get(key[: -len("weight")] + "running_var")
-        if var is None:  # a conv or linear weight: not a BN
-            return t
-        return t * torch.sqrt((var + target_eps) / (var + source_eps))
-
-    fn.__name__ = f"bn_eps({source_eps}->{target_eps})"
-    return fn
-
-
-def abs_plus(eps: float) -> Transform:
-    """InPlaceABN scales by |gamma| + eps; a plain BN needs that as its weight."""
-
-    def fn(key: str, t: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return t.abs() + eps
-
-    fn.__name__ = f"abs_plus({eps})"
-    return fn
-
-
 # --- files -> models --------------------------------------------------------------------------
 
 
 def detect_layout(state: Mapping[str, torch.Tensor], model: nn.Module, family: str, source: str) -> Layout:
     """The layout of `state` among those known for `family`; leannet's own when the model's
     first key is there (torchvision's checkpoints, for the wrapped baselines)."""
-    from leannet.weights.layouts import LAYOUTS
-
     keys = list(state)
     for layout in LAYOUTS:
         if layout.family == family and layout.matches(keys):
@@ -277,11 +186,8 @@ def load_checkpoint(
     `build(**args)` makes the model (default: `create_model(name)`); it is called again with
     the arguments the checkpoint implies (e.g. `head_bias=True`) when there are any.
     """
-    from leannet.factory import create_model
-    from leannet.registry import model_info
-
     info = model_info(name)
-    build = build or (lambda **args: create_model(info.name, **args))
+    build = build or (lambda **args: build_model(info.name, **args))
     path = Path(path).expanduser()
     source = str(path)
     state = load_state_dict(path, trust_pickle=trust_pickle)
@@ -307,8 +213,6 @@ def _refuse_different_network(path: Path) -> None:
     a layout we convert but are other networks, and loading them would fail silently."""
     import fnmatch
 
-    from leannet.weights.layouts import DIFFERENT_NETWORKS
-
     config = path.parent / "config.json"
     if not config.is_file():
         return
@@ -319,19 +223,6 @@ def _refuse_different_network(path: Path) -> None:
     for pattern, why in DIFFERENT_NETWORKS.items():
         if isinstance(arch, str) and fnmatch.fnmatch(arch, pattern):
             raise WeightsError(f"{path}: timm's {arch!r} is a different network ({why})")
-
-
-def load_pretrained(build: Callable[..., nn.Module], name: str, pretrained: bool | str | Path) -> nn.Module:
-    """Weights for `create_model(..., pretrained=...)`: True (the model's default source),
-    "hf-hub:ORG/REPO[@REV]", a timm tag, a URL, or a path; see `leannet.weights.hub`.
-
-    Downloads are converted once and cached in `$LEANNET_HOME`; a path in another layout
-    (timm, torchvision, official repos) is converted on load; `.pdparams` pickles are refused
-    here (convert them once, explicitly).
-    """
-    from leannet.weights.hub import pretrained_file
-
-    return load_checkpoint(pretrained_file(name, pretrained), name, build=build)[0]
 
 
 def convert_checkpoint(
@@ -351,15 +242,12 @@ def convert_checkpoint(
     the metadata under "missing". `origin` (where `src` was downloaded from: repo, revision,
     commit, URL) is recorded under "source".
     """
-    from leannet.factory import create_model
-    from leannet.registry import model_info
-
     info = model_info(name)
     src, out = Path(src).expanduser(), Path(out).expanduser()
     if out.suffix != ".safetensors":
         raise WeightsError(f"{out}: the output must be a .safetensors file")
     model, report = load_checkpoint(
-        src, info.name, build=lambda **args: create_model(info.name, num_classes=num_classes, **args),
+        src, info.name, build=lambda **args: build_model(info.name, num_classes=num_classes, **args),
         strict=strict, trust_pickle=trust_pickle)
     meta = {
         "arch": info.name,

@@ -30,10 +30,13 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
+
+from torch import nn
 
 from leannet.errors import DownloadError, UnknownModelError, WeightsError
 from leannet.fileio import write_text
@@ -439,3 +442,16 @@ def weights_table(pattern: str = "*", fmt: str = "table") -> str:
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in [cols, *body]]
     return "\n".join(lines)
+
+
+def load_pretrained(build: Callable[..., nn.Module], name: str, pretrained: bool | str | Path) -> nn.Module:
+    """Weights for `create_model(..., pretrained=...)`: True (the model's default source),
+    "hf-hub:ORG/REPO[@REV]", a timm tag, a URL, or a path; see `leannet.weights.hub`.
+
+    Downloads are converted once and cached in `$LEANNET_HOME`; a path in another layout
+    (timm, torchvision, official repos) is converted on load; `.pdparams` pickles are refused
+    here (convert them once, explicitly).
+    """
+    from leannet.weights.convert import load_checkpoint
+
+    return load_checkpoint(pretrained_file(name, pretrained), name, build=build)[0]

@@ -1,6 +1,7 @@
 """The checkpoint layouts leannet converts, one table per source, grouped by family.
 
-Each entry says how a source's keys become ours (see `leannet.weights.convert`). Every entry
+Each entry says how a source's keys become ours (vocabulary: `leannet.weights.rules`; applied
+by `leannet.weights.convert`). Every entry
 has a parity test in tests/weights/test_convert.py: the source's model (timm, torchvision, or
 the official repository's key structure) and ours compute the same logits after conversion.
 A family's `leannet` layout also covers torchvision's own checkpoints for the wrapped
@@ -9,7 +10,7 @@ baselines, whose modules keep torchvision's names.
 
 from __future__ import annotations
 
-from leannet.weights.convert import (
+from leannet.weights.rules import (
     Blocks,
     Layout,
     abs_plus,
