@@ -45,6 +45,12 @@ SCORE_TOL = 1e-4
 # Scores closer than this are ties: which of them top-k and NMS keep may differ between two
 # correct fp32 runtimes (their scores differ by ~1e-7).
 TIE_TOL = 1e-6
+# NMS and top-k are discontinuous: raw outputs equal to ~2e-7 still flipped 2 of 490 kept
+# detections (a suppressed candidate's near-tie, which the output-level tie rule cannot see;
+# seen with 2 threads, not with 1). With the raw outputs within tolerance and one shared
+# post-process, such flips are allowed up to this share of detections (at least 2); a real
+# post-processing or preprocessing difference moves most of them.
+FLIP_SHARE = 0.01
 MAP_TOL = 0.1  # points (percent)
 VERIFY_IMAGES = 16
 
@@ -150,7 +156,7 @@ def check_fp32(c: DetectionCheck, tol: float | None = None) -> None:
     if not c.max_raw_diff <= limit:  # `not <=` also catches NaN
         raise ExportError(f"exported detector does not match PyTorch: max |raw output difference| "
                           f"{c.max_raw_diff:.3g} > {limit:.3g} ({c.runtime}, fp32)")
-    if c.unmatched:
+    if c.unmatched > max(2, FLIP_SHARE * c.detections):
         raise ExportError(f"exported detector's detections differ from PyTorch's ({c}; limits "
                           f"{c.box_tol:.3g} px, {c.score_tol:.3g} score)")
 
@@ -266,7 +272,7 @@ def export_detector(
         record["verification"] = [c.as_dict() for c in checks]
         record["verification_tolerance"] = {
             "raw": "1e-4 x max(1, largest |output|)", "box_px": "max(0.05, raw x image side)",
-            "score": "max(1e-4, raw / 4)", "ties": TIE_TOL, "map_points": MAP_TOL, "applies_to": "fp32"}
+            "score": "max(1e-4, raw / 4)", "ties": TIE_TOL, "unmatched_allowed": f"max(2, {FLIP_SHARE} x detections)", "map_points": MAP_TOL, "applies_to": "fp32"}
         if int8:
             record["calibration"] = {"source": str(calib), "images": len(calib_images)}
         if maps:
