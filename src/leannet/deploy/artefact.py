@@ -9,6 +9,7 @@ else. Runtimes are imported inside the functions that need them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,16 @@ def write_sidecar(artefact: str | Path, record: dict[str, Any]) -> Path:
     path = sidecar_path(artefact)
     write_text(path, json.dumps(record, indent=2) + "\n")
     return path
+
+
+def publish(built: Path, out: Path, record: dict[str, Any]) -> Path:
+    """Move an artefact built in a work folder into place (an OpenVINO .xml with its .bin, the
+    .bin first so the .xml never points at a missing file) and write its sidecar; returns the
+    sidecar's path."""
+    if built.suffix == ".xml":
+        os.replace(built.with_suffix(".bin"), out.with_suffix(".bin"))
+    os.replace(built, out)
+    return write_sidecar(out, record)
 
 
 def read_sidecar(artefact: str | Path) -> dict[str, Any]:

@@ -10,7 +10,6 @@ failed export leaves nothing behind.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from leannet.deploy.artefact import load_model, open_runner, torch_runner, write_sidecar
+from leannet.deploy.artefact import load_model, open_runner, publish, torch_runner
 from leannet.deploy.reparam import reparameterize
 from leannet.deploy.verify import FP32_TOL, compare, top1_accuracy, verify
 from leannet.errors import ConfigError
@@ -163,10 +162,7 @@ def export(
         if top1:
             record["eval_set"] = str(eval_set)
             record["top1"] = top1
-        if format == "openvino":
-            os.replace(final.with_suffix(".bin"), out.with_suffix(".bin"))
-        os.replace(final, out)
-        sidecar = write_sidecar(out, record)
+        sidecar = publish(final, out, record)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(out, sidecar, record)

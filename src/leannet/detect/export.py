@@ -22,7 +22,6 @@ noise images, one of them not square:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -190,7 +189,7 @@ def export_detector(
 ) -> DetectExportResult:
     """Export the detector checkpoint `weights` and verify it (module docstring). `calib`: a
     folder of images for INT8; `ann` (+ `images`): a COCO set for held-out parity and mAP."""
-    from leannet.deploy.artefact import write_sidecar
+    from leannet.deploy.artefact import publish
     from leannet.deploy.quantize import CALIB_LIMIT
     from leannet.deploy.reparam import reparameterize
     from leannet.detect.data import CocoDetection
@@ -278,10 +277,7 @@ def export_detector(
         if maps:
             record["eval_set"] = str(ann)
             record["map"] = maps
-        if format == "openvino":
-            os.replace(final.with_suffix(".bin"), out.with_suffix(".bin"))
-        os.replace(final, out)
-        sidecar = write_sidecar(out, record)
+        sidecar = publish(final, out, record)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return DetectExportResult(out, sidecar, record)

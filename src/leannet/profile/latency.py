@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
+from leannet.fileio import sha256
 from leannet.profile.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
     append_rows,
@@ -94,13 +95,11 @@ class Source:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    """A file source's identity: its sha256 (an OpenVINO .xml's with its .bin's), 16 hex digits."""
+    digest = sha256(path)
     if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
-        h.update(path.with_suffix(".bin").read_bytes())
-    return h.hexdigest()[:16]
+        digest = hashlib.sha256((digest + sha256(path.with_suffix(".bin"))).encode()).hexdigest()
+    return digest[:16]
 
 
 def resolve_sources(specs: Iterable[str], preset: str | None = None) -> tuple[list[Source], list[str]]:

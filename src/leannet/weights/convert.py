@@ -13,7 +13,6 @@ would load without error and compute something else, so it raises instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from leannet.errors import WeightsError
-from leannet.fileio import write_text
+from leannet.fileio import sha256, write_text
 from leannet.registry import build as build_model
 from leannet.registry import model_info
 from leannet.weights.io import check_state_dict, load_state_dict, read_metadata, save_weights
@@ -254,17 +253,10 @@ def convert_checkpoint(
         "model_args": report.model_args,
         "config": {"num_classes": num_classes, **report.model_args},
         "preprocessing": info.preprocessing(),
-        "source": {"file": src.name, "layout": report.layout, "sha256": _sha256(src), **(origin or {})},
+        "source": {"file": src.name, "layout": report.layout, "sha256": sha256(src), **(origin or {})},
         "missing": report.missing,
     }
     save_weights(model, out, meta=meta)
     write_text(out.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     return report
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

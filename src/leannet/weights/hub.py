@@ -24,7 +24,6 @@ copied by other means. The environment is read at each call, not at import.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -39,7 +38,7 @@ from urllib.parse import urlparse
 from torch import nn
 
 from leannet.errors import DownloadError, UnknownModelError, WeightsError
-from leannet.fileio import write_text
+from leannet.fileio import sha256, write_text
 from leannet.weights.sources import WeightSource, weight_source
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar", ".pdparams", ".ckpt")
@@ -174,14 +173,6 @@ def _manual_message(name: str, source: WeightSource, target: Path) -> str:
 
 def _hash_file(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def record_hash(path: Path) -> str:
