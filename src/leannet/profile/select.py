@@ -133,8 +133,8 @@ def select(
     export: str | Path | None = None,
     out: str | Path = "runs/bench",
     force: bool = False,
-    min_time: float = 1.0,
-    rounds: int = 5,
+    min_time: float = 3.0,
+    rounds: int = 10,
     progress: bool = True,
 ) -> Selection:
     """Measure the candidates here (cached rows reused), choose, and optionally export the pick
