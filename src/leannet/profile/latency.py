@@ -250,7 +250,6 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
     from leannet.runtime.runners import (
         onnxruntime_runner,
         open_runner,
-        openvino_precision_supported,
         openvino_runner,
         torch_runner,
     )
@@ -262,8 +261,6 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
         return torch_runner(p.model, precision, channels_last=runtime == "channels_last",
                             compile=runtime == "compile",
                             device="cuda" if runtime == "cuda" else "cpu"), extra
-    if runtime == "openvino" and not openvino_precision_supported(precision):
-        raise _Unsupported(f"OpenVINO has no {precision} kernels on this CPU (it would run f32)")
     if precision == "int8":
         x, how = _calibration(p, shape, calib)
         path = _int8(p, runtime, shape, x)
@@ -273,10 +270,6 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
     if runtime == "onnxruntime":
         return onnxruntime_runner(path, threads, precision), extra
     return openvino_runner(path, threads, precision), extra
-
-
-class _Unsupported(Exception):
-    """A runtime/precision pair this machine cannot run (a note, not an error row)."""
 
 
 # --- the sweep -----------------------------------------------------------------------------------
@@ -395,8 +388,7 @@ def bench(
                   f"{sweep.reused} reused from {results} (environment {env['fingerprint']})")
     if todo:
         with tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp, torch_threads(threads):
-            prepared = _prepare(todo, env, threads, size, deployed, calib, eval_set, Path(tmp), console,
-                                sweep.notes, progress)
+            prepared = _prepare(todo, env, threads, size, deployed, calib, eval_set, Path(tmp), console, progress)
             cells = [(cid, row, cell) for cid, (row, cell) in prepared.items() if cell is not None]
             if cells:
                 _time(cells, rounds, min_time, retries, threads, contended_cores, console, progress, on_update)
@@ -464,9 +456,10 @@ def _accuracy(p: Prepared, runner: Runner, eval_set: str | Path | None, shape: t
 
 
 def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set, tmp: Path, console,
-             notes: list[str], progress: bool) -> dict[tuple, tuple[dict[str, Any], timing.Cell | None]]:
+             progress: bool) -> dict[tuple, tuple[dict[str, Any], timing.Cell | None]]:
     """Load each source once and build every cell's runner; a cell that fails gets an error row
-    (one broken runtime must not lose the sweep), an unsupported pair a note."""
+    (one broken runtime must not lose the sweep); pairs this CPU cannot run never reach here
+    (`_runs_here`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from leannet.runtime.runners import torch_runner
@@ -518,11 +511,6 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
                 row["runtime_info"] = runner.info
                 row |= _accuracy(p, runner, eval_set, shape, prec, row.get("published_top1"))
                 cell = timing.Cell(cid, runner.bind(x), b, runner.device_timer)
-            except _Unsupported as e:
-                notes.append(f"{s.label} {rt} {prec}: {e}; skipped")
-                console.print(f"[yellow]note:[/] {notes[-1]}")
-                bar.advance(task)
-                continue
             except Exception as e:  # one broken runtime must not lose the sweep
                 row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 console.print(f"[red]error:[/] {s.label} {rt} {prec} b{b}: {row['error']}")
