@@ -95,7 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.format == "table":
         print(f"results: {sweep.results} ({sweep.measured} measured, {sweep.reused} reused)"
               + (f"\nreport: {sweep.results.parent / 'report.md'}" if args.report else ""))
-    return 0
+    return 1 if any("error" in r for r in sweep.rows) else 0  # the failed cells are on stderr
 
 
 def cmd_select(args: argparse.Namespace) -> int:

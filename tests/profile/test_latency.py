@@ -225,3 +225,12 @@ def test_cli_bench_prints_a_table_and_formats(tmp_path, capsys):
     assert main(["bench", "pplcnet_x0_25", "--batch", "0", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "no_such_net" in err[0] and "--batch" in err[1]
+
+
+@needs_ort
+def test_cli_bench_exits_1_when_a_cell_fails(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    assert main(["bench", str(bad), "--runtimes", "onnxruntime", "--out", str(tmp_path / "b"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "bad onnxruntime fp32 b1" in err and "corrupt" in err
