@@ -6,8 +6,12 @@
     every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
     own default threading, ONNX Runtime spinning on) against the sweep's figure;
-    target: within 5%. This is also the check that the sweep's settings (ONNX Runtime not
-    spinning, cells alternating) do not slow a runtime measured alone.
+    target: within 5%. This is also the check that the sweep's settings (cells alternating,
+    ONNX Runtime spinning as by default) do not slow a runtime measured alone.
+
+Every sweep and every isolated timing also times leannet's machine probe (a fixed workload
+on the same threads): when a sweep reads slow with nothing in /proc to show for it, the
+probe tells whether the machine itself was slower then (a busy VM host).
 
 Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~15 min on 2 cores).
 Prints a table and writes runs/bench_trust/trust.json.
@@ -46,7 +50,10 @@ else:
     r = (runners.onnxruntime_runner(path, threads) if runtime == "onnxruntime"   # spinning on: its default
          else runners.openvino_runner(path, threads))
 call = r.bind(x)
-print(json.dumps(timing.measure(call, 1, min_time=min_time, rounds=5, threads=threads)))
+out = timing.measure(call, 1, min_time=min_time, rounds=5, threads=threads)
+probe = timing.Probe(threads)  # the machine's speed right after, to tell drift from a biased sweep
+timing.time_rounds([probe], rounds=5, round_time=0.2)
+print(json.dumps(out | probe.speed()))
 """
 
 
@@ -97,6 +104,15 @@ def main() -> None:
         k: isolated(*k, threads, args.min_time * 3, out / "iso") for k in q1}
 
     rows, aa, unflagged, slow, iso_dev = [], [], [], 0, []
+    for name, sw in (("quiet1", q1), ("quiet2", q2), ("busy", busy)):
+        probes = [r["probe_ms"] for r in sw.values() if r.get("probe_ms")]
+        if probes:
+            print(f"{name}: machine probe {statistics.median(probes):.3f} ms "
+                  f"(rows marked slowed: {sum(bool(r.get('machine_slowdown', 1) > 1.10) for r in sw.values())})")
+    iso_probe = [r["probe_ms"] for r in iso.values() if r.get("probe_ms")]
+    if iso_probe:
+        print(f"isolated: machine probe median {statistics.median(iso_probe):.3f} ms, "
+              f"range {min(iso_probe):.3f}-{max(iso_probe):.3f}")
     print(f"\n{'model':24} {'runtime':12} {'quiet1':>8} {'quiet2':>8} {'A/A':>7} {'busy':>8} {'busy/q':>7} "
           f"{'flag':>5} {'others':>7} {'alone':>8} {'sweep/alone':>11}")
     for k, r1 in q1.items():
@@ -114,7 +130,8 @@ def main() -> None:
         rows.append({"model": k[0], "runtime": k[1], "quiet1_ms": r1["median_ms"], "quiet2_ms": r2 and r2["median_ms"],
                      "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
                      "busy_contended": rb and rb["contended"], "busy_others_cores": rb and rb["others_cores"],
-                     "isolated_ms": ri and ri["median_ms"], "isolated_contended": ri and ri["contended"]})
+                     "isolated_ms": ri and ri["median_ms"], "isolated_contended": ri and ri["contended"],
+                     "quiet1_probe_ms": r1.get("probe_ms"), "isolated_probe_ms": ri and ri.get("probe_ms")})
         print(f"{k[0]:24} {k[1]:12} {r1['median_ms']:8.3f} {r2['median_ms']:8.3f} {math.exp(a):7.3f} "
               f"{rb['median_ms']:8.3f} {ratio:7.2f} {'yes' if rb['contended'] else 'NO':>5} "
               f"{rb['others_cores']:7.2f} {ri['median_ms'] if ri else math.nan:8.3f} {dev:11.3f}")

@@ -15,7 +15,7 @@ from leannet.profile.latency import bench, format_rows, read_rows
 from leannet.runtime import timing
 from leannet.runtime.runners import openvino_precision_supported
 
-TINY = dict(img=32, min_time=0.02, rounds=2, threads=1, progress=False)
+TINY = dict(img=32, min_time=0.02, rounds=2, threads=1, progress=False, retries=0)  # retries: a busy test machine must not re-time cells
 HAS_ORT = latency.resolve_runtimes(["onnxruntime"])[0] == ["onnxruntime"]
 HAS_OV = latency.resolve_runtimes(["openvino"])[0] == ["openvino"]
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed (extra: deploy)")
@@ -75,7 +75,8 @@ def test_unsupported_pairs_and_missing_runtimes_are_notes(tmp_path, monkeypatch,
 def _count_timed(monkeypatch):
     timed = []
     real = timing.time_rounds
-    monkeypatch.setattr(timing, "time_rounds", lambda cells, *a, **k: timed.extend(c.key for c in cells) or real(cells, *a, **k))
+    monkeypatch.setattr(timing, "time_rounds", lambda cells, *a, **k: timed.extend(
+        c.key for c in cells if not isinstance(c, timing.Probe)) or real(cells, *a, **k))
     return timed
 
 
@@ -101,6 +102,18 @@ def test_cached_rows_are_reused_until_the_environment_changes(tmp_path, monkeypa
     # --force measures again although the rows are valid
     forced = bench(models[:1], runtimes=["eager"], out=tmp_path, force=True, **TINY)
     assert forced.measured == 1 and forced.reused == 0
+
+
+def test_cached_rows_serve_only_requests_for_no_more_effort(tmp_path, monkeypatch):
+    args = {**TINY, "runtimes": ["eager"], "out": tmp_path}
+    bench(["pplcnet_x0_25"], **args)
+    timed = _count_timed(monkeypatch)
+    less = bench(["pplcnet_x0_25"], **{**args, "min_time": TINY["min_time"] / 2})
+    assert less.reused == 1 and timed == []
+    longer = bench(["pplcnet_x0_25"], **{**args, "min_time": TINY["min_time"] * 2})
+    more_rounds = bench(["pplcnet_x0_25"], **{**args, "min_time": TINY["min_time"] * 2, "rounds": TINY["rounds"] + 1})
+    assert longer.measured == 1 and more_rounds.measured == 1 and len(timed) == 2
+    assert more_rounds.rows[0]["rounds_asked"] == TINY["rounds"] + 1
 
 
 def test_interrupted_results_file_resumes(tmp_path, monkeypatch):
@@ -206,7 +219,7 @@ def test_contended_cells_are_flagged_and_remeasured(tmp_path, monkeypatch):
         return s | ({"contended": True, "others_cores": 1.0} if first else {"contended": False, "others_cores": 0.0})
 
     monkeypatch.setattr(timing, "summarise", busy_first)
-    sweep = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path, **TINY)
+    sweep = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path, **{**TINY, "retries": 2})
     row = sweep.rows[0]
     assert row["retries"] == 1 and row["contended"] is False and not sweep.contended
 
@@ -234,3 +247,28 @@ def test_cli_bench_exits_1_when_a_cell_fails(tmp_path, capsys):
     assert main(["bench", str(bad), "--runtimes", "onnxruntime", "--out", str(tmp_path / "b"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "bad onnxruntime fp32 b1" in err and "corrupt" in err
+
+
+def test_a_slowed_machine_marks_its_rows_and_they_are_not_reused(tmp_path, monkeypatch, capsys):
+    """Rows timed while the probe read > SLOWED x its fastest here are contended and, once a
+    faster probe is on record, measured again instead of served from the cache."""
+    rows = [{"probe_ms": 1.0, "probe_iqr": 0.01, "contended": False},
+            {"probe_ms": 1.5, "probe_iqr": 0.01, "contended": False}]
+    from rich.console import Console
+
+    latency._check_machine_speed(rows, None, Console(stderr=True))
+    assert [r["contended"] for r in rows] == [False, True] and rows[1]["machine_slowdown"] == 1.5
+    assert "1.50x slower" in capsys.readouterr().err
+    latency._check_machine_speed(rows := [{"probe_ms": 1.05, "probe_iqr": 0.3, "contended": False}], 1.0,
+                                 Console(stderr=True))
+    assert rows[0]["contended"] is False and "moved by 30%" in capsys.readouterr().err
+
+    models = ["pplcnet_x0_25", "mobilenetv3_small_x1_0"]
+    path = bench(models, runtimes=["eager"], out=tmp_path, **TINY).results
+    saved = read_rows(path)
+    saved[0]["probe_ms"] = 10 * saved[1]["probe_ms"]  # the first was timed on a slowed machine
+    path.write_text("".join(json.dumps(r) + "\n" for r in saved))
+    timed = _count_timed(monkeypatch)
+    again = bench(models, runtimes=["eager"], out=tmp_path, **TINY)
+    assert again.reused == 1 and again.measured == 1
+    assert len(timed) == 1 and saved[0]["model"] in str(timed[0])

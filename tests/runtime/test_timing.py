@@ -1,6 +1,7 @@
 """The timer and the contention monitor. No wall-clock time is asserted: the contention test
 checks that a real busy loop is *seen*, with generous thresholds."""
 
+import os
 import subprocess
 import sys
 import time
@@ -97,3 +98,46 @@ def test_measure_one_call_gives_the_same_fields():
     r = timing.measure(lambda: _spin(0.0002), batch=4, min_time=0.03, rounds=3)
     assert r["rounds"] == 3 and r["throughput_ips"] == pytest.approx(4e3 / r["median_ms"])
     assert r["min_ms"] <= r["median_ms"] <= r["p99_ms"]
+
+
+def test_probe_summarises_its_rounds():
+    probe = timing.Probe()
+    timing.time_rounds([probe], rounds=3, round_time=0.02, min_calls=2, warmup=1)
+    medians = sorted(np.mean(t) * 1e3 for t in probe.rounds)
+    speed = probe.speed()
+    assert speed["probe_ms"] == pytest.approx(medians[1], rel=1e-3)
+    assert speed["probe_iqr"] == pytest.approx((np.percentile(medians, 75) - np.percentile(medians, 25)) / medians[1],
+                                               abs=1e-3)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_probe_reads_slow_on_a_starved_core():
+    """What the probe is for: the machine runs slow with nothing for /proc to blame (here
+    faked by sharing our one core with two spinning processes). Generous threshold."""
+    mine = os.sched_getaffinity(0)
+    core = min(mine)
+    os.sched_setaffinity(0, {core})
+    loops = []
+    try:
+        quiet = timing.Probe()
+        timing.time_rounds([quiet], rounds=3, round_time=0.1)
+        loops = [subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+                 for _ in range(2)]
+        time.sleep(0.5)
+        starved = timing.Probe()
+        timing.time_rounds([starved], rounds=3, round_time=0.1)
+    finally:
+        for p in loops:
+            p.kill()
+            p.wait()
+        os.sched_setaffinity(0, mine)
+    assert starved.speed()["probe_ms"] > 1.5 * quiet.speed()["probe_ms"]
+
+
+def test_probe_runs_its_work_on_every_thread_asked():
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    timing.Probe(threads=2).call()
+    names = {t.name for t in threading.enumerate() if t.name.startswith("leannet-probe")} - before
+    assert len(names) == 2, names  # one worker per thread of the cells it sits beside

@@ -25,6 +25,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import math
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -343,7 +344,8 @@ def bench(
 
     `min_time` seconds of timed calls per cell, split over `rounds` interleaved rounds; cells
     that ran beside other work are re-measured up to `retries` times at the end. Cached rows
-    (same source, settings and environment fingerprint) are reused unless `force`.
+    (same source, settings and environment fingerprint, measured with at least this min_time
+    and rounds) are reused unless `force`.
     `eval_set` (labelled images) adds measured top-1 per cell; `calib` calibrates INT8.
     """
     from rich.console import Console
@@ -358,7 +360,9 @@ def bench(
     results = out / "results.jsonl"
     drop_partial_line(results)
     env = environment(threads)
-    cached = {} if force else {row_key(r): r for r in read_rows(results) if "error" not in r}
+    earlier = [r for r in read_rows(results) if "error" not in r]
+    fastest = _fastest_probe(earlier, env["fingerprint"])
+    cached = {} if force else {row_key(r): r for r in earlier if not _slowed(r, fastest)}
     console = Console(stderr=True)  # notes always; progress bars and the live table only with `progress`
     notes = notes + rt_notes
     for rt in rts:
@@ -378,7 +382,8 @@ def bench(
     todo = []
     for s, rt, prec, b in plan:
         row = cached.get((s.id, rt, prec, b, size, threads, deployed, env["fingerprint"]))
-        if row is not None and (eval_set is None or str(row.get("top1_source", "")).startswith("measured")):
+        if row is not None and _enough(row, min_time, rounds) and (
+                eval_set is None or str(row.get("top1_source", "")).startswith("measured")):
             done[(s, rt, prec, b)] = row
         else:
             todo.append((s, rt, prec, b))
@@ -398,10 +403,48 @@ def bench(
             row["time"] = stamp
             done[cid] = row
             fresh.append(row)
+        _check_machine_speed(fresh, fastest, console)
         append_rows(results, fresh)
         sweep.measured = sum("error" not in r for r in fresh)
     sweep.rows = [done[c] for c in plan if c in done]
     return sweep
+
+
+SLOWED = 1.10  # a sweep whose probe reads this much over the fastest probe here ran on a slowed machine
+UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which the machine's speed moved
+
+
+def _fastest_probe(rows: list[dict[str, Any]], fingerprint: str) -> float | None:
+    probes = [r["probe_ms"] for r in rows if r.get("fingerprint") == fingerprint and r.get("probe_ms")]
+    return min(probes) if probes else None
+
+
+def _slowed(row: dict[str, Any], fastest: float | None) -> bool:
+    return bool(fastest and row.get("probe_ms") and row["probe_ms"] > SLOWED * fastest)
+
+
+def _check_machine_speed(rows: list[dict[str, Any]], fastest: float | None, console) -> None:
+    """Mark rows timed while the machine itself ran slow (a busy VM host, a lowered clock):
+    /proc shows nothing then, but the probe beside the cells slows down. Such rows are
+    contended: they are not reused from the cache once a faster probe is on record."""
+    timed = [r for r in rows if r.get("probe_ms")]
+    if not timed:
+        return
+    fastest = min([fastest or math.inf, *(r["probe_ms"] for r in timed)])
+    slowed = [r for r in timed if _slowed(r, fastest)]
+    for r in timed:
+        r["machine_slowdown"] = round(r["probe_ms"] / fastest, 3)
+    for r in slowed:
+        r["contended"] = True
+    if slowed:
+        worst = max(r["machine_slowdown"] for r in slowed)
+        console.print(f"[yellow]{len(slowed)} cells ran while this machine was up to {worst:.2f}x slower than its "
+                      f"fastest probe on record here (a busy VM host or a lowered clock: no other process "
+                      f"showed); marked contended, re-run them later[/]")
+    unsteady = max(r["probe_iqr"] for r in timed)
+    if unsteady > UNSTEADY:
+        console.print(f"[yellow]the machine's own speed moved by {100 * unsteady:.0f}% between rounds "
+                      f"(probe IQR): figures of this sweep are less certain than their IQR says[/]")
 
 
 def _runs_here(runtime: str, precision: str) -> bool:
@@ -540,9 +583,11 @@ def _time(cells, rounds: int, min_time: float, retries: int, threads: int, conte
         if on_update is not None:
             on_update(rows)
 
+    probe = timing.Probe(threads)
     with Live(console=console, refresh_per_second=2, transient=False) if progress else contextlib.nullcontext() as live:
-        timing.time_rounds([c for _, _, c in cells], rounds, round_time,
+        timing.time_rounds([probe, *(c for _, _, c in cells)], rounds, round_time,
                            on_round=lambda r: refresh(live, f"round {r + 1}/{rounds}"))
+        speed = {id(c): probe.speed() for _, _, c in cells}
         for attempt in range(1, retries + 1):
             suspect = [(cid, row, c) for cid, row, c in cells if row.get("contended")]
             if not suspect:
@@ -550,16 +595,26 @@ def _time(cells, rounds: int, min_time: float, retries: int, threads: int, conte
             console.print(f"[yellow]{len(suspect)} cells ran beside other work; re-measuring "
                           f"(attempt {attempt}/{retries})[/]")
             fresh = [(cid, row, timing.Cell(cid, c.call, c.batch, c.device_timer)) for cid, row, c in suspect]
-            timing.time_rounds([c for _, _, c in fresh], rounds, round_time, seed=attempt)
+            probe = timing.Probe(threads)
+            timing.time_rounds([probe, *(c for _, _, c in fresh)], rounds, round_time, seed=attempt)
             for (cid, row, new), i in zip(fresh, [cells.index(t) for t in suspect], strict=True):
                 again = timing.summarise(new, threads, contended_cores)
                 row["retries"] = attempt
                 if _busyness(again) <= _busyness(row):
                     cells[i] = (cid, row, new)
+                    speed[id(new)] = probe.speed()
             refresh(live, f"re-measured ({attempt})")
     for _, row, cell in cells:
-        row |= timing.summarise(cell, threads, contended_cores)
+        row |= timing.summarise(cell, threads, contended_cores) | speed[id(cell)]
         row.setdefault("retries", 0)
+        row["min_time"] = min_time  # the effort asked for: a later, more demanding run re-measures
+        row["rounds_asked"] = rounds
+
+
+def _enough(row: dict[str, Any], min_time: float, rounds: int) -> bool:
+    """A cached row serves a request for no more effort than it was measured with (a 3 s x 10
+    round figure answers a 1 s x 5 request; the reverse is re-measured)."""
+    return row.get("min_time", 0.0) >= min_time and row.get("rounds_asked", 0) >= rounds
 
 
 def _busyness(m: dict[str, Any]) -> float:

@@ -18,6 +18,13 @@ read up to 2.3x slow). Consumption alone misses one case: a runtime whose spinni
 starve the other process (OpenVINO read 4-5x slow while the busy loop got 0.2 cores); the
 waiting task shows in the pressure (~0.5 with one busy core, <= 0.03 quiet, measured here).
 Where /proc is missing (macOS, Windows) the monitor reports None, never a false "quiet".
+
+What /proc cannot show: a virtual machine whose host is busy (neighbours on the same
+physical cores, a lowered clock) runs every cell slower with no steal, no pressure and no
+other process in sight; a sweep here once read 1.4-2.4x its isolated figures that way. The
+`Probe`, a fixed workload on as many threads as the cells use, timed in every round beside
+the cells, measures the machine's speed itself: a sweep whose probe reads slower than the fastest probe recorded in
+the same environment ran on a slowed machine (see `leannet.profile.latency`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import gc
 import os
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +182,45 @@ def time_rounds(cells: Sequence[Cell], rounds: int = 5, round_time: float = 0.2,
             _time_round(cell, round_time, min_calls, warmup, cores)
         if on_round is not None:
             on_round(r)
+
+
+class Probe(Cell):
+    """The machine's own speed: a fixed workload (a SHA-256 of 512 KiB, integer work, plus
+    elementwise float math on 32 Ki values, both releasing the GIL) run at once on `threads`
+    threads, as a model's parallel region runs, so one slowed core slows it as it slows a
+    2-thread model. About 1 ms, timed in every round like a cell; it depends on no model and no
+    runtime, so its time changes only with the machine."""
+
+    def __init__(self, threads: int = 1) -> None:
+        import hashlib
+        from concurrent.futures import ThreadPoolExecutor
+
+        data = np.random.default_rng(0).integers(0, 255, 1 << 19, dtype=np.uint8).tobytes()
+        vec = np.linspace(0.0, 10.0, 1 << 15)
+
+        def part() -> None:
+            hashlib.sha256(data).digest()
+            np.sin(vec).sum()
+
+        if threads <= 1:
+            work = part
+        else:
+            pool = ThreadPoolExecutor(threads, thread_name_prefix="leannet-probe")
+
+            def work() -> None:
+                for f in [pool.submit(part) for _ in range(threads)]:
+                    f.result()
+
+        super().__init__("probe", work)
+        if threads > 1:
+            weakref.finalize(work, pool.shutdown, wait=False)  # the pool lives as long as its call
+
+    def speed(self) -> dict[str, float]:
+        """Median over rounds of each round's mean ms, and their spread (IQR / median). The mean,
+        not the median call: time slices taken by an unseen neighbour land on a few calls."""
+        medians = np.array([np.mean(t) for t in self.rounds]) * 1e3
+        q25, q50, q75 = np.percentile(medians, [25, 50, 75])
+        return {"probe_ms": round(float(q50), 4), "probe_iqr": round(float((q75 - q25) / q50), 4)}
 
 
 def summarise(cell: Cell, threads: int | None = None, contended_cores: float = CONTENDED_CORES,
