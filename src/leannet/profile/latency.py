@@ -414,8 +414,8 @@ SLOWED = 1.10  # a sweep whose probe reads this much over the fastest probe here
 UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which the machine's speed moved
 
 
-def _fastest_probe(rows: list[dict[str, Any]], fingerprint: str) -> float | None:
-    probes = [r["probe_ms"] for r in rows if r.get("fingerprint") == fingerprint and r.get("probe_ms")]
+def _fastest_probe(rows: list[dict[str, Any]], env_key: str) -> float | None:
+    probes = [r["probe_ms"] for r in rows if r.get("fingerprint") == env_key and r.get("probe_ms")]
     return min(probes) if probes else None
 
 
