@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     s.set_defaults(func=cmd_eval)
 
-    from leannet.profile.report import SORT_KEYS
+    from leannet.profile.options import SORT_KEYS
 
     s = sub.add_parser("profile", help="params, MACs, memory access and activations, per layer")
     s.add_argument("model", help="registered name or timm alias, e.g. pplcnet_x1_0")
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, help="show only the first N layers (default 15; all with --per-layer)")
     s.set_defaults(func=cmd_profile)
 
-    from leannet.profile.latency import DEFAULT_RUNTIMES, PRESETS, RUNTIMES
+    from leannet.profile.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES
 
     def measure_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("--preset", choices=sorted(PRESETS), help="a named list of models, e.g. seeds")

@@ -37,6 +37,7 @@ import torch
 
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
 from leannet.fileio import sha256
+from leannet.profile.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
 from leannet.profile.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
     append_rows,
@@ -51,25 +52,6 @@ from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES, PRECISIONS, Runner
 from leannet.runtime.threads import torch_threads
 
-# The seed papers' models and the baselines they compare against, at their base sizes.
-# Sized so that `make run` (eager + ONNX Runtime + OpenVINO, batch 1) fits ~10 min on 2 cores.
-PRESETS: dict[str, tuple[str, ...]] = {
-    "seeds": (
-        "pplcnet_x0_5", "pplcnet_x1_0", "ghostnet_x1_0", "g_ghost_regnetx_032", "mobileone_s0",
-        "mobileone_s1", "repvgg_a0", "tresnet_m", "snet146", "mobilenetv1_x1_0",
-        "mobilenetv2_x1_0", "mobilenetv3_large_x1_0", "mobilenetv3_small_x1_0",
-        "shufflenetv2_x1_0", "resnet50", "regnetx_032",
-    ),
-    "tiny": ("pplcnet_x0_25", "mobilenetv3_small_x1_0"),  # a quick smoke run
-}
-DEFAULT_RUNTIMES = ("eager", "onnxruntime", "openvino")
-RUNTIMES = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda")
-# What each runtime can run, by precision (INT8 = an artefact quantised by leannet).
-SUPPORTED: dict[str, tuple[str, ...]] = {
-    "eager": ("fp32", "bf16"), "channels_last": ("fp32", "bf16"), "compile": ("fp32",),
-    "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
-    "cuda": ("fp32", "fp16", "bf16"),
-}
 _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
              "openvino": "openvino (pip install 'leannet[deploy]')", "cuda": "a CUDA device",
              "compile": "torch.compile"}

@@ -22,7 +22,6 @@ METRICS = {  # static cost -> label
     "memory_access_bytes": "memory access",
     "activations": "activations",
 }
-SORT_KEYS = ("order", "macs", "params", "mac_bytes", "activations", "intensity")
 _SORT_FIELD = {"mac_bytes": "memory_access_bytes"}
 
 
