@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
+from leannet.extras import MissingExtraError
 from leannet.fileio import sha256
 from leannet.profile.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
 from leannet.profile.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
@@ -331,9 +332,12 @@ def bench(
     `eval_set` (labelled images) adds measured top-1 per cell; `calib` calibrates INT8.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     sources, notes = resolve_sources(models, preset)
     rts, rt_notes = resolve_runtimes(runtimes)
+    if not rts:  # nothing could run: an error that says what to install, not an empty sweep
+        raise MissingExtraError("no runtime asked for can run here; " + "; ".join(rt_notes))
     precisions = check_precisions(precisions)
     threads = threads or default_threads()
     if rounds < 1 or min_time <= 0:
@@ -354,7 +358,7 @@ def bench(
             elif not _runs_here(rt, prec):
                 notes.append(f"{rt} has no {prec} kernels on this CPU (it would run fp32 and call it {prec}); skipped")
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
     plan = [(s, rt, prec, b) for s in sources for b in batches for rt in rts for prec in precisions
             if prec in SUPPORTED[rt] and _runs_here(rt, prec) and _runs(s, rt, prec)]
@@ -485,6 +489,7 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
     """Load each source once and build every cell's runner; a cell that fails gets an error row
     (one broken runtime must not lose the sweep); pairs this CPU cannot run never reach here
     (`_runs_here`)."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from leannet.runtime.runners import torch_runner
@@ -538,7 +543,7 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
                 cell = timing.Cell(cid, runner.bind(x), b, runner.device_timer)
             except Exception as e:  # one broken runtime must not lose the sweep
                 row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-                console.print(f"[red]error:[/] {s.label} {rt} {prec} b{b}: {row['error']}")
+                console.print(f"[red]error:[/] {s.label} {rt} {prec} b{b}: {escape(row['error'])}")
                 cell = None
             row["env"] = env
             prepared[cid] = (row, cell)
