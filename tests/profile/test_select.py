@@ -122,9 +122,20 @@ def test_report_merges_machines_and_leaves_out_stale_rows(tmp_path):
     assert "9.00" not in text  # the stale row is not in any table
     assert "| onnxruntime | fast | 100.00M | 1.00 | slow | 110.00M | 2.50 | 2.50x |" in text
     assert "1 of 3 cells stayed contended" in text and "#### What to pick here" in text
+    assert "was not probed" in text  # these rows carry no machine probe
     for png in ("latency_vs_macs", "spearman", "pareto"):
         assert (tmp_path / "r" / f"{png}_m1_b1_224px_t2.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", str(fa), str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_report_says_what_the_machine_probe_saw():
+    from leannet.profile.report import _speed_line
+
+    rows = [dict(row("a"), machine_slowdown=1.0), dict(row("b"), machine_slowdown=1.32)]
+    assert _speed_line(rows) == ("Machine probe: cells ran at up to 1.32x the fastest probe time on record here; "
+                                 "1 ran while the machine was > 1.10x slow (a busy VM host or a lowered clock, "
+                                 "invisible to /proc) and count as contended.")
+    assert _speed_line(rows[:1]).endswith("up to 1.00x the fastest probe time on record here.")
 
 
 @pytest.mark.skipif(__import__("importlib.util").util.find_spec("onnxruntime") is None,

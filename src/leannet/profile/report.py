@@ -378,6 +378,17 @@ def budgets_for(rows: list[dict[str, Any]]) -> list[float]:
     return list(dict.fromkeys(inside)) or [steps[-1]]
 
 
+def _speed_line(rows: list[dict[str, Any]]) -> str:
+    """What the machine probe saw (a fixed workload timed beside the cells)."""
+    speeds = [r["machine_slowdown"] for r in rows if r.get("machine_slowdown")]
+    if not speeds:
+        return "The machine's own speed was not probed (rows from before leannet's probe)."
+    slowed = sum(v > 1.10 for v in speeds)
+    return (f"Machine probe: cells ran at up to {max(speeds):.2f}x the fastest probe time on record here"
+            + (f"; {slowed} ran while the machine was > 1.10x slow (a busy VM host or a lowered clock, "
+               "invisible to /proc) and count as contended." if slowed else "."))
+
+
 def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
     """Write OUT/report.md and PNG plots from OUT/results.jsonl (or from the `sources` files,
     a machine column each); return the report's path."""
@@ -446,9 +457,11 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
         "difference from PyTorch eager fp32 on the same input, over eager's largest |output|.",
         "",
         (f"**{n_cont} of {len(rows)} cells stayed contended** (marked †): other processes used the "
-         "cores while they ran, even after re-measuring; their times read slow." if n_cont else
+         "cores while they ran, even after re-measuring, or the machine itself ran slow; their times "
+         "read slow." if n_cont else
          f"No cell was contended: other processes used less than the threshold of the cores during "
-         f"all {len(rows)} cells."),
+         f"all {len(rows)} cells, and the machine ran at its own best speed."),
+        _speed_line(rows),
         "",
     ]
     settings = sorted({(r["batch"], r["img"], r["threads"]) for r in rows})
