@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from leannet.profile.latency import default_threads, environment
+from leannet.runtime.timing import SLOWED
 
 MODELS = ("pplcnet_x0_5", "pplcnet_x1_0", "ghostnet_x1_0", "mobileone_s0", "repvgg_a0",
           "mobilenetv3_large_x1_0", "shufflenetv2_x1_0", "resnet50")
@@ -108,7 +109,11 @@ def main() -> None:
         probes = [r["probe_ms"] for r in sw.values() if r.get("probe_ms")]
         if probes:
             print(f"{name}: machine probe {statistics.median(probes):.3f} ms "
-                  f"(rows marked slowed: {sum(bool(r.get('machine_slowdown', 1) > 1.10) for r in sw.values())})")
+                  f"(rows marked slowed: {sum(bool(r.get('machine_slowdown', 1) > SLOWED) for r in sw.values())})")
+    p1, p2 = ([r["probe_ms"] for r in sw.values() if r.get("probe_ms")] for sw in (q1, q2))
+    if p1 and p2:
+        print(f"machine probe quiet2 / quiet1: {statistics.median(p2) / statistics.median(p1):.3f} "
+              "(1.00 = the machine ran at the same speed in both sweeps)")
     iso_probe = [r["probe_ms"] for r in iso.values() if r.get("probe_ms")]
     if iso_probe:
         print(f"isolated: machine probe median {statistics.median(iso_probe):.3f} ms, "

@@ -396,8 +396,6 @@ def bench(
     return sweep
 
 
-SLOWED = 1.10  # a sweep whose probe reads this much over the fastest probe here ran on a slowed machine
-UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which the machine's speed moved
 
 
 def _fastest_probe(rows: list[dict[str, Any]], env_key: str) -> float | None:
@@ -406,7 +404,7 @@ def _fastest_probe(rows: list[dict[str, Any]], env_key: str) -> float | None:
 
 
 def _slowed(row: dict[str, Any], fastest: float | None) -> bool:
-    return bool(fastest and row.get("probe_ms") and row["probe_ms"] > SLOWED * fastest)
+    return bool(fastest and row.get("probe_ms") and row["probe_ms"] > timing.SLOWED * fastest)
 
 
 def _check_machine_speed(rows: list[dict[str, Any]], fastest: float | None, console) -> None:
@@ -428,7 +426,7 @@ def _check_machine_speed(rows: list[dict[str, Any]], fastest: float | None, cons
                       f"fastest probe on record here (a busy VM host or a lowered clock: no other process "
                       f"showed); marked contended, re-run them later[/]")
     unsteady = max(r["probe_iqr"] for r in timed)
-    if unsteady > UNSTEADY:
+    if unsteady > timing.UNSTEADY:
         console.print(f"[yellow]the machine's own speed moved by {100 * unsteady:.0f}% between rounds "
                       f"(probe IQR): figures of this sweep are less certain than their IQR says[/]")
 

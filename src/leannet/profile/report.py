@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from leannet.fileio import atomic_path, write_text
+from leannet.runtime.timing import SLOWED
 
 METRICS = {  # static cost -> label
     "macs": "MACs",
@@ -383,9 +384,9 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
     speeds = [r["machine_slowdown"] for r in rows if r.get("machine_slowdown")]
     if not speeds:
         return "The machine's own speed was not probed (rows from before leannet's probe)."
-    slowed = sum(v > 1.10 for v in speeds)
+    slowed = sum(v > SLOWED for v in speeds)
     return (f"Machine probe: cells ran at up to {max(speeds):.2f}x the fastest probe time on record here"
-            + (f"; {slowed} ran while the machine was > 1.10x slow (a busy VM host or a lowered clock, "
+            + (f"; {slowed} ran while the machine was > {SLOWED:.2f}x slow (a busy VM host or a lowered clock, "
                "invisible to /proc) and count as contended." if slowed else "."))
 
 

@@ -45,6 +45,8 @@ import numpy as np
 
 CONTENDED_CORES = 0.25  # other processes' average use of our cores that makes a cell suspect
 CONTENDED_PRESSURE = 0.15  # fraction of the time some task waited for a core (PSI "some")
+SLOWED = 1.10  # a probe this much over the fastest probe on record: the machine itself ran slow
+UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which the machine's speed moved
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
