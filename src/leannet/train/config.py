@@ -58,6 +58,11 @@ class CheckpointConfig(Schema):
     every_steps: int | None = Field(None, ge=1)
     # Keep `best` by this validation metric (higher is better).
     metric: str = "top1"
+    # Early stopping: end the run when `metric` has not risen by more than `min_delta` for
+    # `patience` evaluated epochs (the learning-rate schedule is still laid out over
+    # schedule.epochs). None trains every epoch.
+    patience: int | None = Field(None, ge=1)
+    min_delta: float = Field(0.0, ge=0)
 
 
 class LogConfig(Schema):

@@ -169,6 +169,9 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
 
     step = epoch = batch_in_epoch = 0
     best: dict[str, Any] = {"score": -math.inf}
+    # The last epoch whose score beat the previous plateau by more than min_delta.
+    plateau: dict[str, Any] = {"score": -math.inf, "epoch": 0}
+    stopped_early = False
     last_stem, best_stem = out / "last", out / "best"
     if resume:
         if not checkpoint_paths(last_stem)[0].is_file():
@@ -185,6 +188,7 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
             ema.load_state_dict(state["ema"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         best = state["best"]
+        plateau = state.get("plateau", plateau)
         rngs = state["rng"]
         if len(rngs) != dist.world_size:
             raise WeightsError(f"{last_stem}: saved by {len(rngs)} processes, resumed with "
@@ -203,7 +207,8 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
         if dist.is_main:
             state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "scaler": scaler.state_dict(), "best": best, "rng": rngs, "config": task.config}
+                     "scaler": scaler.state_dict(), "best": best, "plateau": plateau, "rng": rngs,
+                     "config": task.config}
             if ema is not None:
                 state["ema"] = ema.state_dict()
             save_checkpoint(stem, source, state, meta={**task.meta, "epoch": epoch, **extra_meta})
@@ -219,7 +224,7 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
     t_start = time.perf_counter()
     images_seen = 0
     try:
-        while epoch < cfg.schedule.epochs and step < total_steps:
+        while epoch < cfg.schedule.epochs and step < total_steps and not stopped_early:
             if task.on_epoch is not None:
                 task.on_epoch(epoch)
             if hasattr(task.train_set, "set_epoch"):
@@ -281,6 +286,10 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
             if improved:
                 best = {"score": score, "source": source, "epoch": epoch, "step": step,
                         **{k: v for k, v in metrics.items() if isinstance(v, float)}}
+            if score > plateau["score"] + cfg.checkpoint.min_delta:
+                plateau = {"score": score, "epoch": epoch}
+            stopped_early = bool(cfg.checkpoint.patience) and batch_in_epoch == 0 \
+                and epoch - plateau["epoch"] >= cfg.checkpoint.patience
             save(last_stem, model, {"metrics": metrics})
             if improved:
                 save(best_stem, ema.module if source == "ema" else model,
@@ -292,10 +301,14 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
                    "img_s": n_epoch * dist.world_size / max(1e-9, elapsed), "seconds": elapsed}
             logger.epoch(step, **row)
             logger.print(_epoch_line(row, cfg.schedule.epochs, cfg.checkpoint.metric, improved))
+            if stopped_early:
+                logger.print(f"early stop after epoch {epoch}: {cfg.checkpoint.metric} has not risen by more "
+                             f"than {cfg.checkpoint.min_delta:g} for {cfg.checkpoint.patience} epochs "
+                             f"(plateau {plateau['score']:.4g} at epoch {plateau['epoch']})")
     finally:
         logger.close()
     elapsed = time.perf_counter() - t_start
-    summary = {"best": best, "steps": step, "epochs": epoch, "seconds": elapsed,
+    summary = {"best": best, "steps": step, "epochs": epoch, "stopped_early": stopped_early, "seconds": elapsed,
                "img_s": images_seen / max(1e-9, elapsed), "skipped_images": skipped_count,
                "skipped_unique": sorted(skipped), "last": str(checkpoint_paths(last_stem)[0]),
                "best_weights": str(checkpoint_paths(best_stem)[0])}
