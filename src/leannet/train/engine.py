@@ -289,7 +289,7 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
             if score > plateau["score"] + cfg.checkpoint.min_delta:
                 plateau = {"score": score, "epoch": epoch}
             stopped_early = bool(cfg.checkpoint.patience) and batch_in_epoch == 0 \
-                and epoch - plateau["epoch"] >= cfg.checkpoint.patience
+                and epoch < cfg.schedule.epochs and epoch - plateau["epoch"] >= cfg.checkpoint.patience
             save(last_stem, model, {"metrics": metrics})
             if improved:
                 save(best_stem, ema.module if source == "ema" else model,
