@@ -103,3 +103,22 @@ def test_model_args_come_from_metadata_never_from_shapes():
         model_args({"arch": "pplcnet_x0_25"}, "w")
     with pytest.raises(WeightsError, match="records num_classes=7, not 9"):
         model_args({"num_classes": 7}, "w", num_classes=9)
+
+
+# One model per family (the big ones slow): the keys `reset_head` skips must be exactly the ones whose
+# shapes depend on the class count (an independent reading of "the classifier").
+FAMILY_SAMPLES = ["ghostnet_x0_5", "mobilenetv3_small_x1_0", "pplcnet_x0_25", "shufflenetv2_x0_5", "snet49",
+                  *(pytest.param(n, marks=pytest.mark.slow) for n in (
+                      "g_ghost_regnetx_032", "mobilenetv1_x1_0", "mobilenetv2_x1_0", "mobileone_s0",
+                      "repvgg_a0", "tresnet_m"))]
+
+
+@pytest.mark.parametrize("name", FAMILY_SAMPLES)
+def test_each_family_names_exactly_its_class_dependent_keys(name):
+    a = leannet.create_model(name, num_classes=3).state_dict()
+    b = leannet.create_model(name, num_classes=4)
+    _, prefix = classifier_keys(b)
+    by_shape = {k for k, v in a.items() if v.shape != b.state_dict()[k].shape}
+    assert by_shape
+    report = load_into(b, a, source=name, reset_head=True)
+    assert set(report.reset) == by_shape

@@ -191,7 +191,8 @@ def evaluate_from_config(path: str | Path, weights: str | Path, overrides: list[
             num_classes = cfg.model.num_classes or meta.get("num_classes")
             _, val_s = load_samples(cfg.data, num_classes, dist.is_main)
             num_classes = num_classes or len(val_s.classes)
-            model = create_model(meta.get("arch", cfg.model.name), num_classes=num_classes)
+            model = create_model(meta.get("arch", cfg.model.name), **{**meta.get("model_args", {}),
+                                                                      "num_classes": num_classes})
             load_weights(model, weights)
             model = model.to(dist.device)
             pre = preprocessing(cfg.data, model)
