@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 import leannet
 from leannet.cli import main
 from leannet.errors import WeightsError
-from leannet.weights import convert_checkpoint, convert_and_load, load_state_dict, read_metadata
+from leannet.weights import convert_and_load, convert_checkpoint, load_state_dict, read_metadata
 from tests.helpers import calibrate_bn
 from tests.weights.official import load_facts
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
-from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
