@@ -50,6 +50,16 @@ def test_reset_head_loads_the_body_bit_for_bit_and_keeps_a_fresh_head():
         assert torch.equal(v, fresh[k] if k in HEAD else state[k]), k
 
 
+def test_reset_head_means_a_fresh_head_even_when_the_class_counts_agree():
+    # reset_head is a decision ("train a new classifier"), not a fallback for mismatches.
+    state, model = _pair(3, 3)
+    state = {k: v + 1 if k in HEAD else v for k, v in state.items()}  # told apart from any init
+    fresh = _snapshot(model)
+    assert load_into(model, state, source="ckpt", reset_head=True).reset == HEAD
+    for k in HEAD:
+        assert torch.equal(model.state_dict()[k], fresh[k])
+
+
 def test_reset_head_on_a_torchvision_adapter_uses_its_own_classifier_name():
     state, model = _pair(name="shufflenetv2_x0_5")
     assert classifier_keys(model) == ("fc", "fc.")
