@@ -131,3 +131,21 @@ def test_each_family_names_exactly_its_class_dependent_keys(name):
     assert by_shape
     report = load_into(b, a, source=name, reset_head=True)
     assert set(report.reset) == by_shape
+
+
+def test_reset_head_through_a_converted_timm_checkpoint(tmp_path):
+    # create_model(pretrained=<timm file>) converts the layout, then loads through load_into.
+    timm = pytest.importorskip("timm", reason="timm (the `dev` extra) makes the foreign checkpoint")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("lcnet_050", num_classes=5).state_dict().items()},
+              str(path))
+    with pytest.raises(WeightsError, match=r"'head.fc.weight': model expects \(3, 1280\).*reset_head=True"):
+        leannet.create_model("pplcnet_x0_5", num_classes=3, pretrained=path)
+    model = leannet.create_model("pplcnet_x0_5", num_classes=3, pretrained=path, reset_head=True)
+    ours = leannet.create_model("pplcnet_x0_5", num_classes=5, pretrained=path).state_dict()  # the same file, whole
+    assert model.head.fc.out_features == 3
+    for k, v in model.state_dict().items():
+        assert k in HEAD or torch.equal(v, ours[k]), k
