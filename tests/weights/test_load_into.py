@@ -149,3 +149,11 @@ def test_reset_head_through_a_converted_timm_checkpoint(tmp_path):
     assert model.head.fc.out_features == 3
     for k, v in model.state_dict().items():
         assert k in HEAD or torch.equal(v, ours[k]), k
+
+
+def test_a_headless_checkpoint_names_the_missing_head_and_the_fix():
+    # A backbone saved with num_classes=0 lacks the classifier: an error unless reset_head.
+    state, model = _pair(0, 3)
+    with pytest.raises(WeightsError, match=r"2 missing \(first 'head.fc.weight'\); pass reset_head=True"):
+        load_into(model, state, source="ckpt")
+    assert load_into(model, state, source="ckpt", reset_head=True).reset == HEAD

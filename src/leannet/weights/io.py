@@ -184,9 +184,9 @@ def classifier_keys(model: nn.Module) -> tuple[str, str]:
                            "it can only load weights whole, without reset_head")
     layer = get()
     path = next((name for name, m in model.named_modules() if m is layer), None)
-    if path is None:
-        raise WeightsError(f"{type(model).__name__}.get_classifier() returned a layer the model does not hold")
-    return path, (path + "." if path else "")
+    if not path:  # "" would be the whole model: resetting it would load nothing
+        raise WeightsError(f"{type(model).__name__}.get_classifier() returned no layer of the model")
+    return path, path + "."
 
 
 def load_into(
@@ -230,7 +230,8 @@ def load_into(
             parts.append(f"{len(missing)} missing (first {missing[0]!r})")
         if ignored:
             parts.append(f"{len(ignored)} unexpected (first {ignored[0]!r})")
-        raise WeightsError(f"{source}: keys do not match the model: {', '.join(parts)}")
+        hint = f"; {RESET_HEAD_HINT}" if missing and not reset_head and _is_head(model, missing[0]) else ""
+        raise WeightsError(f"{source}: keys do not match the model: {', '.join(parts)}{hint}")
     loaded = tuple(k for k in body if k in state)
     # strict=False on torch's side only because the reset and missing keys were decided above.
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
