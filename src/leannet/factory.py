@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from leannet.errors import WeightsError
 from leannet.models.base import FeatureNet
 from leannet.registry import build as registry_build
 from leannet.registry import model_info
@@ -20,6 +21,7 @@ def create_model(
     drop_rate: float | None = None,
     features_only: bool = False,
     out_indices: tuple[int, ...] | None = None,
+    reset_head: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model.
@@ -27,10 +29,14 @@ def create_model(
     `pretrained`: True downloads the model's default checkpoint (`leannet weights` lists
     them), converts it once and caches it in $LEANNET_HOME; also "hf-hub:ORG/REPO[@REV]", a
     timm tag ("lcnet_100.ra2_in1k"), a URL, or a checkpoint path (leannet safetensors, or a
-    timm/official layout converted on load). See `leannet.weights.hub`. `features_only=True` returns a FeatureNet
+    timm/official layout converted on load). See `leannet.weights.hub`. The checkpoint's class
+    count must equal `num_classes` unless `reset_head=True`, which keeps a fresh classifier
+    (fine-tuning). `features_only=True` returns a FeatureNet
     whose forward gives one map per level in `out_indices` (all levels by default).
     """
     info = model_info(name)
+    if reset_head and not pretrained:
+        raise WeightsError(f"{name}: reset_head=True needs pretrained weights (a new model's head is fresh already)")
     build_args = dict(kwargs, num_classes=num_classes, in_chans=in_chans)
     if drop_rate is not None:
         build_args["drop_rate"] = drop_rate
@@ -43,7 +49,7 @@ def create_model(
     if pretrained:
         from leannet.weights.hub import load_pretrained
 
-        model = load_pretrained(build, info.name, pretrained)
+        model = load_pretrained(build, info.name, pretrained, reset_head=reset_head)
     else:
         model = build()
     if features_only:

@@ -3,7 +3,7 @@ import torch
 
 import leannet
 from leannet.errors import WeightsError
-from leannet.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from leannet.train.checkpoint import checkpoint_paths, read_training_state, save_checkpoint
 
 
 def test_roundtrip(tmp_path):
@@ -13,7 +13,7 @@ def test_roundtrip(tmp_path):
     opt.step()
     state = {"step": 7, "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "config": {"lr": 0.1}}
     save_checkpoint(tmp_path / "last", model, state, meta={"arch": "pplcnet_x0_25"})
-    weights, tstate, meta = load_checkpoint(tmp_path / "last")
+    weights, tstate, meta = read_training_state(tmp_path / "last")
     assert meta["arch"] == "pplcnet_x0_25" and meta["step"] == 7 and tstate["config"] == {"lr": 0.1}
     torch.testing.assert_close(weights["head.fc.weight"], model.head.fc.weight)
     opt2 = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -33,12 +33,12 @@ def test_mismatched_pair_is_detected(tmp_path):
     _, state_path = checkpoint_paths(tmp_path / "last")
     torch.save({"step": 2}, state_path)  # as if the run died after writing only the state
     with pytest.raises(WeightsError, match="different steps"):
-        load_checkpoint(tmp_path / "last")
+        read_training_state(tmp_path / "last")
 
 
 def test_missing_state(tmp_path):
     with pytest.raises(WeightsError, match="no training state"):
-        load_checkpoint(tmp_path / "nothing")
+        read_training_state(tmp_path / "nothing")
 
 
 def test_kill_between_state_and_weights_falls_back_to_previous_state(tmp_path):
@@ -51,5 +51,5 @@ def test_kill_between_state_and_weights_falls_back_to_previous_state(tmp_path):
     import os
     os.replace(state_path, tmp_path / "last.prev.state.pt")
     torch.save({"step": 3, "tag": "three"}, state_path)
-    _, state, meta = load_checkpoint(tmp_path / "last")
+    _, state, meta = read_training_state(tmp_path / "last")
     assert meta["step"] == 2 and state["tag"] == "two"

@@ -8,7 +8,7 @@ import leannet
 from leannet.cli import main
 from leannet.errors import ConfigError, TrainingError
 from leannet.train import fit, load_train_config
-from leannet.train.checkpoint import load_checkpoint
+from leannet.train.checkpoint import read_training_state
 from tests.train.tiny import overrides
 
 
@@ -59,6 +59,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_root, tmp_path):
             fit(cfg, model=NaNAfter(12))  # 9 steps per epoch: dies in epoch 2
     finally:
         torch.set_num_threads(threads)
-    weights, state, meta = load_checkpoint(tmp_path / "run" / "last")
+    weights, state, meta = read_training_state(tmp_path / "run" / "last")
     assert state["step"] == meta["step"] == 9 and state["epoch"] == 1
     assert all(torch.isfinite(v.float()).all() for v in weights.values())

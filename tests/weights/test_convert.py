@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 import leannet
 from leannet.cli import main
 from leannet.errors import WeightsError
-from leannet.weights import convert_checkpoint, load_checkpoint, load_state_dict, read_metadata
+from leannet.weights import convert_and_load, convert_checkpoint, load_state_dict, read_metadata
 from tests.helpers import calibrate_bn
 from tests.weights.official import load_facts
 
@@ -59,7 +59,7 @@ def save(state: dict, path) -> None:
 
 def leannet_double(path, name: str, **kwargs) -> torch.nn.Module:
     """`create_model(name, pretrained=path)`'s loading path, into a float64 model."""
-    model, _ = load_checkpoint(path, name, build=lambda **a: leannet.create_model(name, **a).double(), **kwargs)
+    model, _ = convert_and_load(path, name, build=lambda **a: leannet.create_model(name, **a).double(), **kwargs)
     return model.eval()
 
 
@@ -116,7 +116,7 @@ def test_torchvision_loads_unchanged(tmp_path, tv_name, name):
     ref = perturbed(getattr(tvm, tv_name)(weights=None))
     path = tmp_path / f"{tv_name}.pth"
     torch.save(ref.state_dict(), path)
-    model, report = load_checkpoint(path, name, build=lambda **a: leannet.create_model(name, **a).double())
+    model, report = convert_and_load(path, name, build=lambda **a: leannet.create_model(name, **a).double())
     assert report.layout == "leannet" and all(s == d for s, d in report.mapped)
     assert_parity(ref, model.eval())
 
@@ -453,7 +453,7 @@ def test_mobileone_reparameterized_apple_parity(tmp_path):
     state = apple_mobileone_state(ref.state_dict())
     assert_official_layout(state, "mobileone_s0_deploy")
     torch.save(state, path)
-    ours, report = load_checkpoint(path, "mobileone_s0",
+    ours, report = convert_and_load(path, "mobileone_s0",
                                    build=lambda **a: leannet.create_model("mobileone_s0", **a).double())
     assert report.model_args == {"inference_mode": True}
     assert_parity(ref, ours.eval())

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import leannet
-from leannet.weights import load_checkpoint
+from leannet.weights import convert_and_load
 from tests.weights.official import (
     DATA,
     as_torch,
@@ -46,7 +46,7 @@ def load_official(tmp_path, facts: dict, state: dict):
     path = tmp_path / "official.pth"
     torch.save(as_torch(state), path)
     name = facts["leannet"]
-    model, report = load_checkpoint(path, name, build=lambda **a: leannet.create_model(name, **a).double())
+    model, report = convert_and_load(path, name, build=lambda **a: leannet.create_model(name, **a).double())
     return model.eval(), report
 
 
@@ -104,7 +104,7 @@ def test_paddleclas_keys_map_and_round_trip(tmp_path, name):
     path = tmp_path / "PPLCNet_pretrained.pdparams"
     with open(path, "wb") as f:
         pickle.dump({**state, "StructuredToParameterName@@": {k: f"p{i}" for i, k in enumerate(state)}}, f, protocol=4)
-    model, report = load_checkpoint(path, facts["leannet"], trust_pickle=True)
+    model, report = convert_and_load(path, facts["leannet"], trust_pickle=True)
     assert_all_mapped(facts, report)
     assert model.head.conv.bias is None
     ours = model.state_dict()

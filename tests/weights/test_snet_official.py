@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import leannet
-from leannet.weights import load_checkpoint
+from leannet.weights import convert_and_load
 from tests.weights.snet_official import perturbed_official_state
 
 DATA = Path(__file__).parent / "data"
@@ -33,7 +33,7 @@ def loaded(official_shapes, tmp_path_factory):
     state = perturbed_official_state(official_shapes)
     path = tmp_path_factory.mktemp("snet") / "snet146-300000.pth.tar"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    model, report = load_checkpoint(path, "snet146", build=lambda **a: leannet.create_model("snet146", **a).double())
+    model, report = convert_and_load(path, "snet146", build=lambda **a: leannet.create_model("snet146", **a).double())
     return model.eval(), report
 
 

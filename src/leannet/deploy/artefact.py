@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from leannet.errors import LeannetError, WeightsError
@@ -41,14 +40,19 @@ class LoadedModel:
     weights: str | None
 
 
-def load_model(spec: str | Path, weights: str | Path | None = None) -> LoadedModel:
+def load_model(spec: str | Path, weights: str | Path | None = None, num_classes: int | None = None) -> LoadedModel:
     """A registry name (+ optional weights) or a leannet checkpoint (.safetensors whose metadata
-    names the architecture), in eval mode. Preprocessing and class names come from the
-    checkpoint's metadata when it has them, else from the registry."""
+    names the architecture), in eval mode.
+
+    The model's arguments (num_classes, and what the weights imply, e.g. head_bias) come from
+    the checkpoint's metadata; a weights file without a recorded num_classes needs an explicit
+    `num_classes` (never guessed from tensor shapes), and one that disagrees with it is an
+    error. Preprocessing and class names come from the metadata when it has them, else from
+    the registry."""
     from leannet.factory import create_model
     from leannet.registry import model_info
-    from leannet.weights import load_state_dict, read_metadata
-    from leannet.weights.io import check_state_dict
+    from leannet.weights import load_into, load_state_dict, read_metadata
+    from leannet.weights.io import model_args
 
     spec_path = Path(spec)
     meta: dict[str, Any] = {}
@@ -64,31 +68,23 @@ def load_model(spec: str | Path, weights: str | Path | None = None) -> LoadedMod
     else:
         arch = str(spec)
     info = model_info(arch)
+    args: dict[str, Any] = {"num_classes": num_classes or 1000}
     state = None
     if weights is not None:
         if not meta and Path(weights).suffix == ".safetensors":
             meta = read_metadata(weights)
+        args = model_args(meta, str(weights), num_classes)
         state = load_state_dict(weights)
-    num_classes = int(meta.get("num_classes") or _classifier_size(state) or 1000)
-    model = create_model(info.name, num_classes=num_classes)
+    model = create_model(info.name, **args)
     if state is not None:
-        check_state_dict(model, state, source=str(weights))
-        model.load_state_dict(state)
+        load_into(model, state, source=str(weights))
+    n = args["num_classes"]
     pre = {**info.preprocessing(), **meta.get("preprocessing", {})}
-    classes = meta.get("classes") or meta.get("class_names") or [str(i) for i in range(num_classes)]
-    if len(classes) != num_classes:
-        raise WeightsError(f"{weights}: metadata lists {len(classes)} class names for {num_classes} outputs")
+    classes = meta.get("classes") or meta.get("class_names") or [str(i) for i in range(n)]
+    if len(classes) != n:
+        raise WeightsError(f"{weights}: metadata lists {len(classes)} class names for {n} outputs")
     return LoadedModel(model.eval(), info.name, pre, [str(c) for c in classes],
                        str(weights) if weights is not None else None)
-
-
-def _classifier_size(state: dict[str, torch.Tensor] | None) -> int | None:
-    # A checkpoint without metadata still says how many classes it predicts: the output width
-    # of its last 2-D (linear) weight.
-    if not state:
-        return None
-    mats = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    return int(mats[-1].shape[0]) if mats else None
 
 
 # --- sidecar -------------------------------------------------------------------------------------

@@ -181,14 +181,12 @@ def load_detector(weights: str, overrides: list[str] | tuple[str, ...] = ()) -> 
     and its class names. `overrides` (`score_thresh=0.3`) adjust the stored model config."""
     from leannet.config import apply_overrides, validate
     from leannet.errors import WeightsError
-    from leannet.weights.io import check_state_dict, load_state_dict, read_metadata
+    from leannet.weights.io import load_into, load_state_dict, read_metadata
 
     meta = read_metadata(weights)
     if meta.get("task") != "detection" or "model" not in meta:
         raise WeightsError(f"{weights}: not a leannet detector checkpoint (no detection config in its metadata)")
     cfg = validate(ModelConfig, apply_overrides(dict(meta["model"]), overrides), source=f"{weights} model")
     model = build_detector(cfg)
-    state = load_state_dict(weights)
-    check_state_dict(model, state, source=str(weights))
-    model.load_state_dict(state)
+    load_into(model, load_state_dict(weights), source=str(weights))
     return model.eval(), list(meta.get("classes") or [str(i) for i in range(cfg.num_classes)])

@@ -3,6 +3,7 @@
     feats = model.forward_features(x)       # last feature map, (N, C, H/32, W/32) typically
     logits = model.forward_head(feats)      # pooled features when num_classes == 0
     maps = model.forward_intermediates(x)   # one map per `feature_info` level
+    model.get_classifier()                  # the final linear layer (its keys are "the head")
     model.reset_classifier(10)
 
 Families built in leannet subclass `StagedModel` (stem -> stages -> final -> head); adapters
@@ -43,6 +44,11 @@ class LeanModel(nn.Module):
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_classifier(self) -> nn.Module:
+        """The layer `reset_classifier` replaces: loading weights with `reset_head=True` skips
+        exactly its parameters."""
         raise NotImplementedError
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -103,6 +109,9 @@ class StagedModel(LeanModel):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)

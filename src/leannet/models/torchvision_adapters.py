@@ -100,6 +100,9 @@ class TorchvisionModel(LeanModel):
         head = self.layout.head if not pre_logits else self.layout.head[:-1]
         return self._run(head, x)
 
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.layout.head[-1])
+
     def reset_classifier(self, num_classes: int) -> None:
         new = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         self._replace(self.layout.head[-1], new)

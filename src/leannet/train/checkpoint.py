@@ -42,8 +42,9 @@ def save_checkpoint(stem: str | Path, model: nn.Module, state: dict[str, Any], m
     return weights
 
 
-def load_checkpoint(stem: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(model state dict, training state, metadata) of checkpoint `stem`."""
+def read_training_state(stem: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(model state dict, training state, metadata) of checkpoint `stem`, to resume a run;
+    the weights go back in whole (`load_into`, strict, no head reset)."""
     weights, state_path = checkpoint_paths(stem)
     if not state_path.is_file():
         raise WeightsError(f"{state_path}: no training state to resume from")

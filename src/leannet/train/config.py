@@ -89,7 +89,16 @@ class ModelConfig(Schema):
     name: str = "pplcnet_x0_25"
     num_classes: int | None = Field(None, ge=1, description="None: the dataset's class count")
     drop_rate: float | None = Field(None, ge=0, lt=1)
-    pretrained: Path | None = None  # a leannet/timm checkpoint to start from (head is replaced)
+    pretrained: Path | None = None  # a leannet/timm checkpoint to start from (every tensor must fit)
+    # Fine-tuning on another class count: start the classifier afresh instead of loading the
+    # checkpoint's. Off, a class count that differs from the checkpoint's is an error.
+    head_reset: bool = False
+
+    @model_validator(mode="after")
+    def _head_reset_needs_weights(self) -> ModelConfig:
+        if self.head_reset and self.pretrained is None:
+            raise ValueError("head_reset=true needs pretrained (a checkpoint whose classifier to replace)")
+        return self
 
 
 class DataConfig(Schema):

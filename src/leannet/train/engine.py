@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, d
 
 from leannet.errors import ConfigError, DataError, TrainingError, WeightsError
 from leannet.runtime.threads import torch_threads
-from leannet.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from leannet.train.checkpoint import checkpoint_paths, read_training_state, save_checkpoint
 from leannet.train.config import AmpConfig, EngineConfig
 from leannet.train.distributed import (
     DistInfo,
@@ -41,6 +41,7 @@ from leannet.train.distributed import (
 from leannet.train.ema import build_ema
 from leannet.train.logging import RunLogger
 from leannet.train.optim import build_optimizer, build_scheduler, set_weight_decay
+from leannet.weights.io import load_into
 
 
 @dataclass
@@ -177,8 +178,8 @@ def _train(task: Task, cfg: EngineConfig, dist: DistInfo, resume: bool) -> dict[
         if not checkpoint_paths(last_stem)[0].is_file():
             raise WeightsError(f"{checkpoint_paths(last_stem)[0]}: no checkpoint to resume from "
                                "(run without --resume to start)")
-        weights, state, _ = load_checkpoint(last_stem)
-        model.load_state_dict(weights)
+        weights, state, _ = read_training_state(last_stem)
+        load_into(model, weights, source=str(checkpoint_paths(last_stem)[0]))  # strict: our own run
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])

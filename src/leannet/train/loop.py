@@ -78,17 +78,10 @@ def train_size(cfg: DataConfig, epoch: int) -> int:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     m = cfg.model
-    model = create_model(m.name, num_classes=num_classes, drop_rate=m.drop_rate)
-    if m.pretrained is not None:
-        from leannet.weights import load_state_dict
-
-        own = model.state_dict()
-        state = {k: v for k, v in load_state_dict(m.pretrained).items()
-                 if k in own and own[k].shape == v.shape}  # a new head keeps its fresh init
-        if not state:
-            raise DataError(f"{m.pretrained}: no tensor matches {m.name}")
-        model.load_state_dict(state, strict=False)
-    return model
+    # Through the same loader as create_model(pretrained=...): timm/official layouts convert,
+    # and every tensor but an explicitly reset head must fit.
+    return create_model(m.name, num_classes=num_classes, drop_rate=m.drop_rate, pretrained=m.pretrained,
+                        reset_head=m.head_reset)
 
 
 @torch.no_grad()
@@ -198,7 +191,8 @@ def evaluate_from_config(path: str | Path, weights: str | Path, overrides: list[
             num_classes = cfg.model.num_classes or meta.get("num_classes")
             _, val_s = load_samples(cfg.data, num_classes, dist.is_main)
             num_classes = num_classes or len(val_s.classes)
-            model = create_model(meta.get("arch", cfg.model.name), num_classes=num_classes)
+            model = create_model(meta.get("arch", cfg.model.name), **{**meta.get("model_args", {}),
+                                                                      "num_classes": num_classes})
             load_weights(model, weights)
             model = model.to(dist.device)
             pre = preprocessing(cfg.data, model)

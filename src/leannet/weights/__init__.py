@@ -1,9 +1,11 @@
 """Weights on disk: safetensors plus JSON metadata, safe loading of other formats, and
 converters from timm / torchvision / official-repository layouts."""
 
-from leannet.weights.convert import convert_checkpoint, load_checkpoint
+from leannet.weights.convert import convert_and_load, convert_checkpoint
 from leannet.weights.hub import load_pretrained
 from leannet.weights.io import (
+    LoadReport,
+    load_into,
     load_pdparams,
     load_state_dict,
     load_weights,
@@ -12,8 +14,10 @@ from leannet.weights.io import (
 )
 
 __all__ = [
+    "LoadReport",
+    "convert_and_load",
     "convert_checkpoint",
-    "load_checkpoint",
+    "load_into",
     "load_pdparams",
     "load_pretrained",
     "load_state_dict",

@@ -27,7 +27,7 @@ from leannet.errors import WeightsError
 from leannet.fileio import sha256, write_text
 from leannet.registry import build as build_model
 from leannet.registry import model_info
-from leannet.weights.io import check_state_dict, load_state_dict, read_metadata, save_weights
+from leannet.weights.io import LoadReport, load_into, load_state_dict, read_metadata, save_weights
 from leannet.weights.layouts import DIFFERENT_NETWORKS, LAYOUTS
 from leannet.weights.rules import Blocks, Layout
 
@@ -43,6 +43,7 @@ class Report:
     filled: list[str] = field(default_factory=list)  # BN counters a source doesn't keep
     dropped: list[str] = field(default_factory=list)
     model_args: dict[str, Any] = field(default_factory=dict)
+    loaded: LoadReport | None = None  # what `load_into` did (reset head keys among it)
 
     @property
     def ok(self) -> bool:
@@ -112,8 +113,8 @@ def convert_state_dict(
 ) -> tuple[dict[str, torch.Tensor], Report]:
     """Apply `layout` to `state` for `model`; returns our state dict and a report.
 
-    Keys are not checked against the model here beyond the report: `check_state_dict` does
-    that (and names the first offending key and shapes).
+    Keys are not checked against the model here beyond the report: `load_into` does that
+    (and names the first offending key and shapes).
     """
     if layout.refuse:
         raise WeightsError(f"{source}: {layout.refuse}")
@@ -173,17 +174,20 @@ def detect_layout(state: Mapping[str, torch.Tensor], model: nn.Module, family: s
                        f"known: {known}){hint}")
 
 
-def load_checkpoint(
+def convert_and_load(
     path: str | Path,
     name: str,
     build: Callable[..., nn.Module] | None = None,
     strict: bool = True,
     trust_pickle: bool = False,
+    reset_head: bool = False,
 ) -> tuple[nn.Module, Report]:
-    """Build model `name` and load the checkpoint at `path` into it, converting its layout.
+    """Build model `name` and load the checkpoint at `path` into it, converting its layout
+    (leannet's own layout converts to itself), through `load_into`.
 
     `build(**args)` makes the model (default: `create_model(name)`); it is called again with
     the arguments the checkpoint implies (e.g. `head_bias=True`) when there are any.
+    `reset_head=True` keeps the built model's fresh classifier (another class count).
     """
     info = model_info(name)
     build = build or (lambda **args: build_model(info.name, **args))
@@ -201,9 +205,7 @@ def load_checkpoint(
         model = build(**args)
     converted, report = convert_state_dict(state, model, layout, source)
     report.model_args = args
-    check_state_dict(model, converted, source=source, strict=strict)
-    own = model.state_dict()
-    model.load_state_dict({k: v for k, v in converted.items() if k in own}, strict=strict)
+    report.loaded = load_into(model, converted, source=source, reset_head=reset_head, strict=strict)
     return model, report
 
 
@@ -245,11 +247,12 @@ def convert_checkpoint(
     src, out = Path(src).expanduser(), Path(out).expanduser()
     if out.suffix != ".safetensors":
         raise WeightsError(f"{out}: the output must be a .safetensors file")
-    model, report = load_checkpoint(
+    model, report = convert_and_load(
         src, info.name, build=lambda **args: build_model(info.name, num_classes=num_classes, **args),
         strict=strict, trust_pickle=trust_pickle)
     meta = {
         "arch": info.name,
+        "num_classes": num_classes,
         "model_args": report.model_args,
         "config": {"num_classes": num_classes, **report.model_args},
         "preprocessing": info.preprocessing(),

@@ -67,7 +67,7 @@ def _true(value: str | None) -> bool:
     return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-# --- `pretrained=...` -> a file load_checkpoint reads ----------------------------------------
+# --- `pretrained=...` -> a file convert_and_load reads ----------------------------------------
 
 
 def parse_pretrained(name: str, spec: str | Path) -> WeightSource | Path:
@@ -435,14 +435,16 @@ def weights_table(pattern: str = "*", fmt: str = "table") -> str:
     return "\n".join(lines)
 
 
-def load_pretrained(build: Callable[..., nn.Module], name: str, pretrained: bool | str | Path) -> nn.Module:
+def load_pretrained(build: Callable[..., nn.Module], name: str, pretrained: bool | str | Path,
+                    reset_head: bool = False) -> nn.Module:
     """Weights for `create_model(..., pretrained=...)`: True (the model's default source),
     "hf-hub:ORG/REPO[@REV]", a timm tag, a URL, or a path; see `leannet.weights.hub`.
 
     Downloads are converted once and cached in `$LEANNET_HOME`; a path in another layout
     (timm, torchvision, official repos) is converted on load; `.pdparams` pickles are refused
-    here (convert them once, explicitly).
+    here (convert them once, explicitly). `reset_head=True` keeps the built model's fresh
+    classifier (fine-tuning on another class count); otherwise the class counts must agree.
     """
-    from leannet.weights.convert import load_checkpoint
+    from leannet.weights.convert import convert_and_load
 
-    return load_checkpoint(pretrained_file(name, pretrained), name, build=build)[0]
+    return convert_and_load(pretrained_file(name, pretrained), name, build=build, reset_head=reset_head)[0]

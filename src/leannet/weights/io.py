@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,32 +159,114 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
-    """Load a leannet-layout checkpoint into `model`; mismatches name the first offending key."""
-    state = load_state_dict(path)
-    check_state_dict(model, state, source=str(path), strict=strict)
-    model.load_state_dict(state, strict=strict)
+RESET_HEAD_HINT = "pass reset_head=True (model.head_reset=true in a train config) to train a new classifier"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `load_into` put into a model. `reset`: the classifier keys left at their fresh
+    initialisation (reset_head=True); `missing`/`ignored`: model keys the checkpoint lacked and
+    checkpoint keys the model has no place for, both empty unless strict=False."""
+
+    source: str
+    loaded: tuple[str, ...]
+    reset: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+def classifier_keys(model: nn.Module) -> tuple[str, str]:
+    """(module path, state-dict prefix) of the layer `model.reset_classifier` replaces, read off
+    the model contract's `get_classifier()` (leannet and timm models both have it)."""
+    get = getattr(model, "get_classifier", None)
+    if get is None:
+        raise WeightsError(f"{type(model).__name__} does not name its classifier (no get_classifier()); "
+                           "it can only load weights whole, without reset_head")
+    layer = get()
+    path = next((name for name, m in model.named_modules() if m is layer), None)
+    if not path:  # "" would be the whole model: resetting it would load nothing
+        raise WeightsError(f"{type(model).__name__}.get_classifier() returned no layer of the model")
+    return path, path + "."
+
+
+def load_into(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    reset_head: bool = False,
+    strict: bool = True,
+) -> LoadReport:
+    """The one way user weights enter a model: every key and shape checked before anything is
+    copied, so a failed load leaves `model` untouched.
+
+    A shape mismatch, a missing key or an unexpected key is a WeightsError naming the first
+    offending key (in model order). `reset_head=True` (fine-tuning on another class count)
+    leaves the classifier (`model.get_classifier()`) at its fresh initialisation and ignores
+    the checkpoint's tensors under that name, whatever their shapes; nothing else may differ.
+    `strict=False` (only `leannet convert --non-strict`) tolerates missing and unexpected keys
+    and lists them in the report; shapes are checked regardless.
+    """
+    own = model.state_dict()
+    reset: tuple[str, ...] = ()
+    skipped_state: set[str] = set()
+    if reset_head:
+        _, prefix = classifier_keys(model)
+        reset = tuple(k for k in own if k.startswith(prefix))
+        skipped_state = {k for k in state if k.startswith(prefix)}
+    body = {k: v for k, v in own.items() if k not in reset}
+    for k, v in body.items():  # in model order, so "first" means first in the network
+        if k in state and state[k].shape != v.shape:
+            hint = f"; {RESET_HEAD_HINT}" if not reset_head and _is_head(model, k) else ""
+            raise WeightsError(
+                f"{source}: shape mismatch at {k!r}: model expects {tuple(v.shape)}, "
+                f"checkpoint has {tuple(state[k].shape)}{hint}"
+            )
+    missing = tuple(k for k in body if k not in state)
+    ignored = tuple(k for k in state if k not in body and k not in skipped_state)
+    if strict and (missing or ignored):
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]!r})")
+        if ignored:
+            parts.append(f"{len(ignored)} unexpected (first {ignored[0]!r})")
+        hint = f"; {RESET_HEAD_HINT}" if missing and not reset_head and _is_head(model, missing[0]) else ""
+        raise WeightsError(f"{source}: keys do not match the model: {', '.join(parts)}{hint}")
+    loaded = tuple(k for k in body if k in state)
+    # strict=False on torch's side only because the reset and missing keys were decided above.
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return LoadReport(source, loaded, reset, missing, ignored)
+
+
+def _is_head(model: nn.Module, key: str) -> bool:
+    try:
+        return key.startswith(classifier_keys(model)[1])
+    except WeightsError:
+        return False
+
+
+def load_weights(model: nn.Module, path: str | Path, *, reset_head: bool = False) -> nn.Module:
+    """Load a leannet-layout checkpoint file into `model` through `load_into`."""
+    load_into(model, load_state_dict(path), source=str(path), reset_head=reset_head)
     return model
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str, strict: bool = True) -> None:
-    own = model.state_dict()
-    for k, v in own.items():  # in model order, so "first" means first in the network
-        if k in state and state[k].shape != v.shape:
-            raise WeightsError(
-                f"{source}: shape mismatch at {k!r}: model expects {tuple(v.shape)}, "
-                f"checkpoint has {tuple(state[k].shape)}"
-            )
-    if strict:
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} missing (first {missing[0]!r})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
-            raise WeightsError(f"{source}: keys do not match the model: {', '.join(parts)}")
+def model_args(meta: Mapping[str, Any], source: str, num_classes: int | None = None) -> dict[str, Any]:
+    """The constructor arguments a checkpoint's metadata records: `num_classes` (written by
+    every save_weights caller: training, `leannet convert`, the hub cache) plus `model_args`
+    (what the weights imply, e.g. PP-LCNet's head_bias).
+
+    The class count is never guessed from tensor shapes: a file that records none needs an
+    explicit `num_classes`, and one that records another count than the explicit one is an
+    error (loading would fail at the classifier anyway, with a less useful message)."""
+    config = meta.get("config")
+    recorded = meta.get("num_classes", config.get("num_classes") if isinstance(config, Mapping) else None)
+    if recorded is None and num_classes is None:
+        raise WeightsError(f"{source}: the metadata records no num_classes; pass num_classes= "
+                           "(or rewrite the file with `leannet convert --num-classes N`)")
+    if recorded is not None and num_classes is not None and int(recorded) != num_classes:
+        raise WeightsError(f"{source}: the metadata records num_classes={recorded}, not {num_classes}")
+    return {**meta.get("model_args", {}), "num_classes": int(recorded if recorded is not None else num_classes)}
 
 
 def _existing(path: str | Path) -> Path:
