@@ -55,11 +55,11 @@ def test_list_file_and_folder(tmp_path):
     for c in ("a", "b"):
         (tmp_path / "root" / c).mkdir(parents=True)
         Image.new("RGB", (4, 4)).save(tmp_path / "root" / c / "1.png")
-    paths, labels, classes = labelled_images(tmp_path / "root")
-    assert classes == ["a", "b"] and labels == [0, 1]
+    s = labelled_images(tmp_path / "root")
+    assert s.classes == ["a", "b"] and s.labels == [0, 1]
     (tmp_path / "list.txt").write_text("root/b/1.png 1\n\nroot/a/1.png 0\n")
-    paths, labels, _ = labelled_images(tmp_path / "list.txt", classes=["a", "b"])
-    assert labels == [1, 0] and paths[0] == tmp_path / "root" / "b" / "1.png"
+    s = labelled_images(tmp_path / "list.txt", classes=["a", "b"])
+    assert s.labels == [1, 0] and s.paths[0] == tmp_path / "root" / "b" / "1.png"
     assert len(find_images([tmp_path / "root"])) == 2
     with pytest.raises(DataError, match="not one of the model's classes"):
         labelled_images(tmp_path / "root", classes=["a", "c"])
