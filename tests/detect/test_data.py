@@ -191,6 +191,10 @@ def test_json_with_the_stored_size_of_a_rotated_photo_keeps_displayed_boxes(tmp_
     assert target["boxes"].tolist() == [[5.0, 20.0, 15.0, 35.0], [2.0, 2.0, 22.0, 12.0]]
     inside = img[:, 22:33, 7:13]
     assert inside[0].mean() > 0.9 and inside[1].mean() < 0.1  # red under the first box
+    # Boxes that all fit the JSON size leave loading nothing to notice: decoding catches it.
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "1.jpg", "width": 40, "height": 30}],
+                               "annotations": [_ann(2, 1, [2, 2, 20, 10])], "categories": [{"id": 3}]}))
+    assert CocoDetection(ann)[0][1]["boxes"].tolist() == [[2.0, 2.0, 22.0, 12.0]]
 
 
 def test_transposed_size_without_exif_rotation_is_still_rescaled(tmp_path):
