@@ -197,10 +197,10 @@ def list_file(path: str | Path, root: str | Path | None = None, classes: Sequenc
                                 "(a bare path is unlabeled: fine for calibration, not for training or evaluation)")
             rel, label = line, str(UNLABELED)
         y = int(label)
-        if y != UNLABELED or not allow_unlabeled:
-            if y < 0 or (n_cls is not None and y >= n_cls):
-                limit = f"[0, {n_cls})" if n_cls is not None else ">= 0"
-                raise DataError(f"{path}:{no}: label {y} is outside the class range {limit}")
+        unlabeled = y == UNLABELED and allow_unlabeled
+        if not unlabeled and (y < 0 or (n_cls is not None and y >= n_cls)):
+            limit = f"[0, {n_cls})" if n_cls is not None else ">= 0"
+            raise DataError(f"{path}:{no}: label {y} is outside the class range {limit}")
         items.append((str(root / rel.strip()), y))
     if not items:
         raise DataError(f"{path}: empty dataset (no samples listed)")
