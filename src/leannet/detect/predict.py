@@ -39,10 +39,10 @@ def detect_files(weights: str | Path, images: list[str | Path] | str | Path, sco
     read go to `on_error(path, reason)` and are skipped (None: raise DataError)."""
     from leannet.detect.pipeline import open_detector
 
+    detector = open_detector(weights, runtime)  # a bad --weights is reported first
     paths = find_images([images] if isinstance(images, str | Path) else images)
     if not paths:
         raise DataError(f"no images found in {images}")
-    detector = open_detector(weights, runtime)
     for path in paths:
         try:
             img = read_image(path)
