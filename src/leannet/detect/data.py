@@ -193,7 +193,8 @@ def _displayed_sizes(anns: list, by_id: dict[int, dict], missing: set[int], imag
     each), so a clean set costs nothing; `CocoDetection` checks the rest when it decodes them."""
     suspects = set()
     for a in anns:
-        img = by_id.get(a.get("image_id")) if isinstance(a, dict) else None
+        iid = a.get("image_id") if isinstance(a, dict) else None  # malformed ones fail later, with their id
+        img = by_id.get(iid) if isinstance(iid, int) else None
         bbox = a.get("bbox") if img is not None else None
         if img is None or img["id"] in missing or img["width"] == img["height"] or not isinstance(bbox, list) \
                 or len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
@@ -269,7 +270,6 @@ class CocoDetection(Dataset):
             img = img.flip(-1)
             boxes = torch.stack([img.shape[2] - boxes[:, 2], boxes[:, 1], img.shape[2] - boxes[:, 0], boxes[:, 3]], 1)
         return img, {"boxes": boxes, "labels": labels, "image_id": torch.tensor(info["id"])}
-
 
     def _generator(self, i: int) -> torch.Generator:
         return torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, i))
