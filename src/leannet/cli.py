@@ -240,7 +240,7 @@ def _add_detect(sub) -> None:
     s.set_defaults(func=cmd_detect_eval)
 
     s = dsub.add_parser("infer", help="draw detections on images to PNG and write JSON")
-    s.add_argument("images", nargs="+", help="image files or folders")
+    s.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     s.add_argument("--weights", required=True, help="detector .safetensors, or its .onnx / .xml export")
     s.add_argument("--runtime", choices=runtimes,
                    help="default: torch for .safetensors, onnxruntime for .onnx, openvino for .xml")
@@ -253,7 +253,7 @@ def _add_detect(sub) -> None:
     s.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
     s.add_argument("--out", help="artefact path (.onnx or .xml); default beside WEIGHTS")
     s.add_argument("--int8", action="store_true", help="post-training INT8 quantisation (needs --calib)")
-    s.add_argument("--calib", help="folder of calibration images (e.g. the training images)")
+    s.add_argument("--calib", help="calibration images: a folder (searched recursively) or a list file")
     s.add_argument("--ann", help="COCO file of held-out images: parity on them and mAP of PyTorch vs the artefact")
     s.add_argument("--images", help="image folder of --ann (default: the folder of --ann)")
     s.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 14; default 18)")
@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", choices=["f32", "fp32", "bf16"], default="fp32",
                    help="compute precision recorded for the runtime (bf16: OpenVINO only)")
     s.add_argument("--int8", action="store_true", help="post-training INT8 quantisation (needs --calib)")
-    s.add_argument("--calib", help="calibration images: ImageFolder, folder or list file")
+    s.add_argument("--calib", help="calibration images: a folder (searched recursively) or a list file (labels optional)")
     s.add_argument("--eval", help="labelled images (ImageFolder or list file) for top-1 before/after")
     s.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 14; default 18)")
     s.add_argument("--simplify", action="store_true", help="simplify the ONNX graph with onnxslim")

@@ -49,13 +49,13 @@ def test_list_file_config_trains(tmp_path):
 @pytest.mark.parametrize("line, message", [
     ("a.png 7", r"train_list.txt:2: label 7 is outside the class range \[0, 3\)"),
     ("a.png -1", r"train_list.txt:2: label -1 is outside the class range"),
-    ("a.png", r"train_list.txt:2: expected 'relative/path label'"),
-    ("a.png cat", r"train_list.txt:2: expected 'relative/path label'"),
+    ("a.png", r"train_list.txt:2: expected 'relative/path.jpg LABEL', got 'a.png' \(a bare path is unlabeled"),
+    ("a.png cat", r"train_list.txt:2: expected 'relative/path.jpg LABEL'"),
 ])
 def test_list_file_bad_lines(tmp_path, line, message):
     (tmp_path / "train_list.txt").write_text(f"a.png 0\n{line}\n")
     with pytest.raises(DataError, match=message):
-        list_file(tmp_path / "train_list.txt", num_classes=3)
+        list_file(tmp_path / "train_list.txt", classes=["0", "1", "2"])
 
 
 def test_image_folder_with_more_classes_than_the_model(tmp_path):

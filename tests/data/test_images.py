@@ -1,8 +1,19 @@
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from leannet.data.images import eval_transform_for, find_images, labelled_images, load_image
+from leannet.data.images import (
+    UNLABELED,
+    eval_transform_for,
+    find_images,
+    labelled_images,
+    list_file,
+    load_image,
+)
 from leannet.errors import DataError
 
 
@@ -55,11 +66,98 @@ def test_list_file_and_folder(tmp_path):
     for c in ("a", "b"):
         (tmp_path / "root" / c).mkdir(parents=True)
         Image.new("RGB", (4, 4)).save(tmp_path / "root" / c / "1.png")
-    paths, labels, classes = labelled_images(tmp_path / "root")
-    assert classes == ["a", "b"] and labels == [0, 1]
+    s = labelled_images(tmp_path / "root")
+    assert s.classes == ["a", "b"] and s.labels == [0, 1]
     (tmp_path / "list.txt").write_text("root/b/1.png 1\n\nroot/a/1.png 0\n")
-    paths, labels, _ = labelled_images(tmp_path / "list.txt", classes=["a", "b"])
-    assert labels == [1, 0] and paths[0] == tmp_path / "root" / "b" / "1.png"
+    s = labelled_images(tmp_path / "list.txt", classes=["a", "b"])
+    assert s.labels == [1, 0] and s.paths[0] == tmp_path / "root" / "b" / "1.png"
     assert len(find_images([tmp_path / "root"])) == 2
     with pytest.raises(DataError, match="not one of the model's classes"):
         labelled_images(tmp_path / "root", classes=["a", "c"])
+
+
+def _tree(root):
+    """An ImageFolder whose files test every rule of the one reader: a nested folder, an
+    upper-case suffix, a GIF, a non-image, a class folder reached through a symlink, and class
+    names whose string order ('a-x' < 'a/sub') differs from their path order."""
+    files = ["a/1.png", "a/2.GIF", "a/sub/3.jpg", "a-x/4.bmp", "elsewhere/5.gif"]
+    for f in files:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(root / f, format=Image.registered_extensions()[Path(f).suffix.lower()])
+    (root / "a" / "notes.txt").write_text("not an image")
+    (root / "train").mkdir()
+    for c in ("a", "a-x"):
+        (root / c).rename(root / "train" / c)
+    (root / "train" / "c").symlink_to(root / "elsewhere", target_is_directory=True)
+    return [root / "train" / f for f in ("a/1.png", "a/2.GIF", "a/sub/3.jpg", "a-x/4.bmp", "c/5.gif")]
+
+
+def test_every_tool_gets_the_same_files_from_a_folder(tmp_path, monkeypatch):
+    from leannet.deploy.quantize import calibration_paths
+    from leannet.detect import export as detect_export
+    from leannet.detect import pipeline, predict
+    from leannet.train.config import load_train_config
+    from leannet.train.loop import load_samples
+    from tests.train.tiny import overrides
+
+    expected = _tree(tmp_path / "data")
+    shutil.copytree(tmp_path / "data" / "train", tmp_path / "data" / "val", symlinks=True)
+    train_dir = tmp_path / "data" / "train"
+
+    cfg = load_train_config(None, overrides(tmp_path / "data", tmp_path / "run"))
+    train, _ = load_samples(cfg.data, None)
+    assert train.paths == expected and train.labels == [0, 0, 0, 1, 2]  # training
+    assert labelled_images(train_dir).items == train.items  # export/bench --eval
+    assert calibration_paths(train_dir) == expected  # export calibration
+    assert find_images([train_dir]) == expected  # leannet infer
+
+    class NoDetector:  # detect infer's file list, without a model
+        classes = ["x"]
+
+        def __call__(self, images):
+            return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0)}]
+
+    monkeypatch.setattr(pipeline, "open_detector", lambda *a, **k: NoDetector())
+    assert [r[0] for r in predict.detect_files("unused.safetensors", train_dir)] == expected
+
+    read: list[Path] = []
+    monkeypatch.setattr("leannet.detect.data.read_image", lambda p: read.append(Path(p)) or torch.zeros(3, 4, 4))
+    detect_export._read_folder(train_dir, 100)  # detect export calibration
+    assert read == expected
+
+
+def test_every_tool_gets_the_same_files_from_a_list(tmp_path):
+    from leannet.deploy.quantize import calibration_paths
+    from leannet.train.config import load_train_config
+    from leannet.train.loop import load_samples
+    from tests.train.tiny import overrides
+
+    expected = _tree(tmp_path)
+    lines = ["# path label", "train/a-x/4.bmp\t1", "", "train/a/2.GIF 0", "train/c/5.gif  2", "train/a/1.png 0"]
+    for name in ("train_list.txt", "val_list.txt"):
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    cfg = load_train_config(None, overrides(tmp_path, tmp_path / "run", **{"data.kind": "list"}))
+    train, _ = load_samples(cfg.data, None)
+    order = [expected[i] for i in (3, 1, 4, 0)]  # a list keeps its own order
+    assert train.paths == order and train.labels == [1, 0, 2, 0] and train.classes == ["0", "1", "2"]
+    assert labelled_images(tmp_path / "train_list.txt").items == train.items
+    assert calibration_paths(tmp_path / "train_list.txt") == order
+
+
+def test_a_bare_path_is_an_error_for_training_and_unlabeled_for_calibration(tmp_path):
+    from leannet.deploy.quantize import calibration_paths
+    from leannet.train.config import load_train_config
+    from leannet.train.loop import load_samples
+    from tests.train.tiny import overrides
+
+    expected = _tree(tmp_path)
+    (tmp_path / "train_list.txt").write_text("train/a/1.png 0\ntrain/a/sub/3.jpg\n")
+    (tmp_path / "val_list.txt").write_text("train/a/1.png 0\n")
+    cfg = load_train_config(None, overrides(tmp_path, tmp_path / "run", **{"data.kind": "list"}))
+    with pytest.raises(DataError, match=r"train_list\.txt:2: expected 'relative/path\.jpg LABEL', got "
+                                        r"'train/a/sub/3\.jpg' \(a bare path is unlabeled"):
+        load_samples(cfg.data, None)
+    with pytest.raises(DataError, match=r"train_list\.txt:2: .*bare path"):
+        labelled_images(tmp_path / "train_list.txt")  # export --eval
+    assert list_file(tmp_path / "train_list.txt", allow_unlabeled=True).labels == [0, UNLABELED]
+    assert calibration_paths(tmp_path / "train_list.txt") == [expected[0], expected[2]]

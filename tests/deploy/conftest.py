@@ -24,9 +24,9 @@ def digits_root(tmp_path_factory):
 
 
 def _tensors(root, split):
-    paths, labels, classes = labelled_images(root / split)
-    x = np.concatenate([a for _, a in image_batches(paths, DIGITS_PRE, 256)])
-    return torch.from_numpy(x), torch.tensor(labels), classes
+    s = labelled_images(root / split)
+    x = np.concatenate([a for _, a in image_batches(s.paths, DIGITS_PRE, 256)])
+    return torch.from_numpy(x), torch.tensor(s.labels), s.classes
 
 
 @pytest.fixture(scope="session")

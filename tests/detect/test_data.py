@@ -161,3 +161,88 @@ def test_exif_rotated_photo_matches_boxes_in_displayed_coordinates(tmp_path):
     inside = img[:, 22:33, 7:13]
     assert inside[0].mean() > 0.9 and inside[1].mean() < 0.1  # red under the box
     assert img[1, :18].mean() > 0.9  # white above it
+
+
+def _rotated_photo(tmp_path, orientation=6):
+    """A phone photo stored sideways (40x30 pixels) with an EXIF orientation that swaps axes,
+    displayed 30 wide and 40 tall with a red document at x 5..15, y 20..35."""
+    shown = Image.new("RGB", (30, 40), (255, 255, 255))
+    shown.paste((255, 0, 0), (5, 20, 15, 35))
+    stored = shown.transpose(Image.Transpose.ROTATE_90)  # exif_transpose of orientation 6 undoes this
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "1.jpg", exif=exif, quality=95)
+    return shown
+
+
+def test_json_with_the_stored_size_of_a_rotated_photo_keeps_displayed_boxes(tmp_path):
+    # Annotation tools show the photo upright and draw boxes on it, but may record the size
+    # from the file header: 40x30, the displayed size transposed. The boxes must come out as
+    # drawn, not clipped to 40x30 nor stretched by 30/40 and 40/30.
+    _rotated_photo(tmp_path)
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "1.jpg", "width": 40, "height": 30}],
+                               "annotations": [_ann(1, 1, [5, 20, 10, 15]), _ann(2, 1, [2, 2, 20, 10])],
+                               "categories": [{"id": 3}]}))
+    ds = CocoDetection(ann)
+    assert not ds.report.counts  # nothing clipped: y 20..35 is inside the displayed 40 rows
+    img, target = ds[0]
+    assert img.shape == (3, 40, 30)
+    assert target["boxes"].tolist() == [[5.0, 20.0, 15.0, 35.0], [2.0, 2.0, 22.0, 12.0]]
+    inside = img[:, 22:33, 7:13]
+    assert inside[0].mean() > 0.9 and inside[1].mean() < 0.1  # red under the first box
+    # Boxes that all fit the JSON size leave loading nothing to notice: decoding catches it.
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "1.jpg", "width": 40, "height": 30}],
+                               "annotations": [_ann(2, 1, [2, 2, 20, 10])], "categories": [{"id": 3}]}))
+    assert CocoDetection(ann)[0][1]["boxes"].tolist() == [[2.0, 2.0, 22.0, 12.0]]
+
+
+def test_transposed_size_without_exif_rotation_is_still_rescaled(tmp_path):
+    # The same transposed sizes without an orientation tag: the JSON is simply wrong about the
+    # size, and the boxes are scaled to the pixels, as for any other size mismatch.
+    Image.new("RGB", (30, 40)).save(tmp_path / "1.png")
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "1.png", "width": 40, "height": 30}],
+                               "annotations": [_ann(1, 1, [4, 3, 20, 15])], "categories": [{"id": 3}]}))
+    _, target = CocoDetection(ann)[0]
+    assert torch.allclose(target["boxes"], torch.tensor([[4 * 30 / 40, 3 * 40 / 30, 24 * 30 / 40, 18 * 40 / 30]]))
+
+
+def test_flip_is_a_function_of_seed_epoch_and_index(tmp_path):
+    images = [_img(i, w=12, h=8) for i in range(1, 9)]
+    path = _write(tmp_path, images, [_ann(i, i, [1, 1, 4, 4]) for i in range(1, 9)])
+
+    def flips(seed, epoch, order=range(8), rng_seed=0):
+        ds = CocoDetection(path, hflip=0.5, seed=seed)
+        ds.set_epoch(epoch)
+        torch.manual_seed(rng_seed)  # the global RNG must not matter
+        return {i: ds[i][1]["boxes"][0, 0].item() != 1.0 for i in order}
+
+    base = flips(0, 0)
+    assert 0 < sum(base.values()) < 8  # some flipped, some not
+    assert flips(0, 0, rng_seed=123) == base
+    assert flips(0, 0, order=reversed(range(8))) == base  # any order, as workers or a resume read them
+    assert flips(0, 1) != base and flips(1, 0) != base
+    # The decision is the one classification's augmentation would take for the same sample.
+    from leannet.data.datasets import sample_seed
+
+    for i, flipped in base.items():
+        expected = torch.rand((), generator=torch.Generator().manual_seed(sample_seed(0, 0, i))) < 0.5
+        assert flipped == bool(expected)
+
+
+def test_flips_are_the_same_in_worker_processes(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from leannet.detect.data import collate
+
+    path = _write(tmp_path, [_img(i, w=12, h=8) for i in range(1, 7)], [_ann(i, i, [1, 1, 4, 4]) for i in range(1, 7)])
+    ds = CocoDetection(path, hflip=0.5, seed=3)
+    ds.set_epoch(2)
+
+    def boxes(workers):
+        torch.manual_seed(workers)
+        loader = DataLoader(ds, batch_size=2, num_workers=workers, collate_fn=collate)
+        return [t["boxes"].tolist() for _, targets, _ in loader for t in targets]
+
+    assert boxes(2) == boxes(0)

@@ -14,7 +14,7 @@ from leannet.detect.config import ModelConfig
 from leannet.detect.export import export_detector
 from leannet.detect.model import RawDetector, build_detector, detector_meta
 from leannet.detect.pipeline import open_detector
-from leannet.errors import ConfigError, ExportError, LeannetError
+from leannet.errors import ConfigError, DataError, ExportError, LeannetError
 from leannet.weights import save_weights
 
 SIZE = 64
@@ -256,3 +256,28 @@ def test_detection_matching_exempts_only_ties():
     assert _compare(a, dets([[0, 0, 10, 10], [20, 20, 30, 30]], [1.0, 1.0]), spec, 0.05, 1e-4)[0] == 1
     assert _compare(a, dets([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], [1.0, 1.0, 0.501]),
                     spec, 0.05, 1e-4)[0] == 1
+
+
+def test_unreadable_calibration_images_are_skipped_and_reported_as_classification_does(tmp_path, caplog):
+    import logging
+
+    from leannet.deploy.quantize import calibration_inputs
+    from leannet.detect.export import _read_folder
+
+    for i in range(2):
+        Image.new("RGB", (8, 6), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    (tmp_path / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    pre = {"input_size": [3, 8, 8], "mean": [0, 0, 0], "std": [1, 1, 1]}
+    with caplog.at_level(logging.WARNING, logger="leannet.data"):
+        images = _read_folder(tmp_path, 10)
+        detect_msgs = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        x = calibration_inputs(tmp_path, pre)
+        classify_msgs = [r.getMessage() for r in caplog.records]
+    assert [tuple(t.shape) for t in images] == [(3, 6, 8), (3, 6, 8)] and x.shape == (2, 3, 8, 8)
+    for msgs in (detect_msgs, classify_msgs):
+        assert len(msgs) == 1 and "skipped 1 of 3 images as unreadable" in msgs[0] and "2.png" in msgs[0]
+    (tmp_path / "0.png").write_bytes(b"")
+    (tmp_path / "1.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"no readable images \(.*0\.png: not an image"):
+        _read_folder(tmp_path, 10)

@@ -1,15 +1,15 @@
 """Datasets and transforms: ImageFolder, list files, the built-in digits set."""
 
-from leannet.data.datasets import (
-           ImageDataset,
+from leannet.data.datasets import ImageDataset, collate
+from leannet.data.digits import prepare_digits
+from leannet.data.images import (
            Samples,
-           collate,
+           find_images,
            image_folder,
            list_file,
+           load_image,
            unlabeled_folder,
 )
-from leannet.data.digits import prepare_digits
-from leannet.data.images import load_image
 
-__all__ = ["ImageDataset", "Samples", "collate", "image_folder", "list_file", "load_image",
+__all__ = ["ImageDataset", "Samples", "collate", "find_images", "image_folder", "list_file", "load_image",
            "prepare_digits", "unlabeled_folder"]

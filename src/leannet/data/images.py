@@ -1,15 +1,23 @@
-"""Reading images robustly, finding them on disk, and the evaluation transform.
+"""Image input, once: which files a dataset or an `--images` argument means, how they are
+decoded, and the evaluation transform.
 
-Every tool (training, export calibration, inference) loads through `load_image`, so a photo
-is decoded the same way everywhere: EXIF orientation applied, any mode (CMYK, palette, 16-bit,
-grayscale, alpha) turned into 8-bit RGB. A file that cannot be an image raises `DataError`
-with the reason, so a caller can skip it and say why.
+Every tool (classification training and evaluation, export calibration and `--eval`, `infer`,
+the detector's training, export and inference) finds files here (`IMAGE_EXTENSIONS`,
+`find_images`, `image_folder`, `list_file`) and decodes them with `load_image`, so the same
+folder or list means the same files everywhere and a photo is decoded the same way: EXIF
+orientation applied, any mode (CMYK, palette, 16-bit, grayscale, alpha) turned into 8-bit RGB.
+A file that cannot be an image raises `DataError` with the reason, so a caller can skip it and
+say why.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +27,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from leannet.errors import DataError
 
+log = logging.getLogger("leannet.data")
+
+# The one set of image suffixes: training, evaluation, calibration, inference and detection all
+# find files with it (torchvision's IMG_EXTENSIONS lacks .gif, which export used and training
+# dropped). load_image decodes each of these; a GIF gives its first frame.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+_ORIENTATION = 0x0112  # EXIF tag
 
 # Modes whose samples exceed 8 bits: PIL's convert("RGB") would clip them to 255, not rescale.
 _WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0}
@@ -66,14 +81,59 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+# EXIF orientations whose display swaps width and height (transpose, 90/270 rotations).
+SWAPS_AXES = frozenset({5, 6, 7, 8})
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1, upright, when it has none or is unreadable).
+    Reads the header only."""
+    try:
+        with Image.open(path) as img:
+            return int(img.getexif().get(_ORIENTATION, 1))
+    except (OSError, SyntaxError, ValueError):
+        return 1
+
+
+# --- which files: one set of extensions, one walk, one ImageFolder reader, one list parser ---
+
+UNLABELED = -1  # label of an image with no class (distillation's unlabeled set, calibration lists)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """(path, label) pairs of a dataset, its class names, and what the user pointed at."""
+
+    items: list[tuple[str, int]]
+    classes: list[str]
+    source: str  # for messages
+
+    @property
+    def paths(self) -> list[Path]:
+        return [Path(p) for p, _ in self.items]
+
+    @property
+    def labels(self) -> list[int]:
+        return [y for _, y in self.items]
+
+
+def _images_under(folder: Path) -> list[Path]:
+    # os.walk(followlinks=True), as torchvision's ImageFolder: class folders are often symlinks
+    # (Path.rglob before 3.13 does not enter them). Sorted by path components, so an
+    # ImageFolder (class by class) and a plain walk of its root list files in the same order.
+    found = [Path(d) / f for d, _, files in os.walk(folder, followlinks=True) for f in files]
+    return sorted((p for p in found if is_image_file(p)), key=lambda p: p.relative_to(folder).parts)
+
+
 def find_images(sources: Iterable[str | Path]) -> list[Path]:
     """Files named directly (whatever their extension) plus image files under named folders,
-    recursively, in sorted order. A source that does not exist raises DataError."""
+    recursively, in sorted order. A source that does not exist raises DataError. Every tool
+    that is given "images" (infer, calibration folders, detect infer/export) lists them here."""
     out: list[Path] = []
     for src in sources:
         src = Path(src)
         if src.is_dir():
-            out.extend(sorted(p for p in src.rglob("*") if p.is_file() and is_image_file(p)))
+            out.extend(_images_under(src))
         elif src.exists():
             out.append(src)
         else:
@@ -81,55 +141,101 @@ def find_images(sources: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def labelled_images(source: str | Path, classes: Sequence[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
-    """(paths, labels, class names) of an ImageFolder (`root/<class>/*`) or a list file
-    (`relative/path.jpg label` per line, PaddleClas style, paths relative to the file).
-
-    With `classes` given, ImageFolder sub-folders are mapped to those names (a folder that is
-    not a known class raises); otherwise classes are the sorted sub-folder names.
-    """
-    source = Path(source)
-    if source.is_file():
-        return _read_list_file(source, classes)
-    if not source.is_dir():
-        raise DataError(f"{source}: no such folder or list file")
-    folders = sorted(p.name for p in source.iterdir() if p.is_dir())
+def image_folder(root: str | Path, classes: Sequence[str] | None = None) -> Samples:
+    """`root/<class>/**/<image>`. Classes are the sorted sub-folder names (torchvision's rule);
+    with `classes` given (a model's), each sub-folder must be one of them and takes its index.
+    A class folder without images is an error, as in torchvision."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset folder")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not folders:
-        raise DataError(f"{source}: no class sub-folders (expected an ImageFolder root/<class>/*.jpg)")
+        raise DataError(f"{root}: empty dataset (no class sub-folders; expected root/<class>/*.jpg)")
     names = list(classes) if classes is not None else folders
     index = {c: i for i, c in enumerate(names)}
-    paths, labels = [], []
+    items: list[tuple[str, int]] = []
     for folder in folders:
         if folder not in index:
-            raise DataError(f"{source / folder}: folder is not one of the model's classes ({', '.join(names[:5])}, ...)")
-        for p in sorted(q for q in (source / folder).rglob("*") if q.is_file() and is_image_file(q)):
-            paths.append(p)
-            labels.append(index[folder])
-    if not paths:
-        raise DataError(f"{source}: no images found")
-    return paths, labels, names
+            raise DataError(f"{root / folder}: folder is not one of the model's classes "
+                            f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+        files = _images_under(root / folder)
+        if not files:
+            raise DataError(f"{root / folder}: empty dataset (class folder has no image files "
+                            f"with a suffix in {' '.join(sorted(IMAGE_EXTENSIONS))})")
+        items += [(str(p), index[folder]) for p in files]
+    return Samples(items, names, str(root))
 
 
-def _read_list_file(path: Path, classes: Sequence[str] | None) -> tuple[list[Path], list[int], list[str]]:
-    paths, labels = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+_LIST_LINE = re.compile(r"(.+?)\s+(-?\d+)")  # path, whitespace, integer label
+
+
+def list_file(path: str | Path, root: str | Path | None = None, classes: Sequence[str] | None = None,
+              *, allow_unlabeled: bool = False) -> Samples:
+    """A PaddleClas list file: `relative/path.jpg LABEL` per line (blank lines and `#` comments
+    skipped), paths relative to `root` (default: the list file's folder). Labels are integers
+    in [0, len(classes)); without `classes` the classes are "0".."max label".
+
+    A line without a label is an error naming file:line, since training and evaluation need
+    one; calibration, which needs none, passes `allow_unlabeled=True` and gets such lines as
+    UNLABELED."""
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    if not path.is_file():
+        raise DataError(f"{path}: no such list file")
+    items: list[tuple[str, int]] = []
+    n_cls = len(classes) if classes is not None else None
+    for no, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
             continue
-        rel, _, label = line.strip().rpartition(" ")
-        if not rel:  # a bare path: unlabelled (fine for calibration)
-            rel, label = label, "-1"
-        try:
-            labels.append(int(label))
-        except ValueError:
-            raise DataError(f"{path}:{n}: expected 'relative/path.jpg LABEL', got {line.strip()!r}") from None
-        paths.append(path.parent / rel.strip())
-    if not paths:
-        raise DataError(f"{path}: list file names no images")
-    n_cls = max(labels) + 1
-    names = list(classes) if classes is not None else [str(i) for i in range(n_cls)]
-    if n_cls > len(names):
-        raise DataError(f"{path}: label {n_cls - 1} outside the model's {len(names)} classes")
-    return paths, labels, names
+        m = _LIST_LINE.fullmatch(line)
+        if m is not None:
+            rel, label = m.groups()
+        else:
+            if not allow_unlabeled:
+                raise DataError(f"{path}:{no}: expected 'relative/path.jpg LABEL', got {line!r} "
+                                "(a bare path is unlabeled: fine for calibration, not for training or evaluation)")
+            rel, label = line, str(UNLABELED)
+        y = int(label)
+        unlabeled = y == UNLABELED and allow_unlabeled
+        if not unlabeled and (y < 0 or (n_cls is not None and y >= n_cls)):
+            limit = f"[0, {n_cls})" if n_cls is not None else ">= 0"
+            raise DataError(f"{path}:{no}: label {y} is outside the class range {limit}")
+        items.append((str(root / rel.strip()), y))
+    if not items:
+        raise DataError(f"{path}: empty dataset (no samples listed)")
+    if classes is None:
+        classes = [str(i) for i in range(max(y for _, y in items) + 1)]
+    return Samples(items, list(classes), str(path))
+
+
+def labelled_images(source: str | Path, classes: Sequence[str] | None = None) -> Samples:
+    """An ImageFolder root or a list file, whichever `source` is (evaluation sets)."""
+    source = Path(source)
+    if source.is_file():
+        return list_file(source, classes=classes)
+    if not source.is_dir():
+        raise DataError(f"{source}: no such folder or list file")
+    return image_folder(source, classes)
+
+
+def unlabeled_folder(root: str | Path) -> Samples:
+    """Every image under `root` (any depth), labelled UNLABELED."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder of unlabeled images")
+    files = find_images([root])
+    if not files:
+        raise DataError(f"{root}: empty dataset (no image files)")
+    return Samples([(str(f), UNLABELED) for f in files], [], str(root))
+
+
+def report_skipped(what: str, reasons: Sequence[str], total: int) -> None:
+    """Say (once, as a warning) that `len(reasons)` of `total` images of `what` were skipped as
+    unreadable, with the first reason: the one message of every tool that skips bad files
+    outside training (training counts them in its summary)."""
+    if reasons:
+        log.warning("%s: skipped %d of %d images as unreadable (first: %s)", what, len(reasons), total, reasons[0])
 
 
 def eval_transform_for(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:

@@ -97,9 +97,9 @@ def export(
     if eval_set is not None:
         from leannet.data.images import labelled_images
 
-        paths, lab, _ = labelled_images(eval_set, classes=loaded.classes)
-        arrays = [a for _, a in image_batches(paths, pre, 64)]
-        images, labels = np.concatenate(arrays), np.asarray(lab)
+        samples = labelled_images(eval_set, classes=loaded.classes)
+        arrays = [a for _, a in image_batches(samples.paths, pre, 64)]
+        images, labels = np.concatenate(arrays), np.asarray(samples.labels)
     calib_x = calibration_inputs(calib, pre) if calib is not None else None
     real = images if images is not None else calib_x
     rng = np.random.default_rng(0)

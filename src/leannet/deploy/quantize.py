@@ -29,33 +29,41 @@ from typing import Any
 
 import numpy as np
 
-from leannet.data.images import image_batches, labelled_images
+from leannet.data.images import find_images, image_batches, list_file, report_skipped
 from leannet.errors import DataError, ExportError
 from leannet.fileio import atomic_path
 
 CALIB_LIMIT = 300  # NNCF's default subset size; more images rarely move min/max ranges
 
 
-def calibration_inputs(source: str | Path, pre: dict[str, Any], limit: int = CALIB_LIMIT) -> np.ndarray:
-    """(N, C, H, W) float32 calibration inputs: up to `limit` images from an ImageFolder, a
-    folder of images, or a list file, spread evenly over the set (so every class is seen)."""
-    from leannet.data.images import find_images
-
+def calibration_paths(source: str | Path, limit: int = CALIB_LIMIT) -> list[Path]:
+    """Up to `limit` image files of `source`, spread evenly over the set (so every class is
+    seen): a folder (an ImageFolder root or loose images, found recursively as `infer` finds
+    them) or a list file, whose lines need no label (calibration uses none)."""
     source = Path(source)
-    try:
-        paths, _, _ = labelled_images(source)
-    except DataError:
-        if not source.is_dir():
-            raise
-        paths = find_images([source])  # a flat folder of unlabelled images is fine too
+    if source.is_file():
+        paths = list_file(source, allow_unlabeled=True).paths
+    elif source.is_dir():
+        paths = find_images([source])
+    else:
+        raise DataError(f"{source}: no such calibration folder or list file")
     if not paths:
         raise DataError(f"{source}: no calibration images found")
     if len(paths) > limit:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    return paths
+
+
+def calibration_inputs(source: str | Path, pre: dict[str, Any], limit: int = CALIB_LIMIT) -> np.ndarray:
+    """(N, C, H, W) float32 calibration inputs from `calibration_paths(source, limit)`;
+    unreadable images are skipped (an error only when none is readable)."""
+    source = Path(source)
+    paths = calibration_paths(source, limit)
     skipped: list[str] = []
     arrays = [a for _, a in image_batches(paths, pre, 64, lambda p, why: skipped.append(why))]
     if not arrays:
         raise DataError(f"{source}: none of the {len(paths)} calibration images could be read ({skipped[0]})")
+    report_skipped(f"calibration set {source}", skipped, len(paths))
     return np.concatenate(arrays)
 
 

@@ -16,7 +16,9 @@ An image file that exists but cannot be decoded is found when it is read, as in
 classification: the item is a `Skipped` marker (logged with the reason), `collate` drops it
 and returns its path, the trainer counts it and evaluation leaves it out of the mAP; with
 `strict=True` it raises. Images are decoded by leannet's one reader, EXIF orientation
-applied, so a phone photo's pixels are in the displayed orientation its boxes describe.
+applied, so a phone photo's pixels are in the displayed orientation its boxes describe. When
+the JSON's width/height are the stored size of such a photo (transposed: EXIF orientation
+5-8), the boxes are taken as drawn on the displayed image, not rescaled.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
-from leannet.data.datasets import Skipped
+from leannet.data.datasets import Skipped, drop_skipped, sample_seed
+from leannet.data.images import SWAPS_AXES, exif_orientation, load_image
 from leannet.detect.config import DataConfig, SplitConfig
 from leannet.errors import DataError
 
@@ -131,6 +134,7 @@ def load_coco(ann_file: str | Path, images_dir: str | Path | None = None, strict
         if not path.is_file():
             report.add("missing_file", strict, id=iid, path=path)
             missing.add(iid)
+    shown = _displayed_sizes(anns, by_id, missing, images_dir)
 
     kept, per_image = [], Counter()
     for a in anns:
@@ -149,7 +153,7 @@ def load_coco(ann_file: str | Path, images_dir: str | Path | None = None, strict
             report.add("unknown_category", strict, id=aid, category_id=cid)
             continue
         img = by_id[iid]
-        w, h = img["width"], img["height"]
+        w, h = shown.get(iid, (img["width"], img["height"]))
         x, y, bw, bh = (float(v) for v in bbox)
         if bw <= 0 or bh <= 0:
             report.add("zero_area", strict, id=aid, bbox=bbox)
@@ -172,13 +176,34 @@ def load_coco(ann_file: str | Path, images_dir: str | Path | None = None, strict
         if not per_image[iid] and not keep_empty:
             report.add("empty", strict, id=iid)
             continue
-        kept_images.append(img)
+        kept_images.append({**img, "width": shown[iid][0], "height": shown[iid][1]} if iid in shown else img)
     if not kept_images:
         raise DataError(f"{src}: no usable images ({report.summary()})")
     clean = {"images": kept_images, "annotations": kept, "categories": cats}
     if report.counts:
         log.warning(report.summary())
     return clean, report
+
+
+def _displayed_sizes(anns: list, by_id: dict[int, dict], missing: set[int], images_dir: Path) -> dict[int, tuple[int, int]]:
+    """{image id: (width, height) as displayed} of the images whose JSON size is the stored
+    one, transposed: a photo with an EXIF orientation that swaps axes (5-8), whose JSON took its
+    size from the file header while its boxes were drawn on the upright image (as annotation
+    tools show it). Only images with a box beyond the JSON size are looked at (one header read
+    each), so a clean set costs nothing; `CocoDetection` checks the rest when it decodes them."""
+    suspects = set()
+    for a in anns:
+        iid = a.get("image_id") if isinstance(a, dict) else None  # malformed ones fail later, with their id
+        img = by_id.get(iid) if isinstance(iid, int) else None
+        bbox = a.get("bbox") if img is not None else None
+        if img is None or img["id"] in missing or img["width"] == img["height"] or not isinstance(bbox, list) \
+                or len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
+            continue
+        x, y, bw, bh = bbox
+        if x + bw > img["width"] + 0.5 or y + bh > img["height"] + 0.5:
+            suspects.add(img["id"])
+    return {iid: (by_id[iid]["height"], by_id[iid]["width"]) for iid in sorted(suspects)
+            if exif_orientation(images_dir / by_id[iid]["file_name"]) in SWAPS_AXES}
 
 
 class CocoDetection(Dataset):
@@ -190,7 +215,7 @@ class CocoDetection(Dataset):
     """
 
     def __init__(self, ann_file: str | Path, images_dir: str | Path | None = None, strict: bool = False,
-                 keep_empty: bool = False, hflip: float = 0.0):
+                 keep_empty: bool = False, hflip: float = 0.0, seed: int = 0):
         self.ann_file = Path(ann_file)
         self.images_dir = Path(images_dir) if images_dir is not None else self.ann_file.parent
         self.strict = strict
@@ -202,6 +227,12 @@ class CocoDetection(Dataset):
         for a in self.coco["annotations"]:
             self.anns[a["image_id"]].append(a)
         self.hflip = hflip
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The trainer calls this before each epoch's iterator (workers copy the dataset then)."""
+        self.epoch = epoch
 
     @property
     def class_names(self) -> list[str]:
@@ -229,14 +260,25 @@ class CocoDetection(Dataset):
         boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
                                a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=torch.float32).reshape(-1, 4)
         labels = torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64)
-        if img.shape[1:] != (info["height"], info["width"]):
+        if img.shape[1:] != (info["height"], info["width"]) and not self._shown_transposed(i, img):
             # Trust the pixels: rescale boxes from the size the JSON claims.
             sy, sx = img.shape[1] / info["height"], img.shape[2] / info["width"]
             boxes = boxes * torch.tensor([sx, sy, sx, sy])
-        if self.hflip and torch.rand(()) < self.hflip:
+        # The flip draws from the sample's own generator, seeded by (seed, epoch, index) as
+        # classification's augmentation is: the same images flip in any worker, after a resume.
+        if self.hflip and torch.rand((), generator=self._generator(i)) < self.hflip:
             img = img.flip(-1)
             boxes = torch.stack([img.shape[2] - boxes[:, 2], boxes[:, 1], img.shape[2] - boxes[:, 0], boxes[:, 3]], 1)
         return img, {"boxes": boxes, "labels": labels, "image_id": torch.tensor(info["id"])}
+
+    def _generator(self, i: int) -> torch.Generator:
+        return torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, i))
+
+    def _shown_transposed(self, i: int, img: torch.Tensor) -> bool:
+        # The JSON gives the stored size of a photo displayed rotated (EXIF 5-8): its boxes are
+        # in displayed coordinates already (see _displayed_sizes), not to be stretched.
+        info = self.images[i]
+        return img.shape[1:] == (info["width"], info["height"]) and exif_orientation(self.path(i)) in SWAPS_AXES
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -244,38 +286,14 @@ def read_image(path: str | Path) -> torch.Tensor:
     reader (`leannet.data.images.load_image`): EXIF orientation applied, so pixels are in the
     displayed orientation that COCO boxes and sizes describe; any mode turned into RGB.
     Raises DataError with the reason when the file cannot be an image."""
-    from leannet.data.images import load_image
-
     return F.to_image(load_image(path)).float().div_(255)
 
 
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], list[str]]:
     """(images, targets, paths of unreadable images dropped from the batch)."""
-    good = [b for b in batch if not isinstance(b, Skipped)]
-    skipped = [b.path for b in batch if isinstance(b, Skipped)]
-    if not good:
-        raise DataError(f"every image of a batch is unreadable (first: {skipped[0]})")
+    good, skipped = drop_skipped(batch)
     images, targets = zip(*good, strict=True)
     return list(images), list(targets), skipped
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def list_images(paths: list[str | Path] | str | Path) -> list[Path]:
-    """Image files named directly or found (non-recursively, sorted) in the given folders."""
-    paths = [paths] if isinstance(paths, str | Path) else paths
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise DataError(f"{p}: no such image or folder")
-    if not found:
-        raise DataError(f"no images found in {', '.join(map(str, paths))}")
-    return found
 
 
 # --- datasets from a config ----------------------------------------------------------------
@@ -298,7 +316,8 @@ def split_files(split: SplitConfig, cfg: DataConfig) -> tuple[Path, Path | None]
     return Path(split.ann), Path(split.images) if split.images else None
 
 
-def make_dataset(split: SplitConfig, cfg: DataConfig, train: bool, strict: bool | None = None) -> CocoDetection:
+def make_dataset(split: SplitConfig, cfg: DataConfig, train: bool, strict: bool | None = None,
+                 seed: int = 0) -> CocoDetection:
     ann, images = split_files(split, cfg)
     return CocoDetection(ann, images, strict=cfg.strict if strict is None else strict,
-                         keep_empty=cfg.keep_empty, hflip=cfg.hflip if train else 0.0)
+                         keep_empty=cfg.keep_empty, hflip=cfg.hflip if train else 0.0, seed=seed)

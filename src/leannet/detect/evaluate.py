@@ -107,9 +107,10 @@ def measure_fps(model: torch.nn.Module, image_size: int, min_time: float = 1.0) 
         with torch.inference_mode():
             return model(image)
 
-    r = measure(call, 1, min_time=min_time, threads=torch.get_num_threads())
+    threads = getattr(model, "threads", None) or torch.get_num_threads()  # a pipeline's own, if it has one
+    r = measure(call, 1, min_time=min_time, threads=threads)
     return {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"], "iqr_ms": r["iqr_ms"],
-            "fps": 1000.0 / r["median_ms"], "threads": torch.get_num_threads(), "contended": r["contended"]}
+            "fps": 1000.0 / r["median_ms"], "threads": threads, "contended": r["contended"]}
 
 
 def complexity(model: torch.nn.Module, image_size: int) -> dict[str, int]:

@@ -308,22 +308,23 @@ def _write_detection_sidecar(artefact: Path, spec, precision: str) -> None:
                              "precision": precision, "detection": spec.as_dict()})
 
 
-def _read_folder(folder: str | Path, limit: int | None = None) -> list[torch.Tensor]:
-    """Images of a folder (recursively) as float tensors in [0, 1]; unreadable ones skipped."""
-    from leannet.data.images import find_images
+def _read_folder(folder: str | Path, limit: int) -> list[torch.Tensor]:
+    """Up to `limit` images of a folder (recursively) or list file, picked as classification's
+    calibration picks them, as float tensors in [0, 1]; unreadable ones skipped and reported."""
+    from leannet.data.images import report_skipped
+    from leannet.deploy.quantize import calibration_paths
     from leannet.detect.data import read_image
 
-    paths = find_images([folder])
-    if limit is not None:
-        paths = paths[:limit]
-    out = []
+    paths = calibration_paths(folder, limit)
+    out, skipped = [], []
     for p in paths:
         try:
             out.append(read_image(p))
-        except DataError:
-            continue
+        except DataError as e:
+            skipped.append(str(e))
     if not out:
-        raise DataError(f"{folder}: no readable images")
+        raise DataError(f"{folder}: no readable images" + (f" ({skipped[0]})" if skipped else ""))
+    report_skipped(str(folder), skipped, len(paths))
     return out
 
 

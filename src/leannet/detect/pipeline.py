@@ -40,6 +40,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from leannet.errors import LeannetError
+from leannet.runtime.threads import torch_threads
 
 SIZE_DIVISIBLE = 32  # torchvision's GeneralizedRCNNTransform default
 BOX_CODER_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision RetinaNet's BoxCoder
@@ -108,9 +109,12 @@ class DetectionPipeline:
     """
 
     def __init__(self, raw: Callable[[torch.Tensor], RawOutputs], spec: PipelineSpec, batch: int | None = None,
-                 runtime: str = "torch", precision: str = "fp32"):
+                 runtime: str = "torch", precision: str = "fp32", threads: int | None = None):
         self.raw, self.spec, self.batch = raw, spec, batch
         self.runtime, self.precision = runtime, precision
+        # PyTorch intra-op threads for the calls only (None: the process's count); the
+        # process-wide setting is left as it was, whatever else runs in this process.
+        self.threads = threads
         self.model: RetinaNet | None = None  # the PyTorch detector, when that is the backend
         self.record: dict[str, Any] = {}  # the artefact's sidecar, when an artefact is
         self.transform = GeneralizedRCNNTransform(spec.image_size, spec.image_size, spec.mean, spec.std,
@@ -166,11 +170,13 @@ class DetectionPipeline:
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         if not images:
             return []
-        x, sizes = self.preprocess(images)
-        return self.postprocess(self.run_raw(x), sizes, [tuple(i.shape[-2:]) for i in images])
+        with torch_threads(self.threads):
+            x, sizes = self.preprocess(images)
+            return self.postprocess(self.run_raw(x), sizes, [tuple(i.shape[-2:]) for i in images])
 
 
-def torch_pipeline(model: RetinaNet, classes: Sequence[str], spec: PipelineSpec | None = None) -> DetectionPipeline:
+def torch_pipeline(model: RetinaNet, classes: Sequence[str], spec: PipelineSpec | None = None,
+                   threads: int | None = None) -> DetectionPipeline:
     """The pipeline of a PyTorch detector: its backbone and heads (RawDetector) as the network."""
     from leannet.detect.model import RawDetector
 
@@ -180,7 +186,7 @@ def torch_pipeline(model: RetinaNet, classes: Sequence[str], spec: PipelineSpec 
         with torch.inference_mode():
             return net(x)
 
-    pipe = DetectionPipeline(raw, spec or spec_of(model, classes))
+    pipe = DetectionPipeline(raw, spec or spec_of(model, classes), threads=threads)
     pipe.model = model  # params / MACs are counted on it
     return pipe
 
@@ -201,7 +207,7 @@ def artefact_pipeline(path: str | Path, runtime: str | None = None, threads: int
         cls, box = runner(x.numpy())[:2]
         return torch.from_numpy(np.asarray(cls)), torch.from_numpy(np.asarray(box))
 
-    pipe = DetectionPipeline(raw, spec, runner.batch, runner.runtime, runner.precision)
+    pipe = DetectionPipeline(raw, spec, runner.batch, runner.runtime, runner.precision, threads)
     pipe.record = record
     return pipe
 
@@ -219,7 +225,5 @@ def open_detector(source: str | Path, runtime: str | None = None, threads: int |
                            f"(`leannet detect export {source} ...`) or drop --runtime")
     from leannet.detect.model import load_detector
 
-    if threads:
-        torch.set_num_threads(threads)
     model, classes = load_detector(str(source))
-    return torch_pipeline(model, classes)
+    return torch_pipeline(model, classes, threads=threads)

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from leannet.detect.data import list_images, read_image
+from leannet.data.images import find_images
+from leannet.detect.data import read_image
 from leannet.errors import DataError
 from leannet.fileio import atomic_path, write_text
 
@@ -38,8 +39,11 @@ def detect_files(weights: str | Path, images: list[str | Path] | str | Path, sco
     read go to `on_error(path, reason)` and are skipped (None: raise DataError)."""
     from leannet.detect.pipeline import open_detector
 
-    detector = open_detector(weights, runtime)
-    for path in list_images(images):
+    detector = open_detector(weights, runtime)  # a bad --weights is reported first
+    paths = find_images([images] if isinstance(images, str | Path) else images)
+    if not paths:
+        raise DataError(f"no images found in {images}")
+    for path in paths:
         try:
             img = read_image(path)
         except DataError as e:

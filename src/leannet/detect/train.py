@@ -30,7 +30,7 @@ from leannet.train.engine import StepOutput, Task
 def build_task(cfg: DetectConfig) -> Task:
     """The detector as a task of the shared trainer: RetinaNet's summed focal + box losses,
     COCO mAP on `data.val` as the metric (`checkpoint.metric`, default map50)."""
-    train_set = make_dataset(cfg.data.train, cfg.data, train=True)
+    train_set = make_dataset(cfg.data.train, cfg.data, train=True, seed=cfg.run.seed)
     val_set = make_dataset(cfg.data.val, cfg.data, train=False)
     for name, ds in (("train", train_set), ("val", val_set)):
         if len(ds.categories) != cfg.model.num_classes:

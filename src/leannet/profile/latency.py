@@ -282,10 +282,10 @@ def _eval_top1(runner: Runner, p: Prepared, eval_set: str | Path, shape: tuple[i
     from leannet.runtime.runners import run_all
 
     pre = {**p.pre, "input_size": list(shape[1:])}
-    paths, labels, _ = labelled_images(eval_set, classes=p.classes or None)
-    x = np.concatenate([a for _, a in image_batches(paths, pre, 64)])
+    samples = labelled_images(eval_set, classes=p.classes or None)
+    x = np.concatenate([a for _, a in image_batches(samples.paths, pre, 64)])
     logits = run_all(runner, x, batch=shape[0])
-    return float(100.0 * (logits.argmax(1) == np.asarray(labels)).mean())
+    return float(100.0 * (logits.argmax(1) == np.asarray(samples.labels)).mean())
 
 
 @dataclass

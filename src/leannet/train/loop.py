@@ -45,8 +45,9 @@ def load_samples(cfg: DataConfig, num_classes: int | None, is_main: bool = True)
     elif cfg.kind == "imagefolder":
         train, val = image_folder(cfg.root / "train"), image_folder(cfg.root / "val")
     else:
-        train = list_file(cfg.root / cfg.train_list, cfg.root, num_classes)
-        val = list_file(cfg.root / cfg.val_list, cfg.root, num_classes or len(train.classes))
+        numbered = [str(i) for i in range(num_classes)] if num_classes else None
+        train = list_file(cfg.root / cfg.train_list, cfg.root, numbered)
+        val = list_file(cfg.root / cfg.val_list, cfg.root, numbered or train.classes)
     if cfg.kind != "list" and train.classes != val.classes:
         raise DataError(f"{train.source} and {val.source} have different class folders")
     n = num_classes or len(train.classes)
