@@ -3,6 +3,12 @@
 `register` sits next to each builder; a second registration of a name is an error (no silent
 overwrite). Published numbers are stored as the paper states them, with the source, so that
 docs and the benchmark report can set our measurements beside them.
+
+A builder is a plain function taking keyword-only arguments and no `**kwargs`
+(`def pplcnet_x1_0(*, num_classes: int = 1000, ...) -> PPLCNet`), importable by its name from
+its family's module; `register` refuses any other shape. So a misspelt keyword is Python's own
+TypeError when the builder is called directly, and `build` can name the accepted keywords
+from the signature instead of reading error messages.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +27,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Published:
-    """Numbers from a paper or an official repository, with where they come from."""
+    """Numbers from a paper or an official repository, with where they come from.
+
+    Keyword-only: eight positional numbers in a row are easy to shift by one unnoticed."""
 
     source: str  # e.g. "arXiv:2109.15099 Table 2"
     params_m: float | None = None  # millions, train-time form unless noted
@@ -34,7 +43,7 @@ class Published:
     note: str = ""  # why our count differs from the paper's, where it does
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelInfo:
     """What a model needs around it: preprocessing, and what the paper claims."""
 
@@ -78,9 +87,15 @@ def register(
     aliases: tuple[str, ...] = (),
     **cfg: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register `fn` as the builder of `name`. Duplicate names or aliases raise."""
+    """Decorator: register `fn` as the builder of `name`. Duplicate names or aliases raise, and
+    so does a builder that takes positional arguments or `**kwargs` (see the module docstring)."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        loose = [p.name for p in inspect.signature(fn).parameters.values()
+                 if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+        if loose:
+            raise TypeError(f"builder of {name!r} must take keyword-only arguments and no **kwargs; "
+                            f"it takes {', '.join(loose)}")
         for key in (name, *aliases):
             if key in _MODELS or key in _ALIASES:
                 raise ValueError(f"model name {key!r} is registered twice")
@@ -131,17 +146,25 @@ def model_info(name: str) -> ModelInfo:
     return _MODELS[resolve(name)]
 
 
+def builder_args(name: str) -> list[str]:
+    """The keyword arguments the builder of `name` accepts, in signature order."""
+    return list(inspect.signature(model_info(name).builder).parameters)
+
+
 def build(name: str, **kwargs: Any) -> Any:
     """Call the registered builder of `name` with `kwargs` and attach its `ModelInfo` as
-    `pretrained_cfg`. An argument the builder does not take is a ConfigError naming it.
+    `pretrained_cfg`. An argument the builder does not take is a one-line ConfigError naming
+    it and the accepted ones (checked against the signature before the call, so a TypeError
+    from inside a builder is never mistaken for a user's typo).
     (`leannet.create_model` adds weights and feature extraction on top.)"""
     info = model_info(name)
-    try:
-        model = info.builder(**kwargs)
-    except TypeError as e:
-        if "unexpected keyword argument" not in str(e):
-            raise
-        bad = str(e).rpartition("unexpected keyword argument ")[2]
-        raise ConfigError(f"{info.name}: unknown argument {bad}") from None
+    accepted = builder_args(info.name)
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        close = [c for k in unknown for c in difflib.get_close_matches(k, accepted, n=1)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"{info.name}: unknown argument {', '.join(map(repr, unknown))}{hint} "
+                          f"(it takes {', '.join(accepted)})")
+    model = info.builder(**kwargs)
     model.pretrained_cfg = info
     return model

@@ -1,5 +1,6 @@
 from torch import nn
 
+from leannet.layers.activations import Act
 from leannet.layers.conv_bn_act import ConvBnAct
 from leannet.layers.squeeze_excite import SqueezeExcite
 
@@ -12,7 +13,7 @@ class DepthwiseSeparable(nn.Module):
     """
 
     def __init__(self, in_chs: int, out_chs: int, kernel: int = 3, stride: int = 1,
-                 se: bool = False, act: str = "relu"):
+                 se: bool = False, act: Act = "relu"):
         super().__init__()
         self.dw = ConvBnAct(in_chs, in_chs, kernel, stride, groups=in_chs, act=act)
         self.se = SqueezeExcite(in_chs, in_chs // 4, act="relu", gate="hard_sigmoid") if se else nn.Identity()

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from leannet.layers.activations import get_act
+from leannet.layers.activations import Act, get_act
 
 
 class ClassifierHead(nn.Module):
@@ -18,7 +18,7 @@ class ClassifierHead(nn.Module):
         in_chs: int,
         num_classes: int,
         hidden: int = 0,
-        act: str = "hard_swish",
+        act: Act = "hard_swish",
         hidden_bias: bool = True,
         drop_rate: float = 0.0,
         bias: bool = True,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from leannet.layers.activations import get_act
+from leannet.layers.activations import Act, get_act
 from leannet.layers.conv_bn_act import ConvBnAct
 from leannet.layers.fusion import fuse_bn, identity_kernel, pad_kernel
 
@@ -37,7 +37,7 @@ class RepConvBlock(nn.Module):
         groups: int = 1,
         num_branches: int = 1,
         se: nn.Module | None = None,
-        act: str | None = "relu",
+        act: Act = "relu",
         inference_mode: bool = False,
     ):
         super().__init__()

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from leannet.layers.activations import get_act
+from leannet.layers.activations import Act, get_act
 
 
 class SqueezeExcite(nn.Module):
@@ -11,7 +11,7 @@ class SqueezeExcite(nn.Module):
     ReLU + hard-sigmoid (as MobileNetV3), MobileOne and TResNet ReLU + sigmoid.
     """
 
-    def __init__(self, chs: int, rd_chs: int, act: str = "relu", gate: str = "hard_sigmoid"):
+    def __init__(self, chs: int, rd_chs: int, act: Act = "relu", gate: Act = "hard_sigmoid"):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv_reduce = nn.Conv2d(chs, rd_chs, 1, bias=True)

@@ -30,6 +30,7 @@ Module names follow the official file where it has them, so its checkpoints map 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -37,6 +38,14 @@ from torch import nn
 from leannet.layers import ClassifierHead, ConvBnAct, init_weights
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
+
+__all__ = [
+    "GGhostRegNet",
+    "g_ghost_regnetx_032",
+    "g_ghost_regnetx_040",
+    "g_ghost_regnetx_080",
+    "g_ghost_regnetx_160",
+]
 
 STEM_CHS = 32
 CHEAP_RATIO = 0.5  # lambda: share of a G-Ghost stage's channels made by the cheap branch
@@ -161,27 +170,44 @@ class GGhostRegNet(StagedModel):
 # params, FLOPs (multiply-adds) and ImageNet top-1 of the four released checkpoints. Only these
 # sizes are registered: the other CONFIGS rows have no published numbers or weights (build
 # them with `GGhostRegNet(CONFIGS["002"])`), and each registered name costs every contract test.
-_README = "huawei-noah/Efficient-AI-Backbones g_ghost_pytorch/readme.md"
-_PUBLISHED = {
-    # size: (params_m, macs_m, top1)
-    "032": (10.5, 1800, 77.8),
-    "040": (15.7, 2200, 78.6),
-    "080": (24.6, 4200, 79.0),
-    "160": (32.4, 9000, 79.9),
-}
+_readme = partial(
+    Published,
+    source="huawei-noah/Efficient-AI-Backbones g_ghost_pytorch/readme.md",
+    note="the README rounds FLOPs (multiply-adds) to 0.1B and params to 0.1M",
+)
 
 
-def _make(size: str, facts: Published) -> None:
-    name = f"g_ghost_regnetx_{size}"
-
-    @register(name, family="g_ghostnet", published=facts)
-    def build(**kwargs) -> GGhostRegNet:
-        return GGhostRegNet(CONFIGS[size], **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = f"G-Ghost-RegNetX-{int(size) / 10:g}GF ({facts.source})."
+@register("g_ghost_regnetx_032", family="g_ghostnet",
+          published=_readme(params_m=10.5, macs_m=1800, top1=77.8))
+def g_ghost_regnetx_032(*, num_classes: int = 1000, in_chans: int = 3,
+                        drop_rate: float = 0.2) -> GGhostRegNet:
+    """G-Ghost-RegNetX-3.2GF (official g_ghost_regnet.py; README numbers)."""
+    return GGhostRegNet(CONFIGS["032"], num_classes=num_classes, in_chans=in_chans,
+                        drop_rate=drop_rate)
 
 
-for _size, (_p, _m, _t) in _PUBLISHED.items():
-    _make(_size, Published(_README, _p, _m, _t,
-                           note="the README rounds FLOPs (multiply-adds) to 0.1B and params to 0.1M"))
+@register("g_ghost_regnetx_040", family="g_ghostnet",
+          published=_readme(params_m=15.7, macs_m=2200, top1=78.6))
+def g_ghost_regnetx_040(*, num_classes: int = 1000, in_chans: int = 3,
+                        drop_rate: float = 0.2) -> GGhostRegNet:
+    """G-Ghost-RegNetX-4GF (official g_ghost_regnet.py; README numbers)."""
+    return GGhostRegNet(CONFIGS["040"], num_classes=num_classes, in_chans=in_chans,
+                        drop_rate=drop_rate)
+
+
+@register("g_ghost_regnetx_080", family="g_ghostnet",
+          published=_readme(params_m=24.6, macs_m=4200, top1=79.0))
+def g_ghost_regnetx_080(*, num_classes: int = 1000, in_chans: int = 3,
+                        drop_rate: float = 0.2) -> GGhostRegNet:
+    """G-Ghost-RegNetX-8GF (official g_ghost_regnet.py; README numbers)."""
+    return GGhostRegNet(CONFIGS["080"], num_classes=num_classes, in_chans=in_chans,
+                        drop_rate=drop_rate)
+
+
+@register("g_ghost_regnetx_160", family="g_ghostnet",
+          published=_readme(params_m=32.4, macs_m=9000, top1=79.9))
+def g_ghost_regnetx_160(*, num_classes: int = 1000, in_chans: int = 3,
+                        drop_rate: float = 0.2) -> GGhostRegNet:
+    """G-Ghost-RegNetX-16GF (official g_ghost_regnet.py; README numbers)."""
+    return GGhostRegNet(CONFIGS["160"], num_classes=num_classes, in_chans=in_chans,
+                        drop_rate=drop_rate)

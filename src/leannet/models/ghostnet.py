@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -28,6 +29,8 @@ from torch import nn
 from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite, make_divisible
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
+
+__all__ = ["GhostNet", "ghostnet_x0_5", "ghostnet_x1_0", "ghostnet_x1_3"]
 
 
 @dataclass(frozen=True)
@@ -143,24 +146,27 @@ class GhostNet(StagedModel):
 
 # GhostNet Table 7 (arXiv:1911.11907): params, FLOPs (multiply-adds), ImageNet top-1 at 224.
 # The paper's latencies (Fig. 7, ARM phone, TFLite) are only plotted, so none are recorded.
-_PAPER = "arXiv:1911.11907 Table 7"
-_VARIANTS = {
-    # name: (width, params_m, macs_m, top1, timm alias)
-    "ghostnet_x0_5": (0.5, 2.6, 42, 66.2, "ghostnet_050"),
-    "ghostnet_x1_0": (1.0, 5.2, 141, 73.9, "ghostnet_100"),
-    "ghostnet_x1_3": (1.3, 7.3, 226, 75.7, "ghostnet_130"),
-}
+# One builder per width of the table; timm's names are the aliases. Interpolation bicubic:
+# what timm's ghostnet_100.in1k weights were evaluated with.
+_table7 = partial(Published, source="arXiv:1911.11907 Table 7")
 
 
-def _make(name: str, width: float, facts: Published, alias: str) -> None:
-    # bicubic: the interpolation timm's ghostnet_100.in1k weights were evaluated with
-    @register(name, family="ghostnet", published=facts, aliases=(alias,), interpolation="bicubic")
-    def build(**kwargs) -> GhostNet:
-        return GhostNet(width=width, **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = f"GhostNet {width}x ({facts.source})."
+@register("ghostnet_x0_5", family="ghostnet", aliases=("ghostnet_050",), interpolation="bicubic",
+          published=_table7(params_m=2.6, macs_m=42, top1=66.2))
+def ghostnet_x0_5(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> GhostNet:
+    """GhostNet 0.5x (arXiv:1911.11907 Table 7)."""
+    return GhostNet(width=0.5, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
 
 
-for _name, (_width, _p, _m, _t, _alias) in _VARIANTS.items():
-    _make(_name, _width, Published(_PAPER, _p, _m, _t), _alias)
+@register("ghostnet_x1_0", family="ghostnet", aliases=("ghostnet_100",), interpolation="bicubic",
+          published=_table7(params_m=5.2, macs_m=141, top1=73.9))
+def ghostnet_x1_0(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> GhostNet:
+    """GhostNet 1.0x (arXiv:1911.11907 Table 7)."""
+    return GhostNet(width=1.0, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+
+
+@register("ghostnet_x1_3", family="ghostnet", aliases=("ghostnet_130",), interpolation="bicubic",
+          published=_table7(params_m=7.3, macs_m=226, top1=75.7))
+def ghostnet_x1_3(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> GhostNet:
+    """GhostNet 1.3x (arXiv:1911.11907 Table 7)."""
+    return GhostNet(width=1.3, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from leannet.layers import (
+    Act,
     ClassifierHead,
     ConvBnAct,
     DepthwiseSeparable,
@@ -14,6 +15,8 @@ from leannet.layers import (
 )
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
+
+__all__ = ["MobileNetV1", "mobilenetv1_x1_0"]
 
 # MobileNetV1 Table 1, as (out_chs, stride) per depthwise-separable block, grouped by stride.
 STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
@@ -27,7 +30,7 @@ STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
 
 class MobileNetV1(StagedModel):
     def __init__(self, width: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, act: str = "relu"):
+                 drop_rate: float = 0.0, act: Act = "relu"):
         # act="relu6" is TF-slim's (and timm's mobilenetv1_100) choice; the paper says ReLU.
         super().__init__()
         self.in_chans, self.num_classes = in_chans, num_classes
@@ -51,7 +54,11 @@ class MobileNetV1(StagedModel):
     "mobilenetv1_x1_0",
     family="mobilenetv1",
     aliases=("mobilenetv1_100",),
-    published=Published("arXiv:1704.04861 Table 6 (1.0 MobileNet-224)", params_m=4.2, macs_m=569, top1=70.6),
+    published=Published(source="arXiv:1704.04861 Table 6 (1.0 MobileNet-224)", params_m=4.2,
+                        macs_m=569, top1=70.6),
 )
-def mobilenetv1_x1_0(**kwargs) -> MobileNetV1:
-    return MobileNetV1(width=1.0, **kwargs)
+def mobilenetv1_x1_0(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                     act: Act = "relu") -> MobileNetV1:
+    """MobileNetV1 1.0 (arXiv:1704.04861). `act="relu6"` for timm's mobilenetv1_100 weights."""
+    return MobileNetV1(width=1.0, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                       act=act)

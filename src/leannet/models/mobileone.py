@@ -13,6 +13,7 @@ Layout follows apple/ml-mobileone `mobileone.py`: stage0 -> stem, stage1..4 -> s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
@@ -20,6 +21,8 @@ from leannet.layers import ClassifierHead, SqueezeExcite
 from leannet.layers.rep_block import RepConvBlock
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
+
+__all__ = ["MobileOne", "mobileone_s0", "mobileone_s1", "mobileone_s2", "mobileone_s3", "mobileone_s4"]
 
 
 @dataclass(frozen=True)
@@ -110,41 +113,60 @@ class MobileOne(StagedModel):
 # apple/ml-mobileone README, repeating the numbers, says iPhone 12 Pro). The two
 # param counts of the architecture itself (train form with all branches, and deployed) are
 # kept in `extra` because users compare the wrong one; tests check them against the model.
-_PAPER = "arXiv:2206.04040 Table 9"
-_HW = "iPhone 12 (Pro per the official README), Core ML"
-PUBLISHED: dict[str, Published] = {
-    key: Published(_PAPER, params_m=p, macs_m=m, top1=t, latency_ms=lat, latency_hw=_HW,
-                   params_form="deployed")
-    for key, p, m, t, lat in [
-        # key, params (M), MACs (M), top-1 (%), latency (ms)
-        ("s0", 2.1, 275, 71.4, 0.79),
-        ("s1", 4.8, 825, 75.9, 0.89),
-        ("s2", 7.8, 1299, 77.4, 1.18),
-        ("s3", 10.1, 1896, 78.1, 1.53),
-        ("s4", 14.8, 2978, 79.4, 1.86),
-    ]
-}
-PARAMS_M: dict[str, dict[str, float]] = {
-    "s0": {"params_train_m": 5.29, "params_deployed_m": 2.08},  # k=4: most of S0 is branches
-    "s1": {"params_train_m": 4.83, "params_deployed_m": 4.76},
-    "s2": {"params_train_m": 7.88, "params_deployed_m": 7.81},
-    "s3": {"params_train_m": 10.17, "params_deployed_m": 10.08},
-    "s4": {"params_train_m": 14.95, "params_deployed_m": 14.84},
-}
+# timm's names are the same, so no aliases; crop_pct is timm's eval crop for these weights.
+_table9 = partial(
+    Published,
+    source="arXiv:2206.04040 Table 9",
+    latency_hw="iPhone 12 (Pro per the official README), Core ML",
+    params_form="deployed",
+)
 
 
-def _make(key: str) -> None:
-    name = f"mobileone_{key}"
-
-    # timm's names are the same, so no aliases; crop_pct is timm's eval crop for these weights.
-    @register(name, family="mobileone", published=PUBLISHED[key], reparameterizable=True,
-              crop_pct=0.875 if key == "s0" else 0.9, extra=dict(PARAMS_M[key]))
-    def build(**kwargs) -> MobileOne:
-        return MobileOne(VARIANTS[key], **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = f"MobileOne-{key.upper()} ({_PAPER}); inference_mode=True gives the deployed form."
+@register("mobileone_s0", family="mobileone", reparameterizable=True, crop_pct=0.875,
+          published=_table9(params_m=2.1, macs_m=275, top1=71.4, latency_ms=0.79),
+          extra={"params_train_m": 5.29, "params_deployed_m": 2.08})  # k=4: most of S0 is branches
+def mobileone_s0(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 inference_mode: bool = False) -> MobileOne:
+    """MobileOne-S0 (arXiv:2206.04040); inference_mode=True gives the deployed form."""
+    return MobileOne(VARIANTS["s0"], num_classes=num_classes, in_chans=in_chans,
+                     drop_rate=drop_rate, inference_mode=inference_mode)
 
 
-for _key in VARIANTS:
-    _make(_key)
+@register("mobileone_s1", family="mobileone", reparameterizable=True, crop_pct=0.9,
+          published=_table9(params_m=4.8, macs_m=825, top1=75.9, latency_ms=0.89),
+          extra={"params_train_m": 4.83, "params_deployed_m": 4.76})
+def mobileone_s1(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 inference_mode: bool = False) -> MobileOne:
+    """MobileOne-S1 (arXiv:2206.04040); inference_mode=True gives the deployed form."""
+    return MobileOne(VARIANTS["s1"], num_classes=num_classes, in_chans=in_chans,
+                     drop_rate=drop_rate, inference_mode=inference_mode)
+
+
+@register("mobileone_s2", family="mobileone", reparameterizable=True, crop_pct=0.9,
+          published=_table9(params_m=7.8, macs_m=1299, top1=77.4, latency_ms=1.18),
+          extra={"params_train_m": 7.88, "params_deployed_m": 7.81})
+def mobileone_s2(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 inference_mode: bool = False) -> MobileOne:
+    """MobileOne-S2 (arXiv:2206.04040); inference_mode=True gives the deployed form."""
+    return MobileOne(VARIANTS["s2"], num_classes=num_classes, in_chans=in_chans,
+                     drop_rate=drop_rate, inference_mode=inference_mode)
+
+
+@register("mobileone_s3", family="mobileone", reparameterizable=True, crop_pct=0.9,
+          published=_table9(params_m=10.1, macs_m=1896, top1=78.1, latency_ms=1.53),
+          extra={"params_train_m": 10.17, "params_deployed_m": 10.08})
+def mobileone_s3(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 inference_mode: bool = False) -> MobileOne:
+    """MobileOne-S3 (arXiv:2206.04040); inference_mode=True gives the deployed form."""
+    return MobileOne(VARIANTS["s3"], num_classes=num_classes, in_chans=in_chans,
+                     drop_rate=drop_rate, inference_mode=inference_mode)
+
+
+@register("mobileone_s4", family="mobileone", reparameterizable=True, crop_pct=0.9,
+          published=_table9(params_m=14.8, macs_m=2978, top1=79.4, latency_ms=1.86),
+          extra={"params_train_m": 14.95, "params_deployed_m": 14.84})
+def mobileone_s4(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 inference_mode: bool = False) -> MobileOne:
+    """MobileOne-S4 (arXiv:2206.04040); inference_mode=True gives the deployed form."""
+    return MobileOne(VARIANTS["s4"], num_classes=num_classes, in_chans=in_chans,
+                     drop_rate=drop_rate, inference_mode=inference_mode)

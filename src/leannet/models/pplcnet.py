@@ -9,6 +9,7 @@ global pooling. Layout follows PaddleClas `ppcls/arch/backbone/legendary_models/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
@@ -20,6 +21,18 @@ from leannet.layers import (
 )
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
+
+__all__ = [
+    "PPLCNet",
+    "pplcnet_x0_5",
+    "pplcnet_x0_25",
+    "pplcnet_x0_35",
+    "pplcnet_x0_75",
+    "pplcnet_x1_0",
+    "pplcnet_x1_5",
+    "pplcnet_x2_0",
+    "pplcnet_x2_5",
+]
 
 
 @dataclass(frozen=True)
@@ -92,34 +105,85 @@ def init_as_paddleclas(model: nn.Module) -> None:
 
 
 # PP-LCNet Table 2: params, FLOPs (really MACs), top-1 without SSLD, latency on an Intel Xeon
-# Gold 6148 (batch 1, MKLDNN, 4 threads).
-_PAPER = "arXiv:2109.15099 Table 2"
-_HW = "Intel Xeon Gold 6148, Paddle + MKLDNN, bs1, 4 threads"
+# Gold 6148 (batch 1, MKLDNN, 4 threads). One builder per row; timm's names are the aliases.
 # Measured: adding one op per output element of every BN and H-Swish to our conv+FC MACs
 # gives 18.3M (x0.25), 160.7M (x1.0), 906.3M (x2.5), i.e. the paper's 18/161/906.
-_MACS_NOTE = ("paper's FLOPs (PaddleClas counter) add one op per output element of every BN and "
-              "H-Swish to the conv+FC MACs counted here")
-_VARIANTS = {
-    # name: (scale, params_m, macs_m, top1, latency_ms, timm alias)
-    "pplcnet_x0_25": (0.25, 1.5, 18, 51.86, 1.74, "lcnet_025"),
-    "pplcnet_x0_35": (0.35, 1.6, 29, 58.09, 1.92, "lcnet_035"),
-    "pplcnet_x0_5": (0.5, 1.9, 47, 63.14, 2.05, "lcnet_050"),
-    "pplcnet_x0_75": (0.75, 2.4, 99, 68.18, 2.29, "lcnet_075"),
-    "pplcnet_x1_0": (1.0, 3.0, 161, 71.32, 2.46, "lcnet_100"),
-    "pplcnet_x1_5": (1.5, 4.5, 342, 73.71, 3.19, "lcnet_150"),
-    "pplcnet_x2_0": (2.0, 6.5, 590, 75.18, 4.27, "lcnet_200"),
-    "pplcnet_x2_5": (2.5, 9.0, 906, 76.60, 5.39, "lcnet_250"),
-}
+_table2 = partial(
+    Published,
+    source="arXiv:2109.15099 Table 2",
+    latency_hw="Intel Xeon Gold 6148, Paddle + MKLDNN, bs1, 4 threads",
+    note="paper's FLOPs (PaddleClas counter) add one op per output element of every BN and "
+    "H-Swish to the conv+FC MACs counted here",
+)
 
 
-def _make(name: str, scale: float, facts: Published, alias: str) -> None:
-    @register(name, family="pplcnet", published=facts, aliases=(alias,), interpolation="bilinear")
-    def build(**kwargs) -> PPLCNet:
-        return PPLCNet(scale=scale, **kwargs)
+@register("pplcnet_x0_25", family="pplcnet", aliases=("lcnet_025",),
+          published=_table2(params_m=1.5, macs_m=18, top1=51.86, latency_ms=1.74))
+def pplcnet_x0_25(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                  head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x0.25 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=0.25, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)
 
-    build.__name__ = name
-    build.__doc__ = f"PP-LCNet x{scale} ({facts.source})."
+
+@register("pplcnet_x0_35", family="pplcnet", aliases=("lcnet_035",),
+          published=_table2(params_m=1.6, macs_m=29, top1=58.09, latency_ms=1.92))
+def pplcnet_x0_35(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                  head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x0.35 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=0.35, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)
 
 
-for _name, (_scale, _p, _m, _t, _l, _alias) in _VARIANTS.items():
-    _make(_name, _scale, Published(_PAPER, _p, _m, _t, _l, _HW, note=_MACS_NOTE), _alias)
+@register("pplcnet_x0_5", family="pplcnet", aliases=("lcnet_050",),
+          published=_table2(params_m=1.9, macs_m=47, top1=63.14, latency_ms=2.05))
+def pplcnet_x0_5(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                 head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x0.5 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=0.5, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)
+
+
+@register("pplcnet_x0_75", family="pplcnet", aliases=("lcnet_075",),
+          published=_table2(params_m=2.4, macs_m=99, top1=68.18, latency_ms=2.29))
+def pplcnet_x0_75(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                  head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x0.75 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=0.75, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)
+
+
+@register("pplcnet_x1_0", family="pplcnet", aliases=("lcnet_100",),
+          published=_table2(params_m=3.0, macs_m=161, top1=71.32, latency_ms=2.46))
+def pplcnet_x1_0(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                 head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x1.0 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=1.0, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)
+
+
+@register("pplcnet_x1_5", family="pplcnet", aliases=("lcnet_150",),
+          published=_table2(params_m=4.5, macs_m=342, top1=73.71, latency_ms=3.19))
+def pplcnet_x1_5(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                 head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x1.5 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=1.5, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)
+
+
+@register("pplcnet_x2_0", family="pplcnet", aliases=("lcnet_200",),
+          published=_table2(params_m=6.5, macs_m=590, top1=75.18, latency_ms=4.27))
+def pplcnet_x2_0(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                 head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x2.0 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=2.0, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)
+
+
+@register("pplcnet_x2_5", family="pplcnet", aliases=("lcnet_250",),
+          published=_table2(params_m=9.0, macs_m=906, top1=76.60, latency_ms=5.39))
+def pplcnet_x2_5(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                 head_bias: bool = False) -> PPLCNet:
+    """PP-LCNet x2.5 (arXiv:2109.15099). `head_bias=True` for timm's lcnet_* weights."""
+    return PPLCNet(scale=2.5, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   head_bias=head_bias)

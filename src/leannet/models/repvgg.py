@@ -18,6 +18,8 @@ from leannet.layers.rep_block import RepConvBlock
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
+__all__ = ["RepVGG", "repvgg_a0"]
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -78,7 +80,7 @@ class RepVGG(StagedModel):
 # deployed form ("Theo FLOPs" 1.4B = MACs; our count is in docs/models.md), speed is a
 # throughput in images/s on a 1080Ti (batch 128, fp32), not a latency.
 _FACTS = Published(
-    "arXiv:2101.03697 Table 4",
+    source="arXiv:2101.03697 Table 4",
     params_m=8.30,
     macs_m=1400,
     top1=72.41,
@@ -91,6 +93,8 @@ _FACTS = Published(
 @register("repvgg_a0", family="repvgg", published=_FACTS, reparameterizable=True,
           extra={"params_train_m": 9.11, "params_deployed_m": 8.31,
                  "throughput_img_s": 3256, "throughput_hw": "NVIDIA 1080Ti, batch 128, fp32"})
-def repvgg_a0(**kwargs) -> RepVGG:
+def repvgg_a0(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+              inference_mode: bool = False) -> RepVGG:
     """RepVGG-A0 (arXiv:2101.03697); inference_mode=True gives the deployed form."""
-    return RepVGG(VARIANTS["a0"], **kwargs)
+    return RepVGG(VARIANTS["a0"], num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                  inference_mode=inference_mode)

@@ -30,6 +30,8 @@ from leannet.layers.shuffle import ShuffleV2Block
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
+__all__ = ["SNet", "snet49", "snet146", "snet535"]
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -106,32 +108,34 @@ class SNet(StagedModel):
 # fvcore). SNet49 has no official code; its name (49) is kept. SNet146's top-1 is the
 # snet-training README's (32.2% top-1 error, its log's last evaluation).
 _PAPER = "arXiv:1903.11752 Table 1; MACs and top-1: github.com/qinzheng93/ThunderNet snet-training"
-_FACTS = {  # MACs (M), ImageNet top-1 (%)
-    "snet49": (49, None),
-    "snet146": (162.5, 67.8),
-    "snet535": (539.9, None),
-}
-_NOTES = {
-    "snet49": "the name says 49 MFLOPs; the official unit at Table 1's widths counts 51.2M MACs (+4.6%)",
-    "snet146": "named for 146 MFLOPs; the official code counts 162.5M MACs",
-    "snet535": "named for 535 MFLOPs; the official unit at Table 1's widths counts 539.9M MACs",
-}
 # megvii's trainer feeds BGR pixels in 0-255 (`ToBGRTensor`): with leannet's [0, 1] pixels,
 # mean 0 and std 1/255 give back 0-255.
 _PRE = {"mean": (0.0, 0.0, 0.0), "std": (1 / 255,) * 3, "channel_order": "bgr", "interpolation": "bilinear"}
+# One builder per row of Table 1; other depths or kernels: `SNet(SPECS[...], repeats=..., kernel=...)`.
 
 
-def _make(name: str, spec: Spec) -> None:
-    macs, top1 = _FACTS[name]
-    facts = Published(_PAPER, macs_m=macs, top1=top1, note=_NOTES[name])
-
-    @register(name, family="snet", published=facts, **_PRE)
-    def build(**kwargs) -> SNet:
-        return SNet(spec=spec, **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = f"ThunderNet {name} ({_PAPER}): stages {spec.stages}, conv5 {spec.conv5}."
+@register("snet49", family="snet", **_PRE, published=Published(
+    source=_PAPER, macs_m=49,
+    note="the name says 49 MFLOPs; the official unit at Table 1's widths counts 51.2M MACs (+4.6%)",
+))
+def snet49(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> SNet:
+    """ThunderNet SNet49 (arXiv:1903.11752 Table 1)."""
+    return SNet(SPECS["snet49"], num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
 
 
-for _name, _spec in SPECS.items():
-    _make(_name, _spec)
+@register("snet146", family="snet", **_PRE, published=Published(
+    source=_PAPER, macs_m=162.5, top1=67.8,
+    note="named for 146 MFLOPs; the official code counts 162.5M MACs",
+))
+def snet146(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> SNet:
+    """ThunderNet SNet146 (arXiv:1903.11752 Table 1)."""
+    return SNet(SPECS["snet146"], num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+
+
+@register("snet535", family="snet", **_PRE, published=Published(
+    source=_PAPER, macs_m=539.9,
+    note="named for 535 MFLOPs; the official unit at Table 1's widths counts 539.9M MACs",
+))
+def snet535(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> SNet:
+    """ThunderNet SNet535 (arXiv:1903.11752 Table 1)."""
+    return SNet(SPECS["snet535"], num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torchvision.models as tvm
@@ -16,6 +17,19 @@ from torch import nn
 
 from leannet.models.base import FeatureInfo, LeanModel
 from leannet.registry import Published, register
+
+__all__ = [
+    "TorchvisionModel",
+    "mobilenetv2_x1_0",
+    "mobilenetv3_large_x1_0",
+    "mobilenetv3_small_x1_0",
+    "regnetx_032",
+    "resnet50",
+    "shufflenetv2_x0_5",
+    "shufflenetv2_x1_0",
+    "shufflenetv2_x1_5",
+    "shufflenetv2_x2_0",
+]
 
 
 @dataclass(frozen=True)
@@ -184,44 +198,125 @@ REGNET = Layout(
 )
 
 
-def _wrap(tv_builder: Callable[..., nn.Module], layout: Layout):
-    def build(num_classes: int = 1000, in_chans: int = 3, drop_rate: float | None = None) -> TorchvisionModel:
-        # weights=None: nothing is downloaded; torchvision checkpoints load via `pretrained=PATH`.
-        return TorchvisionModel(tv_builder(weights=None, num_classes=num_classes), layout,
-                                in_chans=in_chans, drop_rate=drop_rate)
-
-    return build
+def _adapt(tv_builder: Callable[..., nn.Module], layout: Layout, *, num_classes: int, in_chans: int,
+           drop_rate: float | None) -> TorchvisionModel:
+    # weights=None: nothing is downloaded; torchvision checkpoints load via `pretrained=PATH`.
+    return TorchvisionModel(tv_builder(weights=None, num_classes=num_classes), layout,
+                            in_chans=in_chans, drop_rate=drop_rate)
 
 
 _TV = "torchvision model docs (IMAGENET1K_V1)"
+_shufflenet_table8 = partial(Published, source="arXiv:1807.11164 Table 8; params: " + _TV)
 
-# name: (torchvision builder, layout, timm alias, published facts)
-_BASELINES = {
-    "mobilenetv2_x1_0": (tvm.mobilenet_v2, MOBILENETV2, "mobilenetv2_100",
-                         Published("arXiv:1801.04381 Table 4", 3.4, 300, 72.0, 75.0, "Google Pixel 1 CPU, TF-Lite",
-                                   note="torchvision and timm both build 3.50M params for this "
-                                        "architecture; the paper's 3.4M is not reproduced by them")),
-    "mobilenetv3_large_x1_0": (tvm.mobilenet_v3_large, MOBILENETV3_LARGE, "mobilenetv3_large_100",
-                               Published("arXiv:1905.02244 Table 3", 5.4, 219, 75.2, 51.0, "Google Pixel 1 CPU, TF-Lite")),
-    "mobilenetv3_small_x1_0": (tvm.mobilenet_v3_small, MOBILENETV3_SMALL, "mobilenetv3_small_100",
-                               Published("arXiv:1905.02244 Table 3", 2.5, 56, 67.4, 15.8, "Google Pixel 1 CPU, TF-Lite")),
-    "shufflenetv2_x0_5": (tvm.shufflenet_v2_x0_5, SHUFFLENETV2, None,
-                          Published("arXiv:1807.11164 Table 8; params: " + _TV, 1.37, 41, 60.3)),
-    "shufflenetv2_x1_0": (tvm.shufflenet_v2_x1_0, SHUFFLENETV2, None,
-                          Published("arXiv:1807.11164 Table 8; params: " + _TV, 2.28, 146, 69.4)),
-    "shufflenetv2_x1_5": (tvm.shufflenet_v2_x1_5, SHUFFLENETV2, None,
-                          Published("arXiv:1807.11164 Table 8; params: " + _TV, 3.50, 299, 72.6)),
-    "shufflenetv2_x2_0": (tvm.shufflenet_v2_x2_0, SHUFFLENETV2, None,
-                          Published("arXiv:1807.11164 Table 8; params: " + _TV, 7.39, 591, 74.9)),
-    "resnet50": (tvm.resnet50, RESNET, None,
-                 Published("arXiv:1512.03385 Table 1 (3.8 GFLOPs = MACs); params, top-1: " + _TV, 25.56, 3800, 76.13,
-                           note="torchvision's ResNet-50 v1.5 puts the stride in the 3x3 conv "
-                                "(paper: in the 1x1), which costs 4.09G MACs instead of 3.8G")),
-    "regnetx_032": (tvm.regnet_x_3_2gf, REGNET, None,
-                    Published("arXiv:2003.13678 Table 6 (REGNETX-3.2GF)", 15.3, 3200, 78.3)),
-}
 
-for _name, (_builder, _layout, _alias, _facts) in _BASELINES.items():
-    register(_name, family=_name.split("_")[0], published=_facts, aliases=(_alias,) if _alias else ())(
-        _wrap(_builder, _layout)
-    )
+@register(
+    "mobilenetv2_x1_0",
+    family="mobilenetv2",
+    aliases=("mobilenetv2_100",),
+    published=Published(
+        source="arXiv:1801.04381 Table 4", params_m=3.4, macs_m=300, top1=72.0, latency_ms=75.0,
+        latency_hw="Google Pixel 1 CPU, TF-Lite",
+        note="torchvision and timm both build 3.50M params for this architecture; the paper's 3.4M "
+        "is not reproduced by them",
+    ),
+)
+def mobilenetv2_x1_0(*, num_classes: int = 1000, in_chans: int = 3,
+                     drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's mobilenet_v2, untrained, in leannet's contract."""
+    return _adapt(tvm.mobilenet_v2, MOBILENETV2, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register(
+    "mobilenetv3_large_x1_0",
+    family="mobilenetv3",
+    aliases=("mobilenetv3_large_100",),
+    published=Published(
+        source="arXiv:1905.02244 Table 3", params_m=5.4, macs_m=219, top1=75.2, latency_ms=51.0,
+        latency_hw="Google Pixel 1 CPU, TF-Lite",
+    ),
+)
+def mobilenetv3_large_x1_0(*, num_classes: int = 1000, in_chans: int = 3,
+                           drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's mobilenet_v3_large, untrained, in leannet's contract."""
+    return _adapt(tvm.mobilenet_v3_large, MOBILENETV3_LARGE, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register(
+    "mobilenetv3_small_x1_0",
+    family="mobilenetv3",
+    aliases=("mobilenetv3_small_100",),
+    published=Published(
+        source="arXiv:1905.02244 Table 3", params_m=2.5, macs_m=56, top1=67.4, latency_ms=15.8,
+        latency_hw="Google Pixel 1 CPU, TF-Lite",
+    ),
+)
+def mobilenetv3_small_x1_0(*, num_classes: int = 1000, in_chans: int = 3,
+                           drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's mobilenet_v3_small, untrained, in leannet's contract."""
+    return _adapt(tvm.mobilenet_v3_small, MOBILENETV3_SMALL, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register("shufflenetv2_x0_5", family="shufflenetv2",
+          published=_shufflenet_table8(params_m=1.37, macs_m=41, top1=60.3))
+def shufflenetv2_x0_5(*, num_classes: int = 1000, in_chans: int = 3,
+                      drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's shufflenet_v2_x0_5, untrained, in leannet's contract."""
+    return _adapt(tvm.shufflenet_v2_x0_5, SHUFFLENETV2, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register("shufflenetv2_x1_0", family="shufflenetv2",
+          published=_shufflenet_table8(params_m=2.28, macs_m=146, top1=69.4))
+def shufflenetv2_x1_0(*, num_classes: int = 1000, in_chans: int = 3,
+                      drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's shufflenet_v2_x1_0, untrained, in leannet's contract."""
+    return _adapt(tvm.shufflenet_v2_x1_0, SHUFFLENETV2, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register("shufflenetv2_x1_5", family="shufflenetv2",
+          published=_shufflenet_table8(params_m=3.50, macs_m=299, top1=72.6))
+def shufflenetv2_x1_5(*, num_classes: int = 1000, in_chans: int = 3,
+                      drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's shufflenet_v2_x1_5, untrained, in leannet's contract."""
+    return _adapt(tvm.shufflenet_v2_x1_5, SHUFFLENETV2, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register("shufflenetv2_x2_0", family="shufflenetv2",
+          published=_shufflenet_table8(params_m=7.39, macs_m=591, top1=74.9))
+def shufflenetv2_x2_0(*, num_classes: int = 1000, in_chans: int = 3,
+                      drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's shufflenet_v2_x2_0, untrained, in leannet's contract."""
+    return _adapt(tvm.shufflenet_v2_x2_0, SHUFFLENETV2, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register(
+    "resnet50",
+    family="resnet50",
+    published=Published(
+        source="arXiv:1512.03385 Table 1 (3.8 GFLOPs = MACs); params, top-1: " + _TV,
+        params_m=25.56, macs_m=3800, top1=76.13,
+        note="torchvision's ResNet-50 v1.5 puts the stride in the 3x3 conv (paper: in the 1x1), "
+        "which costs 4.09G MACs instead of 3.8G",
+    ),
+)
+def resnet50(*, num_classes: int = 1000, in_chans: int = 3,
+             drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's resnet50 (v1.5), untrained, in leannet's contract."""
+    return _adapt(tvm.resnet50, RESNET, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)
+
+
+@register("regnetx_032", family="regnetx",
+          published=Published(source="arXiv:2003.13678 Table 6 (REGNETX-3.2GF)", params_m=15.3,
+                              macs_m=3200, top1=78.3))
+def regnetx_032(*, num_classes: int = 1000, in_chans: int = 3,
+                drop_rate: float | None = None) -> TorchvisionModel:
+    """torchvision's regnet_x_3_2gf, untrained, in leannet's contract."""
+    return _adapt(tvm.regnet_x_3_2gf, REGNET, num_classes=num_classes, in_chans=in_chans,
+                  drop_rate=drop_rate)

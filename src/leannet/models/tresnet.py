@@ -24,6 +24,7 @@ Inputs are in [0, 1] with no mean/std normalisation (the official training recip
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +35,12 @@ from leannet.layers import ClassifierHead, ConvBnAct, SqueezeExcite
 from leannet.models.base import StagedModel
 from leannet.registry import Published, register
 
+__all__ = ["TResNet", "tresnet_l", "tresnet_m", "tresnet_xl"]
+
 STEM_SLOPE = 1e-2  # official conv2d_ABN default, used by the stem conv
 BLOCK_SLOPE = 1e-3  # official blocks pass activation_param=1e-3
+STEM_ACT = partial(nn.LeakyReLU, negative_slope=STEM_SLOPE)
+BLOCK_ACT = partial(nn.LeakyReLU, negative_slope=BLOCK_SLOPE)
 S2D_BLOCK = 4
 
 
@@ -94,7 +99,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         out_chs = planes * self.expansion
         self.downsample = _shortcut(in_chs, out_chs, stride)
-        self.conv1 = ConvBnAct(in_chs, planes, 3, act="leaky_relu", negative_slope=BLOCK_SLOPE)
+        self.conv1 = ConvBnAct(in_chs, planes, 3, act=BLOCK_ACT)
         self.aa = BlurPool(planes, stride) if stride == 2 else nn.Identity()
         self.conv2 = ConvBnAct(planes, out_chs, 3, act=None)
         self.se = SqueezeExcite(out_chs, max(out_chs // 4, 64), gate="sigmoid") if se else nn.Identity()
@@ -114,8 +119,8 @@ class Bottleneck(nn.Module):
         super().__init__()
         out_chs = planes * self.expansion
         self.downsample = _shortcut(in_chs, out_chs, stride)
-        self.conv1 = ConvBnAct(in_chs, planes, 1, act="leaky_relu", negative_slope=BLOCK_SLOPE)
-        self.conv2 = ConvBnAct(planes, planes, 3, act="leaky_relu", negative_slope=BLOCK_SLOPE)
+        self.conv1 = ConvBnAct(in_chs, planes, 1, act=BLOCK_ACT)
+        self.conv2 = ConvBnAct(planes, planes, 3, act=BLOCK_ACT)
         self.aa = BlurPool(planes, stride) if stride == 2 else nn.Identity()
         # SE runs on the narrow 3x3 output; its reduction is sized from the block's output.
         self.se = SqueezeExcite(planes, max(out_chs // 8, 64), gate="sigmoid") if se else nn.Identity()
@@ -176,8 +181,7 @@ class TResNet(StagedModel):
         base = int(64 * width)
         self.stem = nn.Sequential()
         self.stem.add_module("s2d", SpaceToDepth(S2D_BLOCK))
-        self.stem.add_module("conv", ConvBnAct(in_chans * S2D_BLOCK**2, base, 3, act="leaky_relu",
-                                               negative_slope=STEM_SLOPE))
+        self.stem.add_module("conv", ConvBnAct(in_chans * S2D_BLOCK**2, base, 3, act=STEM_ACT))
         chs, stride = base, S2D_BLOCK
         for spec, depth in zip(STAGES, depths, strict=True):
             planes = base * spec.planes
@@ -232,33 +236,41 @@ _MACS_NOTE = ("paper's 5.5G equals the residual blocks' convs alone (5.51G); wit
               "(0.09G) and the 1x1 shortcut convs (0.13G) ours, identical to timm's, is 5.74G")
 _UNSET_NOTE = ("the paper's params and FLOPs for this size were not available offline; ours equal "
                "timm's definition tensor for tensor (tests/models/test_tresnet.py)")
-_FACTS = {
-    # name: (macs_m, top1, inference img/s, training img/s)
-    "tresnet_m": (5500, 80.8, 2930, 730),
-    "tresnet_l": (None, 81.5, 1390, 345),
-    "tresnet_xl": (None, 82.0, 1060, 250),
-}
 
 
-def _make(name: str, variant: Variant) -> None:
-    macs, top1, infer, train = _FACTS[name]
-    facts = Published(_PAPER, macs_m=macs, top1=top1, note=_MACS_NOTE if macs else _UNSET_NOTE)
-
-    # Throughput is not latency, so it goes in `extra`; so do the 448x448 fine-tuned
-    # checkpoints of the official MODEL_ZOO (the paper's numbers are all at 224).
-    @register(
-        name, family="tresnet", published=facts,
-        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bilinear", crop_pct=0.875,
-        extra={"throughput_img_s": infer, "train_throughput_img_s": train,
-               "throughput_hw": _HW, "also_trained_at": 448,
-               "min_input": MIN_SIZE, "input_multiple": S2D_BLOCK},
-    )
-    def build(**kwargs) -> TResNet:
-        return TResNet(depths=variant.depths, width=variant.width, **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = f"{name} ({_PAPER}): width {int(64 * variant.width)}, depths {variant.depths}."
+def _extra(infer: int, train: int) -> dict:
+    # Throughput, and the 448x448 fine-tuned checkpoints of the official MODEL_ZOO (the
+    # paper's numbers are all at 224).
+    return {"throughput_img_s": infer, "train_throughput_img_s": train, "throughput_hw": _HW,
+            "also_trained_at": 448, "min_input": MIN_SIZE, "input_multiple": S2D_BLOCK}
 
 
-for _name, _variant in VARIANTS.items():
-    _make(_name, _variant)
+# Inputs in [0, 1] with no mean/std normalisation (the official training recipe).
+_PRE = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "interpolation": "bilinear", "crop_pct": 0.875}
+
+
+@register("tresnet_m", family="tresnet", **_PRE, extra=_extra(infer=2930, train=730),
+          published=Published(source=_PAPER, macs_m=5500, top1=80.8, note=_MACS_NOTE))
+def tresnet_m(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> TResNet:
+    """TResNet-M (arXiv:2003.13630): base width 64, depths (3, 4, 11, 3)."""
+    variant = VARIANTS["tresnet_m"]
+    return TResNet(depths=variant.depths, width=variant.width, num_classes=num_classes,
+                   in_chans=in_chans, drop_rate=drop_rate)
+
+
+@register("tresnet_l", family="tresnet", **_PRE, extra=_extra(infer=1390, train=345),
+          published=Published(source=_PAPER, top1=81.5, note=_UNSET_NOTE))
+def tresnet_l(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> TResNet:
+    """TResNet-L (arXiv:2003.13630): base width 76, depths (4, 5, 18, 3)."""
+    variant = VARIANTS["tresnet_l"]
+    return TResNet(depths=variant.depths, width=variant.width, num_classes=num_classes,
+                   in_chans=in_chans, drop_rate=drop_rate)
+
+
+@register("tresnet_xl", family="tresnet", **_PRE, extra=_extra(infer=1060, train=250),
+          published=Published(source=_PAPER, top1=82.0, note=_UNSET_NOTE))
+def tresnet_xl(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> TResNet:
+    """TResNet-XL (arXiv:2003.13630): base width 83, depths (4, 5, 24, 3)."""
+    variant = VARIANTS["tresnet_xl"]
+    return TResNet(depths=variant.depths, width=variant.width, num_classes=num_classes,
+                   in_chans=in_chans, drop_rate=drop_rate)
