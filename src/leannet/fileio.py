@@ -9,11 +9,20 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# mkstemp creates files 0600; the renamed result should get the usual permissions instead
-# (exported artefacts are read by other users and services). Read once: os.umask can only
-# be queried by setting it.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+def _umask() -> int:
+    """The process's umask, without changing it: Linux reports it in /proc/self/status.
+    Elsewhere os.umask can only be queried by setting it (a brief window another thread could
+    create a file in), so that is the fallback, at first use rather than at import."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -23,7 +32,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    # mkstemp creates files 0600; the renamed result gets the usual permissions instead
+    # (exported artefacts are read by other users and services).
+    os.chmod(tmp, 0o666 & ~_umask())
     tmp = Path(tmp)
     try:
         yield tmp
