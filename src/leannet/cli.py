@@ -81,7 +81,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from leannet.profile.latency import bench, format_rows
+    from leannet.detect.bench import bench  # classifiers via leannet.profile.latency, detectors beside
+    from leannet.profile.latency import format_rows
 
     sweep = bench(args.models, preset=args.preset, runtimes=args.runtimes, precisions=args.precisions,
                   batches=args.batch, threads=args.threads, img=args.img, min_time=args.min_time,
@@ -354,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="measure latency per model x runtime x precision x batch on this machine")
     s.add_argument("models", nargs="*", help="registered names, shell patterns ('pplcnet*'), checkpoints "
-                   "(.safetensors) or exported artefacts (.onnx, .xml)")
+                   "(.safetensors) or exported artefacts (.onnx, .xml); detector files are timed as a "
+                   "whole pipeline per image at their own size, batch 1")
     measure_args(s)
     s.add_argument("--batch", type=_int_list, default=[1], help="comma-separated batch sizes (default 1)")
     s.add_argument("--img", type=_positive_int, help="input height and width (default 224)")

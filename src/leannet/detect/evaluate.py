@@ -98,10 +98,11 @@ def measure_fps(model: torch.nn.Module, image_size: int, min_time: float = 1.0) 
     """Latency of the whole detector on one `image_size` square image (batch 1, this
     process's torch threads), timed by leannet's one timer (`leannet.runtime.timing`):
     median and p90 in ms, FPS = 1000 / median, and whether other work shared the cores."""
+    from leannet.detect.bench import fixed_image
     from leannet.runtime.timing import measure
 
     _eval_mode(model)
-    image = [torch.rand(3, image_size, image_size, generator=torch.Generator().manual_seed(0))]
+    image = [fixed_image(image_size)]  # the image `leannet bench` times detectors on
 
     def call():
         with torch.inference_mode():

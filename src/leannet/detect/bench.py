@@ -1,0 +1,261 @@
+"""`leannet bench` for detectors: FPS of the whole per-image pipeline, per runtime and precision.
+
+A detector checkpoint (`leannet detect train`, metadata task "detection") runs in PyTorch
+eager; a detector artefact (`leannet detect export`, sidecar task "detection") runs in ONNX
+Runtime (.onnx) and OpenVINO (.onnx, .xml), in the precision it was exported at. Each cell
+times what a user pays per photo: `DetectionPipeline([image])` on one fixed generated
+`image_size` square (resize + normalise + pad, network, torchvision's box decoding and NMS),
+batch 1, at the detector's own input size (`--img` and other batch sizes do not apply).
+
+The classifier sweep (`leannet.profile.latency`) sits below `leannet.detect` and cannot load
+a detector, so this module builds the detector cells itself and reuses everything else from
+it: sources and their digests, the runtime/precision rules for artefacts, the interleaved
+timing with contention re-measurement, the row format, the results file and its cache key.
+`bench` here is the command's entry point: it splits the sources, runs the classifier sweep on
+the rest and this one on the detectors, and returns one `Sweep`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leannet.profile import latency
+from leannet.profile.latency import Source, Sweep
+from leannet.profile.results import append_rows, default_threads, drop_partial_line, environment, read_rows, row_key
+from leannet.runtime import timing
+from leannet.runtime.runners import ARTEFACT_SUFFIXES
+from leannet.runtime.threads import torch_threads
+
+CHECKPOINT_RUNTIMES = ("eager",)  # a detector checkpoint runs as PyTorch eager, fp32
+ARTEFACT_RUNTIMES = ("onnxruntime", "openvino")
+FORM = {True: "detector: backbone re-parameterised, BatchNorm folded", False: "detector: train-time form, eval mode"}
+
+
+def is_detector(spec: str) -> bool:
+    """Whether `spec` names a detector file: a .safetensors whose metadata says task
+    "detection", or an .onnx/.xml whose sidecar does. Anything unreadable is left to the
+    classifier sweep, which reports it."""
+    path = Path(spec)
+    if not path.is_file():
+        return False
+    if path.suffix == ".safetensors":
+        from leannet.weights.io import read_metadata
+
+        try:
+            return read_metadata(path).get("task") == "detection"
+        except Exception:  # not ours to diagnose here: the classifier path names the problem
+            return False
+    if path.suffix in ARTEFACT_SUFFIXES:
+        with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
+            return json.loads(path.with_suffix(".json").read_text()).get("task") == "detection"
+    return False
+
+
+def fixed_image(size: int) -> torch.Tensor:
+    """The one image every detector timing runs on: a seeded [0, 1] RGB square."""
+    return torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def bench(models: Sequence[str] = (), preset: str | None = None, **kwargs: Any) -> Sweep:
+    """`leannet bench`: classifiers through `leannet.profile.latency.bench`, detectors through
+    `bench_detectors`, in one Sweep (classifier rows first). Same keywords as latency.bench."""
+    specs = [s.strip() for spec in models for s in str(spec).split(",") if s.strip()]
+    detectors = [s for s in specs if is_detector(s)]
+    others = [s for s in specs if s not in detectors]
+    if not detectors:
+        return latency.bench(others, preset=preset, **kwargs)
+    sweeps = [latency.bench(others, preset=preset, **kwargs)] if others or preset else []
+    sweeps.append(bench_detectors(detectors, **kwargs))
+    merged = Sweep([r for s in sweeps for r in s.rows], sweeps[-1].results,
+                   [n for s in sweeps for n in s.notes])
+    merged.measured = sum(s.measured for s in sweeps)
+    merged.reused = sum(s.reused for s in sweeps)
+    return merged
+
+
+def _source(spec: str) -> Source:
+    path = Path(spec)
+    kind = "checkpoint" if path.suffix == ".safetensors" else "artefact"
+    return Source(str(path), kind, path.stem, latency._sha256(path))
+
+
+def _runs(source: Source, runtime: str, precision: str) -> bool:
+    if source.kind == "checkpoint":
+        return runtime in CHECKPOINT_RUNTIMES and precision == "fp32"
+    return latency._runs(source, runtime, precision)  # an artefact: its runtimes, its precision
+
+
+def _image_size(source: Source) -> int:
+    """The detector's image size (longest side after resizing), the row's `img`: read without
+    loading the network, so cached cells cost nothing."""
+    if source.kind == "checkpoint":
+        from leannet.weights.io import read_metadata
+
+        model = read_metadata(source.spec).get("model", {})
+        from leannet.detect.config import ModelConfig
+
+        return ModelConfig.model_validate(model).image_size
+    from leannet.deploy.artefact import read_sidecar
+
+    return int(read_sidecar(source.spec)["detection"]["image_size"])
+
+
+def bench_detectors(
+    models: Sequence[str],
+    runtimes: Sequence[str] = latency.DEFAULT_RUNTIMES,
+    precisions: Sequence[str] = ("fp32",),
+    batches: Sequence[int] = (1,),
+    threads: int | None = None,
+    img: int | None = None,
+    min_time: float = 3.0,
+    rounds: int = 10,
+    retries: int = 2,
+    out: str | Path = "runs/bench",
+    deployed: bool = True,
+    force: bool = False,
+    progress: bool = True,
+    contended_cores: float = timing.CONTENDED_CORES,
+    on_update=None,
+    calib: str | Path | None = None,
+    eval_set: str | Path | None = None,
+) -> Sweep:
+    """Time detector files (checkpoints and artefacts) as `latency.bench` times classifiers:
+    one row per source x runtime x precision, appended to OUT/results.jsonl and reused by the
+    same cache key. `calib` and `eval_set` do not apply (INT8 detectors are exported by
+    `leannet detect export --int8`; mAP is `leannet detect eval`'s)."""
+    from rich.console import Console
+
+    from leannet.errors import LeannetError
+
+    sources = [_source(s) for s in dict.fromkeys(models)]
+    rts, notes = latency.resolve_runtimes(runtimes)
+    precisions = latency.check_precisions(precisions)
+    threads = threads or default_threads()
+    if rounds < 1 or min_time <= 0:
+        raise LeannetError("rounds must be >= 1 and min_time > 0")
+    if img is not None:
+        notes.append(f"--img {img} does not apply to detectors: each runs at its own image size")
+    if any(b != 1 for b in batches):
+        notes.append("detectors are timed at batch 1 (one photo per call); other batch sizes skipped")
+    if eval_set is not None or calib is not None:
+        notes.append("--eval/--calib do not apply to detectors (see `leannet detect eval` / `detect export --int8`)")
+    out = Path(out)
+    results = out / "results.jsonl"
+    drop_partial_line(results)
+    env = environment(threads)
+    cached = {} if force else {row_key(r): r for r in read_rows(results) if "error" not in r}
+    console = Console(stderr=True)
+    plan = [(s, rt, p, 1) for s in sources for rt in rts for p in precisions
+            if p in latency.SUPPORTED[rt] and _runs(s, rt, p)]
+    for s in sources:
+        if not any(c[0] == s for c in plan):
+            notes.append(f"{s.spec}: no cell to run with runtimes {','.join(rts)} and precisions "
+                         f"{','.join(precisions)} (a detector checkpoint runs eager fp32; an artefact its "
+                         "own runtimes and precision)")
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+    sweep = Sweep([], results, notes)
+    sizes: dict[Source, int] = {}
+    done: dict[tuple, dict[str, Any]] = {}
+    todo = []
+    for cid in plan:
+        s, rt, prec, b = cid
+        try:
+            sizes.setdefault(s, _image_size(s))
+        except Exception:  # measured (and reported as an error row) below
+            todo.append(cid)
+            continue
+        row = cached.get((s.id, rt, prec, b, sizes[s], threads, deployed, env["fingerprint"]))
+        if row is not None:
+            done[cid] = row
+        else:
+            todo.append(cid)
+    sweep.reused = len(done)
+    console.print(f"{len(sources)} detectors x {len(rts)} runtimes, {threads} threads: {len(todo)} cells to "
+                  f"measure, {sweep.reused} reused from {results} (environment {env['fingerprint']})")
+    if todo:
+        with torch_threads(threads):
+            prepared = {cid: _prepare(cid, env, threads, deployed, console) for cid in todo}
+            cells = [(cid, row, cell) for cid, (row, cell) in prepared.items() if cell is not None]
+            if cells:
+                latency._time(cells, rounds, min_time, retries, threads, contended_cores, console, progress,
+                              on_update)
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        fresh = []
+        for cid, (row, _) in prepared.items():
+            if "median_ms" in row:
+                row["fps"] = 1e3 / row["median_ms"]  # batch 1: one image per call
+            row["time"] = stamp
+            done[cid] = row
+            fresh.append(row)
+        append_rows(results, fresh)
+        sweep.measured = sum("error" not in r for r in fresh)
+    sweep.rows = [done[c] for c in plan if c in done]
+    return sweep
+
+
+def _pipeline(source: Source, runtime: str, precision: str, threads: int, deployed: bool):
+    """The detection pipeline of one cell, and the network whose params/MACs the row reports."""
+    from leannet.detect.pipeline import artefact_pipeline
+
+    if source.kind == "artefact":
+        return artefact_pipeline(source.spec, runtime, threads, precision), None
+    from leannet.detect.model import load_detector
+    from leannet.detect.pipeline import torch_pipeline
+
+    model, classes = load_detector(source.spec)
+    # Deployed as `leannet detect export` deploys it, so eager and the artefacts time one network.
+    pipe = torch_pipeline(model, classes, deployed=deployed)
+    pipe.info = {"threads": threads, "torch": torch.__version__}
+    return pipe, model
+
+
+def _prepare(cid: tuple, env: dict[str, Any], threads: int, deployed: bool, console):
+    """One cell's row (what it is) and timing cell; a cell that fails gets an error row."""
+    s, rt, prec, b = cid
+    row: dict[str, Any] = {
+        "model": s.label, "task": "detect", "source": s.id, "source_kind": s.kind, "runtime": rt,
+        "precision": prec, "batch": b, "threads": threads, "deployed": deployed,
+        "form": FORM[deployed] if s.kind == "checkpoint" else "exported detector artefact",
+        "fingerprint": env["fingerprint"], "path": s.spec, "published_top1": None, "top1": None,
+        "top1_source": "not applicable (detector; mAP: `leannet detect eval`)"}
+    try:
+        row["img"] = _image_size(s)
+        base = timing.reset_peak_rss()
+        pipe, model = _pipeline(s, rt, prec, threads, deployed)
+        side = pipe.spec.input_side
+        row |= {"img": pipe.spec.image_size, "input_shape": [1, 3, side, side], "classes": pipe.classes,
+                "timed": "preprocess + network + box decoding + NMS, one image"}
+        if model is not None:
+            from leannet.detect.evaluate import complexity
+
+            row["arch"] = f"retinanet/{model.config.backbone}"
+            row |= complexity(model, side)
+        else:
+            record = pipe.record
+            row["arch"] = record.get("source_model")
+            row |= {k: record[k] for k in ("params", "macs") if k in record}
+        image = [fixed_image(pipe.spec.image_size)]
+        pipe(image)  # the first calls build caches and pick kernels: not part of the timing
+        pipe(image)
+        row["peak_mem_mb"] = timing.peak_rss_growth_mb(base)
+        row["runtime_info"] = pipe.info
+
+        def call():
+            return pipe(image)
+
+        cell = timing.Cell(cid, call, 1)
+    except Exception as e:  # one broken detector or runtime must not lose the sweep
+        row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        console.print(f"[red]error:[/] {s.label} {rt} {prec}: {row['error']}")
+        cell = None
+    row["env"] = env
+    return row, cell

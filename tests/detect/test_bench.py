@@ -1,0 +1,120 @@
+"""`leannet bench` on detectors: a checkpoint runs eager, its ONNX / OpenVINO artefacts on their
+runtimes; rows carry task "detect", the detector's own input size and FPS; the cache and the
+classifier sweep work alongside. No timing value is asserted."""
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+
+from leannet.cli import main
+from leannet.detect import bench as detect_bench
+from leannet.detect.bench import bench, is_detector
+from leannet.detect.pipeline import DetectionPipeline
+from leannet.profile import latency
+from tests.detect.test_export import SIZE, _detector
+
+TINY = dict(min_time=0.02, rounds=2, threads=1, progress=False)
+HAS_ORT = latency.resolve_runtimes(["onnxruntime"])[0] == ["onnxruntime"]
+HAS_OV = latency.resolve_runtimes(["openvino"])[0] == ["openvino"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny detector checkpoint and, where the runtimes exist, its ONNX and OpenVINO exports."""
+    from leannet.detect.export import export_detector
+
+    tmp = tmp_path_factory.mktemp("bench")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, weights = _detector(tmp)
+        out = {"checkpoint": str(weights)}
+        if HAS_ORT:
+            out["onnx"] = str(export_detector(weights, "onnx", tmp / "det.onnx").path)
+        if HAS_OV:
+            out["openvino"] = str(export_detector(weights, "openvino", tmp / "det_ov.xml").path)
+    finally:
+        torch.set_num_threads(n)
+    return out
+
+
+def test_detector_files_get_one_row_per_runtime_and_are_cached(files, tmp_path):
+    sweep = bench(list(files.values()), runtimes=["eager", "onnxruntime", "openvino"], out=tmp_path, **TINY)
+    got = sorted((r["model"], r["runtime"]) for r in sweep.rows)
+    # the checkpoint runs eager only; an .onnx on both runtimes; an .xml on OpenVINO only
+    assert got == sorted([("det", "eager")] + [("det", "onnxruntime")] * HAS_ORT
+                         + [("det", "openvino")] * (HAS_ORT and HAS_OV) + [("det_ov", "openvino")] * HAS_OV)
+    ckpt_row = next(r for r in sweep.rows if r["runtime"] == "eager")
+    for r in sweep.rows:
+        assert "error" not in r, r.get("error")
+        assert r["task"] == "detect" and r["precision"] == "fp32" and r["batch"] == 1
+        assert r["img"] == SIZE and r["input_shape"] == [1, 3, SIZE, SIZE]  # the detector's size, not 224
+        assert r["fps"] == pytest.approx(1000.0 / r["median_ms"])
+        assert r["throughput_ips"] == pytest.approx(r["fps"])
+        assert r["p90_ms"] > 0 and r["iqr_ms"] >= 0 and isinstance(r["contended"], bool)
+        # the artefact's sidecar and the checkpoint count the same network
+        assert (r["macs"], r["params"]) == (ckpt_row["macs"], ckpt_row["params"]) and r["macs"] > 0
+        assert r["source"] == f"{r['source_kind']}:{latency._sha256(__import__('pathlib').Path(r['path']))}"
+    assert sweep.measured == len(sweep.rows) and sweep.reused == 0
+    again = bench(list(files.values()), runtimes=["eager", "onnxruntime", "openvino"], out=tmp_path, **TINY)
+    assert again.measured == 0 and again.reused == len(sweep.rows)
+    assert [r["median_ms"] for r in again.rows] == [r["median_ms"] for r in sweep.rows]
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(sweep.rows)  # nothing appended by the cached run
+
+
+def test_timed_call_is_the_whole_pipeline(files, tmp_path, monkeypatch):
+    """Each timed call resizes, runs the network and decodes + suppresses (not the network alone)."""
+    calls = {"pre": 0, "post": 0}
+    pre, post = DetectionPipeline.preprocess, DetectionPipeline.postprocess
+
+    def counting_pre(self, images):
+        calls["pre"] += 1
+        return pre(self, images)
+
+    def counting_post(self, *a):
+        calls["post"] += 1
+        return post(self, *a)
+
+    monkeypatch.setattr(DetectionPipeline, "preprocess", counting_pre)
+    monkeypatch.setattr(DetectionPipeline, "postprocess", counting_post)
+    sweep = bench([files["checkpoint"]], runtimes=["eager"], out=tmp_path, **TINY)
+    # 2 untimed calls when preparing, then per round >= 2 warm-up + >= 3 timed calls
+    assert calls["pre"] == calls["post"] >= 2 + sweep.rows[0]["repeats"] + 2 * 2
+
+
+def test_classifier_and_detector_in_one_command(files, tmp_path, capsys):
+    args = ["bench", "pplcnet_x0_25", files["checkpoint"], "--runtimes", "eager", "--img", "32",
+            "--min-time", "0.02", "--rounds", "2", "--threads", "1", "--quiet", "--out", str(tmp_path)]
+    assert main([*args, "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["model"], r.get("task"), r["img"]) for r in rows] == [("pplcnet_x0_25", None, 32), ("det", "detect", SIZE)]
+    assert main([*args, "--format", "csv"]) == 0  # now cached
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(t["model"], t["task"]) for t in table] == [("pplcnet_x0_25", ""), ("det", "detect")]
+    assert float(table[1]["throughput_ips"]) == pytest.approx(1000 / float(table[1]["median_ms"]))
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_only_detector_files_are_detectors(files, tmp_path):
+    import leannet
+    from leannet.weights import save_weights
+
+    clf = save_weights(leannet.create_model("pplcnet_x0_25", num_classes=3), tmp_path / "clf.safetensors",
+                       meta={"arch": "pplcnet_x0_25", "num_classes": 3})
+    assert [is_detector(p) for p in files.values()] == [True] * len(files)
+    assert not is_detector(str(clf)) and not is_detector("pplcnet_x0_25")
+    assert not is_detector(str(tmp_path / "missing.safetensors"))
+
+
+def test_broken_detector_cell_gets_an_error_row(files, tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("no kernel for this")
+
+    monkeypatch.setattr(detect_bench, "_pipeline", broken)
+    sweep = bench([files["checkpoint"]], runtimes=["eager"], out=tmp_path, **TINY)
+    assert sweep.measured == 0 and "no kernel for this" in sweep.rows[0]["error"]
+    assert sweep.rows[0]["task"] == "detect"
