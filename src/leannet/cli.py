@@ -81,7 +81,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from leannet.detect.bench import bench  # classifiers via leannet.profile.latency, detectors beside
+    # detect.bench: classifiers through leannet.profile.latency, detector files beside them
+    from leannet.detect.bench import bench
     from leannet.profile.latency import format_rows
 
     sweep = bench(args.models, preset=args.preset, runtimes=args.runtimes, precisions=args.precisions,

@@ -30,7 +30,7 @@ def files(tmp_path_factory):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, weights = _detector(tmp)
+        _, weights = _detector(tmp)
         out = {"checkpoint": str(weights)}
         if HAS_ORT:
             out["onnx"] = str(export_detector(weights, "onnx", tmp / "det.onnx").path)

@@ -1,8 +1,10 @@
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from leannet.detect.data import load_coco
 from leannet.detect.synthetic import CATEGORIES, generate, render
@@ -77,3 +79,120 @@ def test_standard_set_is_byte_identical_to_before(tmp_path, seed):
     got = (hashlib.sha256(ann.read_bytes()).hexdigest(),
            hashlib.sha256((tmp_path / "images/000000.jpg").read_bytes()).hexdigest(), all_images.hexdigest())
     assert got == STANDARD_PINS[seed]
+
+
+# --- the hard set ------------------------------------------------------------------------------
+
+N_HARD = 24  # images per set in the comparisons below (96 px: a few seconds)
+
+
+def _samples(difficulty, n=N_HARD, seed=4):
+    return [render(seed, i, 96, difficulty) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def hard():
+    return _samples("hard")
+
+
+@pytest.fixture(scope="module")
+def standard():
+    return _samples("standard")
+
+
+def test_hard_set_has_receipts_overlaps_and_more_documents(hard, standard):
+    from torchvision.ops import box_iou  # an independent IoU
+
+    assert {c for s in hard for c, _ in s.boxes} == {1, 2, 3}
+    assert {c for s in standard for c, _ in s.boxes} == {1, 2}
+
+    def max_iou(s):
+        if len(s.boxes) < 2:
+            return 0.0
+        b = torch.tensor([box for _, box in s.boxes])
+        iou = box_iou(b, b).fill_diagonal_(0)
+        return float(iou.max())
+
+    overlapping = sum(max_iou(s) > 0.1 for s in hard)
+    assert overlapping >= N_HARD // 4, overlapping  # a card partly on a page, and the like
+    assert all(max_iou(s) < 0.15 for s in standard)  # the standard set keeps documents apart
+    assert np.mean([len(s.boxes) for s in hard]) > np.mean([len(s.boxes) for s in standard]) + 0.5
+
+
+def _luma(img):
+    return np.asarray(img.convert("L"), np.float32)
+
+
+def _contrast(samples):
+    """Mean |document - its surroundings| in luma: inside each document's quadrilateral versus a
+    4 px ring just outside it."""
+    from PIL import Image, ImageDraw
+    from scipy import ndimage
+
+    diffs = []
+    for s in samples:
+        luma = _luma(s.image)
+        for quad in s.quads:
+            m = Image.new("L", s.image.size, 0)
+            ImageDraw.Draw(m).polygon([tuple(p) for p in quad], fill=1)
+            inside = ndimage.binary_erosion(np.asarray(m, bool), iterations=2)
+            ring = ndimage.binary_dilation(np.asarray(m, bool), iterations=4) & ~np.asarray(m, bool)
+            if inside.sum() > 20 and ring.sum() > 20:
+                diffs.append(abs(luma[inside].mean() - luma[ring].mean()))
+    return float(np.mean(diffs))
+
+
+def test_hard_documents_stand_out_less_from_the_background(hard, standard):
+    c_hard, c_std = _contrast(hard), _contrast(standard)
+    assert c_hard < 0.8 * c_std, (c_hard, c_std)
+
+
+def test_boxes_bound_the_document_corners_and_perspective_is_stronger(hard, standard):
+    def keystone(q):  # 0 for a parallelogram: how far the corners are from one
+        q = np.asarray(q)
+        return np.linalg.norm(q[0] + q[2] - q[1] - q[3]) / np.linalg.norm(q[2] - q[0])
+
+    for s in hard + standard:
+        assert len(s.quads) == len(s.boxes)
+        for (_, box), quad in zip(s.boxes, s.quads, strict=True):
+            q = np.asarray(quad)
+            assert box == pytest.approx(tuple(np.clip([*q.min(0), *q.max(0)], 0, 96)), abs=1e-6)
+            seen = q[(q >= 0).all(1) & (q <= 96).all(1)]  # every corner in the photo lies in its box
+            assert ((seen >= np.array(box[:2]) - 1e-6) & (seen <= np.array(box[2:]) + 1e-6)).all()
+    k_hard = np.mean([keystone(q) for s in hard for q in s.quads])
+    k_std = np.mean([keystone(q) for s in standard for q in s.quads])
+    assert k_hard > 1.3 * k_std, (k_hard, k_std)
+
+
+def test_receipts_are_long_and_narrow(hard):
+    ratios = []
+    for s in hard:
+        for (cat, _), q in zip(s.boxes, s.quads, strict=True):
+            if cat == 3:
+                q = np.asarray(q)
+                long_side = (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
+                short_side = (np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3])) / 2
+                ratios.append(long_side / short_side)
+    assert ratios and 2.2 < np.median(ratios) < 4.2, ratios  # 80 mm x 200-300 mm
+
+
+def test_hard_set_is_valid_coco_with_three_categories(tmp_path):
+    ann = generate(tmp_path, 6, seed=2, image_size=96, difficulty="hard")
+    coco, report = load_coco(ann)
+    assert not report.counts, report.summary()
+    assert [c["name"] for c in coco["categories"]] == ["card", "page", "receipt"]
+    assert json.loads(ann.read_text())["info"]["difficulty"] == "hard"
+    again = render(2, 3, 96, "hard")
+    assert again.boxes == render(2, 3, 96, "hard").boxes  # reproducible as the standard set
+
+
+def test_difficulty_is_validated():
+    from leannet.detect.config import SyntheticConfig, load_detect_config
+    from leannet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown difficulty 'extreme'"):
+        render(0, 0, 64, "extreme")
+    with pytest.raises(ValueError, match="difficulty"):
+        SyntheticConfig(difficulty="extreme")
+    cfg = load_detect_config(Path(__file__).parents[2] / "configs/detect/retinanet_snet146_slim_hard.yaml")
+    assert cfg.data.train.synthetic.difficulty == "hard" and cfg.model.num_classes == 3

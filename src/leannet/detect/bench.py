@@ -28,7 +28,14 @@ import torch
 
 from leannet.profile import latency
 from leannet.profile.latency import Source, Sweep
-from leannet.profile.results import append_rows, default_threads, drop_partial_line, environment, read_rows, row_key
+from leannet.profile.results import (
+    append_rows,
+    default_threads,
+    drop_partial_line,
+    environment,
+    read_rows,
+    row_key,
+)
 from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES
 from leannet.runtime.threads import torch_threads
