@@ -113,9 +113,11 @@ def test_hard_set_has_receipts_overlaps_and_more_documents(hard, standard):
         iou = box_iou(b, b).fill_diagonal_(0)
         return float(iou.max())
 
-    overlapping = sum(max_iou(s) > 0.1 for s in hard)
-    assert overlapping >= N_HARD // 4, overlapping  # a card partly on a page, and the like
-    assert all(max_iou(s) < 0.15 for s in standard)  # the standard set keeps documents apart
+    # A card partly on a page, and the like: beyond the 0.15 the standard set allows (there,
+    # IoU in 0.1-0.15 happens by chance).
+    overlapping = sum(max_iou(s) > 0.2 for s in hard)
+    assert overlapping >= N_HARD // 4, overlapping
+    assert all(max_iou(s) < 0.15 for s in standard)
     assert np.mean([len(s.boxes) for s in hard]) > np.mean([len(s.boxes) for s in standard]) + 0.5
 
 
@@ -124,25 +126,34 @@ def _luma(img):
 
 
 def _contrast(samples):
-    """Mean |document - its surroundings| in luma: inside each document's quadrilateral versus a
-    4 px ring just outside it."""
+    """Mean |document - background| in luma: inside each document's quadrilateral (3 px in from
+    its edge) versus a ring 3-7 px outside it (clear of the edge, which blur smears), both
+    without any other document (what lies under or over it is not background)."""
     from PIL import Image, ImageDraw
     from scipy import ndimage
 
     diffs = []
     for s in samples:
         luma = _luma(s.image)
+        masks = []
         for quad in s.quads:
             m = Image.new("L", s.image.size, 0)
             ImageDraw.Draw(m).polygon([tuple(p) for p in quad], fill=1)
-            inside = ndimage.binary_erosion(np.asarray(m, bool), iterations=2)
-            ring = ndimage.binary_dilation(np.asarray(m, bool), iterations=4) & ~np.asarray(m, bool)
+            masks.append(np.asarray(m, bool))
+        for j, m in enumerate(masks):
+            others = np.zeros_like(m)
+            for k, o in enumerate(masks):
+                if k != j:
+                    others |= ndimage.binary_dilation(o, iterations=3)
+            inside = ndimage.binary_erosion(m, iterations=3) & ~others
+            ring = ndimage.binary_dilation(m, iterations=7) & ~ndimage.binary_dilation(m, iterations=3) & ~others
             if inside.sum() > 20 and ring.sum() > 20:
                 diffs.append(abs(luma[inside].mean() - luma[ring].mean()))
     return float(np.mean(diffs))
 
 
 def test_hard_documents_stand_out_less_from_the_background(hard, standard):
+    # Measured at seed 4: 25.8 (hard) vs 44.9 (standard); 49.6 with the low-contrast tint off.
     c_hard, c_std = _contrast(hard), _contrast(standard)
     assert c_hard < 0.8 * c_std, (c_hard, c_std)
 

@@ -366,7 +366,7 @@ def render(seed: int, index: int, size: int = 256, difficulty: str = "standard")
         doc = doc.convert("RGBA")
         doc.putalpha(alpha)
         warped = doc.transform((size, size), Image.PERSPECTIVE, coeffs, Image.BILINEAR)
-        if hard and rng.random() < 0.6:
+        if hard and rng.random() < 0.7:
             warped = _low_contrast(rng, warped, img)
         if rng.random() < 0.7:  # soft shadow below the document
             shadow_alpha = warped.getchannel("A").filter(ImageFilter.GaussianBlur(size * 0.01))
@@ -401,7 +401,7 @@ def _low_contrast(rng: np.random.Generator, warped: Image.Image, scene: Image.Im
     if not mask.any():
         return warped
     under = np.asarray(scene.convert("RGB")).astype(np.float32)[mask].mean(0)
-    t = rng.uniform(0.45, 0.8)
+    t = rng.uniform(0.5, 0.85)
     a[..., :3] = a[..., :3] * (1 - t) + under * t
     return Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGBA")
 
