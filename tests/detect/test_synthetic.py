@@ -207,3 +207,29 @@ def test_difficulty_is_validated():
         SyntheticConfig(difficulty="extreme")
     cfg = load_detect_config(Path(__file__).parents[2] / "configs/detect/retinanet_snet146_slim_hard.yaml")
     assert cfg.data.train.synthetic.difficulty == "hard" and cfg.model.num_classes == 3
+
+
+def test_hard_camera_blur_softens_most_photos(monkeypatch):
+    """_camera_blur (hard only) defocuses or motion-blurs ~70% of photos: a sharp test pattern
+    loses gradient energy then, and never gains any."""
+    from PIL import Image
+
+    from leannet.detect import synthetic
+    from leannet.detect.synthetic import _camera_blur
+
+    seen = []
+    monkeypatch.setattr(synthetic, "_camera_blur", lambda rng, img: seen.append(img.size) or img)
+    render(0, 0, 64, "standard")
+    render(0, 0, 64, "hard")
+    assert seen == [(64, 64)]  # once per hard photo, never on the standard set
+
+    yy, xx = np.mgrid[0:256, 0:256]  # blur scales with the image; 256 px as the default set
+    sharp = Image.fromarray(np.stack([((xx // 4 + yy // 6) % 2 * 255).astype(np.uint8)] * 3, -1))
+
+    def energy(img):
+        a = _luma(img)
+        return float(np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean())
+
+    ratios = [energy(_camera_blur(np.random.default_rng(i), sharp)) / energy(sharp) for i in range(30)]
+    assert max(ratios) <= 1.0 + 1e-6
+    assert 15 <= sum(r < 0.9 for r in ratios) <= 27, ratios  # 23 of 30 here
