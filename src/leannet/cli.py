@@ -204,7 +204,7 @@ def cmd_detect_pseudo_label(args: argparse.Namespace) -> int:
 def cmd_detect_synth(args: argparse.Namespace) -> int:
     from leannet.detect.synthetic import generate
 
-    print(generate(args.out, args.num_images, seed=args.seed, image_size=args.size))
+    print(generate(args.out, args.num_images, seed=args.seed, image_size=args.size, difficulty=args.difficulty))
     return 0
 
 
@@ -273,6 +273,9 @@ def _add_detect(sub) -> None:
     s.add_argument("-n", "--num-images", type=int, default=256)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=256, help="image side in pixels")
+    s.add_argument("--difficulty", choices=["standard", "hard"], default="standard",
+                   help="hard: + receipts (3 classes), stronger perspective, camera blur, low contrast, "
+                   "overlapping documents")
     s.set_defaults(func=cmd_detect_synth)
 
 

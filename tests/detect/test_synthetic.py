@@ -187,8 +187,13 @@ def test_receipts_are_long_and_narrow(hard):
     assert ratios and 2.2 < np.median(ratios) < 4.2, ratios  # 80 mm x 200-300 mm
 
 
-def test_hard_set_is_valid_coco_with_three_categories(tmp_path):
-    ann = generate(tmp_path, 6, seed=2, image_size=96, difficulty="hard")
+def test_hard_set_is_valid_coco_with_three_categories(tmp_path, capsys):
+    from leannet.cli import main
+
+    assert main(["detect", "synth", "--out", str(tmp_path), "-n", "6", "--seed", "2", "--size", "96",
+                 "--difficulty", "hard"]) == 0
+    ann = tmp_path / "annotations.json"
+    assert capsys.readouterr().out.strip() == str(ann)
     coco, report = load_coco(ann)
     assert not report.counts, report.summary()
     assert [c["name"] for c in coco["categories"]] == ["card", "page", "receipt"]

@@ -65,11 +65,6 @@ def is_detector(spec: str) -> bool:
     return False
 
 
-def fixed_image(size: int) -> torch.Tensor:
-    """The one image every detector timing runs on: a seeded [0, 1] RGB square."""
-    return torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
-
-
 def bench(models: Sequence[str] = (), preset: str | None = None, **kwargs: Any) -> Sweep:
     """`leannet bench`: classifiers through `leannet.profile.latency.bench`, detectors through
     `bench_detectors`, in one Sweep (classifier rows first). Same keywords as latency.bench."""
@@ -241,16 +236,16 @@ def _prepare(cid: tuple, env: dict[str, Any], threads: int, deployed: bool, cons
         side = pipe.spec.input_side
         row |= {"img": pipe.spec.image_size, "input_shape": [1, 3, side, side], "classes": pipe.classes,
                 "timed": "preprocess + network + box decoding + NMS, one image"}
-        if model is not None:
-            from leannet.detect.evaluate import complexity
+        from leannet.detect.evaluate import complexity, fixed_image
 
+        if model is not None:
             row["arch"] = f"retinanet/{model.config.backbone}"
             row |= complexity(model, side)
         else:
             record = pipe.record
             row["arch"] = record.get("source_model")
             row |= {k: record[k] for k in ("params", "macs") if k in record}
-        image = [fixed_image(pipe.spec.image_size)]
+        image = [fixed_image(pipe.spec.image_size)]  # what `leannet detect eval` times too
         pipe(image)  # the first calls build caches and pick kernels: not part of the timing
         pipe(image)
         row["peak_mem_mb"] = timing.peak_rss_growth_mb(base)
