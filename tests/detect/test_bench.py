@@ -48,6 +48,10 @@ def test_detector_files_get_one_row_per_runtime_and_are_cached(files, tmp_path):
     assert got == sorted([("det", "eager")] + [("det", "onnxruntime")] * HAS_ORT
                          + [("det", "openvino")] * (HAS_ORT and HAS_OV) + [("det_ov", "openvino")] * HAS_OV)
     ckpt_row = next(r for r in sweep.rows if r["runtime"] == "eager")
+    from leannet.detect.evaluate import complexity
+    from leannet.detect.model import load_detector
+
+    sidecar = complexity(load_detector(files["checkpoint"])[0], SIZE)  # what `detect export` records
     for r in sweep.rows:
         assert "error" not in r, r.get("error")
         assert r["task"] == "detect" and r["precision"] == "fp32" and r["batch"] == 1
@@ -55,8 +59,10 @@ def test_detector_files_get_one_row_per_runtime_and_are_cached(files, tmp_path):
         assert r["fps"] == pytest.approx(1000.0 / r["median_ms"])
         assert r["throughput_ips"] == pytest.approx(r["fps"])
         assert r["p90_ms"] > 0 and r["iqr_ms"] >= 0 and isinstance(r["contended"], bool)
-        # the artefact's sidecar and the checkpoint count the same network
-        assert (r["macs"], r["params"]) == (ckpt_row["macs"], ckpt_row["params"]) and r["macs"] > 0
+        # every row counts the same network, as the export's sidecar (an independent counter) did
+        assert (r["macs"], r["params"]) == (ckpt_row["macs"], ckpt_row["params"])
+        assert r["macs"] == pytest.approx(sidecar["macs"], rel=0.01) and r["params"] == sidecar["params"]
+        assert r["memory_access_bytes"] > 0 and r["activations"] > 0
         assert r["source"] == f"{r['source_kind']}:{latency._sha256(__import__('pathlib').Path(r['path']))}"
     assert sweep.measured == len(sweep.rows) and sweep.reused == 0
     again = bench(list(files.values()), runtimes=["eager", "onnxruntime", "openvino"], out=tmp_path, **TINY)
@@ -92,7 +98,10 @@ def test_classifier_and_detector_in_one_command(files, tmp_path, capsys):
     assert main([*args, "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["model"], r.get("task"), r["img"]) for r in rows] == [("pplcnet_x0_25", None, 32), ("det", "detect", SIZE)]
-    assert main([*args, "--format", "csv"]) == 0  # now cached
+    assert main([*args, "--format", "csv", "--report"]) == 0  # now cached
+    report = (tmp_path / "report.md").read_text()  # the detector in a table of its own
+    det_section = report.index("### detectors, whole pipeline per image, batch 1, 64x64")
+    assert report.index("| pplcnet_x0_25 |") < det_section < report.index("| det |")
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(t["model"], t["task"]) for t in table] == [("pplcnet_x0_25", ""), ("det", "detect")]
     assert float(table[1]["throughput_ips"]) == pytest.approx(1000 / float(table[1]["median_ms"]))
