@@ -127,3 +127,21 @@ def test_broken_detector_cell_gets_an_error_row(files, tmp_path, monkeypatch):
     sweep = bench([files["checkpoint"]], runtimes=["eager"], out=tmp_path, **TINY)
     assert sweep.measured == 0 and "no kernel for this" in sweep.rows[0]["error"]
     assert sweep.rows[0]["task"] == "detect"
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed (extra: deploy)")
+def test_an_int8_artefact_is_its_own_precision(files, tmp_path):
+    """An artefact runs only in the precision its sidecar records (as classifier artefacts):
+    here an fp32 graph relabelled int8, which is all the routing looks at."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(files["onnx"])
+    int8 = tmp_path / "det-int8.onnx"
+    shutil.copy(src, int8)
+    record = json.loads(src.with_suffix(".json").read_text())
+    int8.with_suffix(".json").write_text(json.dumps({**record, "precision": "int8"}))
+    fp32_only = bench([str(int8)], runtimes=["onnxruntime"], out=tmp_path / "a", **TINY)
+    assert fp32_only.rows == [] and any("no cell to run" in n for n in fp32_only.notes)
+    sweep = bench([str(int8)], runtimes=["onnxruntime"], precisions=["fp32", "int8"], out=tmp_path / "b", **TINY)
+    assert [(r["runtime"], r["precision"], r["task"]) for r in sweep.rows] == [("onnxruntime", "int8", "detect")]
