@@ -70,6 +70,8 @@ def test_detector_files_get_one_row_per_runtime_and_are_cached(files, tmp_path):
     assert [r["median_ms"] for r in again.rows] == [r["median_ms"] for r in sweep.rows]
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(sweep.rows)  # nothing appended by the cached run
+    more = bench([files["checkpoint"]], runtimes=["eager"], out=tmp_path, **{**TINY, "min_time": 0.04})
+    assert more.measured == 1  # asked for more effort than the cached row had: measured again
 
 
 def test_timed_call_is_the_whole_pipeline(files, tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ import torch
 
 from leannet.profile import latency
 from leannet.profile.latency import Source, Sweep
+from leannet.profile.options import DEFAULT_RUNTIMES, SUPPORTED
 from leannet.profile.results import (
     append_rows,
     default_threads,
@@ -41,7 +42,6 @@ from leannet.runtime.runners import ARTEFACT_SUFFIXES
 from leannet.runtime.threads import torch_threads
 
 CHECKPOINT_RUNTIMES = ("eager",)  # a detector checkpoint runs as PyTorch eager, fp32
-ARTEFACT_RUNTIMES = ("onnxruntime", "openvino")
 FORM = {True: "detector: backbone re-parameterised, BatchNorm folded", False: "detector: train-time form, eval mode"}
 
 
@@ -111,7 +111,7 @@ def _image_size(source: Source) -> int:
 
 def bench_detectors(
     models: Sequence[str],
-    runtimes: Sequence[str] = latency.DEFAULT_RUNTIMES,
+    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
     precisions: Sequence[str] = ("fp32",),
     batches: Sequence[int] = (1,),
     threads: int | None = None,
@@ -133,11 +133,15 @@ def bench_detectors(
     same cache key. `calib` and `eval_set` do not apply (INT8 detectors are exported by
     `leannet detect export --int8`; mAP is `leannet detect eval`'s)."""
     from rich.console import Console
+    from rich.markup import escape
 
     from leannet.errors import LeannetError
+    from leannet.extras import MissingExtraError
 
     sources = [_source(s) for s in dict.fromkeys(models)]
     rts, notes = latency.resolve_runtimes(runtimes)
+    if not rts:  # as latency.bench: say what to install rather than measure nothing
+        raise MissingExtraError("no runtime asked for can run here; " + "; ".join(notes))
     precisions = latency.check_precisions(precisions)
     threads = threads or default_threads()
     if rounds < 1 or min_time <= 0:
@@ -152,17 +156,21 @@ def bench_detectors(
     results = out / "results.jsonl"
     drop_partial_line(results)
     env = environment(threads)
-    cached = {} if force else {row_key(r): r for r in read_rows(results) if "error" not in r}
+    # latency.bench's cache rules: rows timed while the machine itself ran slow are not reused,
+    # nor rows measured with less effort than asked (`_enough`)
+    earlier = [r for r in read_rows(results) if "error" not in r]
+    fastest = latency._fastest_probe(earlier, env["fingerprint"])
+    cached = {} if force else {row_key(r): r for r in earlier if not latency._slowed(r, fastest)}
     console = Console(stderr=True)
     plan = [(s, rt, p, 1) for s in sources for rt in rts for p in precisions
-            if p in latency.SUPPORTED[rt] and _runs(s, rt, p)]
+            if p in SUPPORTED[rt] and _runs(s, rt, p)]
     for s in sources:
         if not any(c[0] == s for c in plan):
             notes.append(f"{s.spec}: no cell to run with runtimes {','.join(rts)} and precisions "
                          f"{','.join(precisions)} (a detector checkpoint runs eager fp32; an artefact its "
                          "own runtimes and precision)")
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
     sweep = Sweep([], results, notes)
     sizes: dict[Source, int] = {}
@@ -176,7 +184,7 @@ def bench_detectors(
             todo.append(cid)
             continue
         row = cached.get((s.id, rt, prec, b, sizes[s], threads, deployed, env["fingerprint"]))
-        if row is not None:
+        if row is not None and latency._enough(row, min_time, rounds):
             done[cid] = row
         else:
             todo.append(cid)
@@ -198,6 +206,7 @@ def bench_detectors(
             row["time"] = stamp
             done[cid] = row
             fresh.append(row)
+        latency._check_machine_speed(fresh, fastest, console)
         append_rows(results, fresh)
         sweep.measured = sum("error" not in r for r in fresh)
     sweep.rows = [done[c] for c in plan if c in done]
@@ -265,7 +274,9 @@ def _prepare(cid: tuple, env: dict[str, Any], threads: int, deployed: bool, cons
         cell = timing.Cell(cid, call, 1)
     except Exception as e:  # one broken detector or runtime must not lose the sweep
         row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-        console.print(f"[red]error:[/] {s.label} {rt} {prec}: {row['error']}")
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/] {s.label} {rt} {prec}: {escape(row['error'])}")
         cell = None
     row["env"] = env
     return row, cell
