@@ -8,11 +8,15 @@ times what a user pays per photo: `DetectionPipeline([image])` on one fixed gene
 batch 1, at the detector's own input size (`--img` and other batch sizes do not apply).
 
 The classifier sweep (`leannet.profile.latency`) sits below `leannet.detect` and cannot load
-a detector, so this module builds the detector cells itself and reuses everything else from
-it: sources and their digests, the runtime/precision rules for artefacts, the interleaved
-timing with contention re-measurement, the row format, the results file and its cache key.
-`bench` here is the command's entry point: it splits the sources, runs the classifier sweep on
-the rest and this one on the detectors, and returns one `Sweep`.
+a detector, so this module builds the detector cells itself and reuses the rest from it:
+sources and their digests, the runtime/precision rules for artefacts, the interleaved timing
+with contention re-measurement and the machine-speed probe (`latency._time`), the cache rules,
+the row format, the results file and its key, the static cost counts. What it repeats is the
+plan/cache loop of `latency.bench` (~30 lines); a cell-preparation hook in latency.bench would
+remove that, at the price of touching the classifier sweep. `bench` here is the command's
+entry point: it splits the sources, runs the classifier sweep on the rest and this one on the
+detectors, and returns one `Sweep`. Detector and classifier cells are timed in two sweeps, not
+interleaved with each other.
 """
 
 from __future__ import annotations
@@ -53,11 +57,12 @@ def is_detector(spec: str) -> bool:
     if not path.is_file():
         return False
     if path.suffix == ".safetensors":
+        from leannet.errors import LeannetError
         from leannet.weights.io import read_metadata
 
         try:
             return read_metadata(path).get("task") == "detection"
-        except Exception:  # not ours to diagnose here: the classifier path names the problem
+        except (LeannetError, ValueError):  # not ours to diagnose: the classifier path names it
             return False
     if path.suffix in ARTEFACT_SUFFIXES:
         with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
@@ -98,12 +103,10 @@ def _image_size(source: Source) -> int:
     """The detector's image size (longest side after resizing), the row's `img`: read without
     loading the network, so cached cells cost nothing."""
     if source.kind == "checkpoint":
+        from leannet.detect.config import ModelConfig
         from leannet.weights.io import read_metadata
 
-        model = read_metadata(source.spec).get("model", {})
-        from leannet.detect.config import ModelConfig
-
-        return ModelConfig.model_validate(model).image_size
+        return ModelConfig.model_validate(read_metadata(source.spec).get("model", {})).image_size
     from leannet.deploy.artefact import read_sidecar
 
     return int(read_sidecar(source.spec)["detection"]["image_size"])
