@@ -227,7 +227,7 @@ def _pipeline(source: Source, runtime: str, precision: str, threads: int, deploy
 
     model, classes = load_detector(source.spec)
     # Deployed as `leannet detect export` deploys it, so eager and the artefacts time one network.
-    pipe = torch_pipeline(model, classes, deployed=deployed)
+    pipe = torch_pipeline(model, classes, threads=threads, deployed=deployed)
     pipe.info = {"threads": threads, "torch": torch.__version__}
     return pipe, model
 

@@ -1,6 +1,10 @@
 """`leannet bench` on detectors: a checkpoint runs eager, its ONNX / OpenVINO artefacts on their
 runtimes; rows carry task "detect", the detector's own input size and FPS; the cache and the
-classifier sweep work alongside. No timing value is asserted."""
+classifier sweep work alongside. No timing value is asserted.
+
+Kept in tests/profile, after tests/detect: a sweep with ONNX Runtime / OpenVINO cells followed
+by test_data's DataLoader worker fork and then any subprocess segfaults the test process
+(test_latency's artefact sweep does the same; found, not fixed, here)."""
 
 import csv
 import io
