@@ -81,7 +81,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from leannet.profile.latency import bench, format_rows
+    # detect.bench: classifiers through leannet.profile.latency, detector files beside them
+    from leannet.detect.bench import bench
+    from leannet.profile.latency import format_rows
 
     sweep = bench(args.models, preset=args.preset, runtimes=args.runtimes, precisions=args.precisions,
                   batches=args.batch, threads=args.threads, img=args.img, min_time=args.min_time,
@@ -202,7 +204,7 @@ def cmd_detect_pseudo_label(args: argparse.Namespace) -> int:
 def cmd_detect_synth(args: argparse.Namespace) -> int:
     from leannet.detect.synthetic import generate
 
-    print(generate(args.out, args.num_images, seed=args.seed, image_size=args.size))
+    print(generate(args.out, args.num_images, seed=args.seed, image_size=args.size, difficulty=args.difficulty))
     return 0
 
 
@@ -271,6 +273,9 @@ def _add_detect(sub) -> None:
     s.add_argument("-n", "--num-images", type=int, default=256)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=256, help="image side in pixels")
+    s.add_argument("--difficulty", choices=["standard", "hard"], default="standard",
+                   help="hard: + receipts (3 classes), stronger perspective, camera blur, low contrast, "
+                   "overlapping documents")
     s.set_defaults(func=cmd_detect_synth)
 
 
@@ -354,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="measure latency per model x runtime x precision x batch on this machine")
     s.add_argument("models", nargs="*", help="registered names, shell patterns ('pplcnet*'), checkpoints "
-                   "(.safetensors) or exported artefacts (.onnx, .xml)")
+                   "(.safetensors) or exported artefacts (.onnx, .xml); detector files are timed as a "
+                   "whole pipeline per image at their own size, batch 1")
     measure_args(s)
     s.add_argument("--batch", type=_int_list, default=[1], help="comma-separated batch sizes (default 1)")
     s.add_argument("--img", type=_positive_int, help="input height and width (default 224)")

@@ -246,3 +246,16 @@ def test_flips_are_the_same_in_worker_processes(tmp_path):
         return [t["boxes"].tolist() for _, targets, _ in loader for t in targets]
 
     assert boxes(2) == boxes(0)
+
+
+def test_hard_synthetic_split_has_its_own_folder_and_three_classes(tmp_path):
+    from leannet.detect.config import DataConfig, SplitConfig, SyntheticConfig
+    from leannet.detect.data import make_dataset, split_files
+
+    cfg = DataConfig(root=str(tmp_path))
+    std = SplitConfig(synthetic=SyntheticConfig(num_images=2, seed=0, image_size=64))
+    hard = SplitConfig(synthetic=SyntheticConfig(num_images=2, seed=0, image_size=64, difficulty="hard"))
+    assert split_files(std, cfg)[0].parent.name == "synthetic_seed0_n2_64px"  # as before: sets are reused
+    assert split_files(hard, cfg)[0].parent.name == "synthetic_seed0_n2_64px_hard"
+    assert make_dataset(hard, cfg, train=False).class_names == ["card", "page", "receipt"]
+    assert make_dataset(std, cfg, train=False).class_names == ["card", "page"]

@@ -62,6 +62,9 @@ class SyntheticConfig(Schema):
     num_images: int = Field(512, ge=1)
     seed: int = 0
     image_size: int = Field(256, ge=32)
+    # "hard": + receipts (3 classes: set model.num_classes 3), stronger perspective, camera blur,
+    # low contrast, overlapping and more documents (leannet.detect.synthetic)
+    difficulty: Literal["standard", "hard"] = "standard"
 
 
 class SplitConfig(Schema):

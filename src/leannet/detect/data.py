@@ -311,8 +311,9 @@ def split_files(split: SplitConfig, cfg: DataConfig) -> tuple[Path, Path | None]
         from leannet.detect.synthetic import generate
 
         s = split.synthetic
-        out = data_root(cfg) / f"synthetic_seed{s.seed}_n{s.num_images}_{s.image_size}px"
-        return generate(out, s.num_images, seed=s.seed, image_size=s.image_size), None
+        hard = "" if s.difficulty == "standard" else f"_{s.difficulty}"  # standard sets keep their folders
+        out = data_root(cfg) / f"synthetic_seed{s.seed}_n{s.num_images}_{s.image_size}px{hard}"
+        return generate(out, s.num_images, seed=s.seed, image_size=s.image_size, difficulty=s.difficulty), None
     return Path(split.ann), Path(split.images) if split.images else None
 
 

@@ -94,6 +94,12 @@ def evaluate(model: torch.nn.Module, dataset: CocoDetection, batch_size: int = 8
     return coco_map(gt, detections)
 
 
+def fixed_image(size: int) -> torch.Tensor:
+    """The one image detector timings run on (here and in `leannet bench`): a seeded [0, 1]
+    RGB `size` square."""
+    return torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+
+
 def measure_fps(model: torch.nn.Module, image_size: int, min_time: float = 1.0) -> dict[str, Any]:
     """Latency of the whole detector on one `image_size` square image (batch 1, this
     process's torch threads), timed by leannet's one timer (`leannet.runtime.timing`):
@@ -101,7 +107,7 @@ def measure_fps(model: torch.nn.Module, image_size: int, min_time: float = 1.0) 
     from leannet.runtime.timing import measure
 
     _eval_mode(model)
-    image = [torch.rand(3, image_size, image_size, generator=torch.Generator().manual_seed(0))]
+    image = [fixed_image(image_size)]
 
     def call():
         with torch.inference_mode():

@@ -117,6 +117,7 @@ class DetectionPipeline:
         self.threads = threads
         self.model: RetinaNet | None = None  # the PyTorch detector, when that is the backend
         self.record: dict[str, Any] = {}  # the artefact's sidecar, when an artefact is
+        self.info: dict[str, Any] = {}  # the artefact runner's settings (threads, hints), for bench rows
         self.transform = GeneralizedRCNNTransform(spec.image_size, spec.image_size, spec.mean, spec.std,
                                                   size_divisible=SIZE_DIVISIBLE).eval()
         # The attributes RetinaNet.postprocess_detections reads, so torchvision's own code runs.
@@ -176,11 +177,16 @@ class DetectionPipeline:
 
 
 def torch_pipeline(model: RetinaNet, classes: Sequence[str], spec: PipelineSpec | None = None,
-                   threads: int | None = None) -> DetectionPipeline:
-    """The pipeline of a PyTorch detector: its backbone and heads (RawDetector) as the network."""
+                   threads: int | None = None, deployed: bool = False) -> DetectionPipeline:
+    """The pipeline of a PyTorch detector: its backbone and heads (RawDetector) as the network;
+    `deployed`: re-parameterised and BN-folded first, the network `leannet detect export` ships."""
     from leannet.detect.model import RawDetector
 
     net = RawDetector(model.eval())
+    if deployed:
+        from leannet.deploy.reparam import reparameterize
+
+        net = reparameterize(net)  # a copy: `model` keeps its train-time form
 
     def raw(x: torch.Tensor) -> RawOutputs:
         with torch.inference_mode():
@@ -209,6 +215,7 @@ def artefact_pipeline(path: str | Path, runtime: str | None = None, threads: int
 
     pipe = DetectionPipeline(raw, spec, runner.batch, runner.runtime, runner.precision, threads)
     pipe.record = record
+    pipe.info = runner.info
     return pipe
 
 

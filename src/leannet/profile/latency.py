@@ -58,7 +58,8 @@ _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
              "compile": "torch.compile"}
 FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time form, eval mode"}
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
-              "others_cores", "macs", "params", "published_top1", "top1", "top1_source")
+              "others_cores", "macs", "params", "published_top1", "top1", "top1_source", "throughput_ips",
+              "task")  # task: "detect" on detector rows (leannet.detect.bench), empty on classifiers
 
 
 # --- sources -------------------------------------------------------------------------------------

@@ -465,11 +465,14 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
         _speed_line(rows),
         "",
     ]
-    settings = sorted({(r["batch"], r["img"], r["threads"]) for r in rows})
-    for batch, img, threads in settings:
-        rs = [r for r in rows if (r["batch"], r["img"], r["threads"]) == (batch, img, threads)]
-        t = f"{tag}b{batch}_{img}px_t{threads}"
-        where = f"batch {batch}, {img}x{img}, {threads} thread{'s' if threads != 1 else ''}"
+    # Detector rows (task "detect": a whole per-image pipeline, NMS included) get tables of their
+    # own: set beside classifiers, their latency per MAC would compare unlike work.
+    settings = sorted({(r.get("task") or "", r["batch"], r["img"], r["threads"]) for r in rows})
+    for task, batch, img, threads in settings:
+        rs = [r for r in rows if (r.get("task") or "", r["batch"], r["img"], r["threads"]) == (task, batch, img, threads)]
+        t = f"{tag}{task and task + '_'}b{batch}_{img}px_t{threads}"
+        where = (f"{'detectors, whole pipeline per image, ' if task == 'detect' else ''}batch {batch}, "
+                 f"{img}x{img}, {threads} thread{'s' if threads != 1 else ''}")
         series = list(dict.fromkeys(r["series"] for r in rs))
         md += [f"### {where}", ""]
         models = sorted({r["model"] for r in rs}, key=lambda m: next(r.get("macs") or 0 for r in rs if r["model"] == m))
@@ -489,7 +492,8 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
                 iqr = f" ± {r['iqr_ms']:.2f}" if r.get("iqr_ms") is not None else ""
                 cells.append(f"{r['median_ms']:.2f}{iqr}{diff}{' †' if r.get('contended') else ''}")
             top1 = any_r.get("top1")
-            costs = (f"{_si(any_r['macs'])} | {_si(any_r['params'])} | {_bytes(any_r['memory_access_bytes'])}"
+            mem = any_r.get("memory_access_bytes")  # absent on rows with sidecar-only counts
+            costs = (f"{_si(any_r['macs'])} | {_si(any_r['params'])} | {'-' if mem is None else _bytes(mem)}"
                      if any_r.get("macs") else "- | - | -")
             md.append(f"| {m} | {costs} | {'-' if top1 is None else f'{top1:.1f}'} | " + " | ".join(cells) + " |")
         md.append("")
