@@ -22,7 +22,6 @@ interleaved with each other.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,16 +33,11 @@ from leannet.profile import latency
 from leannet.profile.latency import Source, Sweep
 from leannet.profile.options import DEFAULT_RUNTIMES, SUPPORTED
 from leannet.profile.results import (
-    append_rows,
     default_threads,
-    drop_partial_line,
     environment,
-    read_rows,
-    row_key,
 )
 from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES
-from leannet.runtime.threads import torch_threads
 
 CHECKPOINT_RUNTIMES = ("eager",)  # a detector checkpoint runs as PyTorch eager, fp32
 FORM = {True: "detector: backbone re-parameterised, BatchNorm folded", False: "detector: train-time form, eval mode"}
@@ -155,15 +149,7 @@ def bench_detectors(
         notes.append("detectors are timed at batch 1 (one photo per call); other batch sizes skipped")
     if eval_set is not None or calib is not None:
         notes.append("--eval/--calib do not apply to detectors (see `leannet detect eval` / `detect export --int8`)")
-    out = Path(out)
-    results = out / "results.jsonl"
-    drop_partial_line(results)
     env = environment(threads)
-    # latency.bench's cache rules: rows timed while the machine itself ran slow are not reused,
-    # nor rows measured with less effort than asked (`_enough`)
-    earlier = [r for r in read_rows(results) if "error" not in r]
-    fastest = latency._fastest_probe(earlier, env["fingerprint"])
-    cached = {} if force else {row_key(r): r for r in earlier if not latency._slowed(r, fastest)}
     console = Console(stderr=True)
     plan = [(s, rt, p, 1) for s in sources for rt in rts for p in precisions
             if p in SUPPORTED[rt] and _runs(s, rt, p)]
@@ -175,45 +161,16 @@ def bench_detectors(
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
 
-    sweep = Sweep([], results, notes)
-    sizes: dict[Source, int] = {}
-    done: dict[tuple, dict[str, Any]] = {}
-    todo = []
-    for cid in plan:
-        s, rt, prec, b = cid
-        try:
-            sizes.setdefault(s, _image_size(s))
-        except Exception:  # measured (and reported as an error row) below
-            todo.append(cid)
-            continue
-        row = cached.get((s.id, rt, prec, b, sizes[s], threads, deployed, env["fingerprint"]))
-        if row is not None and latency._enough(row, min_time, rounds):
-            done[cid] = row
-        else:
-            todo.append(cid)
-    sweep.reused = len(done)
-    console.print(f"{len(sources)} detectors x {len(rts)} runtimes, {threads} threads: {len(todo)} cells to "
-                  f"measure, {sweep.reused} reused from {results} (environment {env['fingerprint']})")
-    if todo:
-        with torch_threads(threads):
-            prepared = {cid: _prepare(cid, env, threads, deployed, console) for cid in todo}
-            cells = [(cid, row, cell) for cid, (row, cell) in prepared.items() if cell is not None]
-            if cells:
-                latency._time(cells, rounds, min_time, retries, threads, contended_cores, console, progress,
-                              on_update)
-        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        fresh = []
-        for cid, (row, _) in prepared.items():
-            if "median_ms" in row:
-                row["fps"] = 1e3 / row["median_ms"]  # batch 1: one image per call
-            row["time"] = stamp
-            done[cid] = row
-            fresh.append(row)
-        latency._check_machine_speed(fresh, fastest, console)
-        append_rows(results, fresh)
-        sweep.measured = sum("error" not in r for r in fresh)
-    sweep.rows = [done[c] for c in plan if c in done]
-    return sweep
+    def finish(row: dict[str, Any]) -> None:
+        if "median_ms" in row:
+            row["fps"] = 1e3 / row["median_ms"]  # batch 1: one image per call
+
+    return latency.run_plan(
+        plan, lambda c: (c[0].id, c[1], c[2], c[3], _image_size(c[0]), threads, deployed, env["fingerprint"]),
+        lambda todo: {cid: _prepare(cid, env, threads, deployed, console) for cid in todo},
+        Sweep([], Path(out) / "results.jsonl", notes), env, threads, min_time, rounds, retries, force,
+        contended_cores, console, progress, on_update, f"{len(sources)} detectors x {len(rts)} runtimes, "
+        f"{threads} threads", finish=finish)
 
 
 def _pipeline(source: Source, runtime: str, precision: str, threads: int, deployed: bool):

@@ -343,13 +343,8 @@ def bench(
     threads = threads or default_threads()
     if rounds < 1 or min_time <= 0:
         raise LeannetError("rounds must be >= 1 and min_time > 0")
-    out = Path(out)
-    results = out / "results.jsonl"
-    drop_partial_line(results)
+    results = Path(out) / "results.jsonl"
     env = environment(threads)
-    earlier = [r for r in read_rows(results) if "error" not in r]
-    fastest = _fastest_probe(earlier, env["fingerprint"])
-    cached = {} if force else {row_key(r): r for r in earlier if not _slowed(r, fastest)}
     console = Console(stderr=True)  # notes always; progress bars and the live table only with `progress`
     notes = notes + rt_notes
     for rt in rts:
@@ -364,39 +359,63 @@ def bench(
     plan = [(s, rt, prec, b) for s in sources for b in batches for rt in rts for prec in precisions
             if prec in SUPPORTED[rt] and _runs_here(rt, prec) and _runs(s, rt, prec)]
     size = img or 224
-    sweep = Sweep([], results, notes)
+    header = (f"{len(sources)} sources ({FORM[deployed]}) x {len(rts)} runtimes x {len(precisions)} "
+              f"precisions x {len(batches)} batch sizes, {threads} threads")
+    with tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp:
+        return run_plan(
+            plan, lambda c: (c[0].id, c[1], c[2], c[3], size, threads, deployed, env["fingerprint"]),
+            lambda todo: _prepare(todo, env, threads, size, deployed, calib, eval_set, Path(tmp), console, progress),
+            Sweep([], results, notes), env, threads, min_time, rounds, retries, force, contended_cores,
+            console, progress, on_update, header,
+            reusable=lambda row: eval_set is None or str(row.get("top1_source", "")).startswith("measured"))
+
+
+def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Callable[[list[tuple]], dict],
+             sweep: Sweep, env: dict[str, Any], threads: int, min_time: float, rounds: int, retries: int,
+             force: bool, contended_cores: float, console, progress: bool, on_update, header: str,
+             reusable: Callable[[dict[str, Any]], bool] = lambda row: True,
+             finish: Callable[[dict[str, Any]], None] | None = None) -> Sweep:
+    """The sweep every kind of source shares (classifiers here, detectors in leannet.detect):
+    reuse cached rows (same key, enough effort, not timed on a slowed machine), `prepare` the
+    cells to measure ({cell id: (row, timing cell or None)}), time them in interleaved rounds,
+    mark rows timed while the machine ran slow, `finish` each row, append to the results file."""
+    drop_partial_line(sweep.results)
+    earlier = [r for r in read_rows(sweep.results) if "error" not in r]
+    fastest = _fastest_probe(earlier, env["fingerprint"])
+    cached = {} if force else {row_key(r): r for r in earlier if not _slowed(r, fastest)}
     done: dict[tuple, dict[str, Any]] = {}
     todo = []
-    for s, rt, prec, b in plan:
-        row = cached.get((s.id, rt, prec, b, size, threads, deployed, env["fingerprint"]))
-        if row is not None and _enough(row, min_time, rounds) and (
-                eval_set is None or str(row.get("top1_source", "")).startswith("measured")):
-            done[(s, rt, prec, b)] = row
+    for cid in plan:
+        try:
+            row = cached.get(key_of(cid))
+        except Exception:  # a source whose key cannot be read: measured, and its error row says why
+            row = None
+        if row is not None and _enough(row, min_time, rounds) and reusable(row):
+            done[cid] = row
         else:
-            todo.append((s, rt, prec, b))
+            todo.append(cid)
     sweep.reused = len(done)
-    console.print(f"{len(sources)} sources ({FORM[deployed]}) x {len(rts)} runtimes x {len(precisions)} "
-                  f"precisions x {len(batches)} batch sizes, {threads} threads: {len(todo)} cells to measure, "
-                  f"{sweep.reused} reused from {results} (environment {env['fingerprint']})")
+    console.print(f"{header}: {len(todo)} cells to measure, {sweep.reused} reused from {sweep.results} "
+                  f"(environment {env['fingerprint']})")
     if todo:
-        with tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp, torch_threads(threads):
-            prepared = _prepare(todo, env, threads, size, deployed, calib, eval_set, Path(tmp), console, progress)
+        with torch_threads(threads):
+            prepared = prepare(todo)
             cells = [(cid, row, cell) for cid, (row, cell) in prepared.items() if cell is not None]
             if cells:
                 _time(cells, rounds, min_time, retries, threads, contended_cores, console, progress, on_update)
         stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         fresh = []
         for cid, (row, _) in prepared.items():
+            if finish is not None:
+                finish(row)
             row["time"] = stamp
             done[cid] = row
             fresh.append(row)
         _check_machine_speed(fresh, fastest, console)
-        append_rows(results, fresh)
+        append_rows(sweep.results, fresh)
         sweep.measured = sum("error" not in r for r in fresh)
     sweep.rows = [done[c] for c in plan if c in done]
     return sweep
-
-
 
 
 def _fastest_probe(rows: list[dict[str, Any]], env_key: str) -> float | None:
