@@ -103,3 +103,51 @@ def test_coco_detections_map_labels_to_ids_and_boxes_to_xywh():
     ]
     # the same detections are GT's boxes: the pair scores a perfect 1.0
     assert coco_map(GT, got)["map"] == pytest.approx(1.0)
+
+
+def test_predict_runs_the_model_in_eval_mode_without_grad():
+    class Probe(torch.nn.Module):
+        def forward(self, images):
+            return [{"training": self.training, "grad": torch.is_grad_enabled(), "n": len(images)}]
+
+    from leannet.detect.evaluate import predict
+
+    model = Probe().train()
+    assert predict(model, [torch.zeros(3, 4, 4)] * 2) == [{"training": False, "grad": False, "n": 2}]
+
+
+def test_measure_fps_reports_the_timer_for_one_square_image(monkeypatch):
+    """The timer itself is leannet.runtime.timing's (tested there); here a stub timer with known
+    figures checks what measure_fps times and how it reports: FPS = 1000 / median ms."""
+    import leannet.runtime.timing as timing
+    from leannet.detect.evaluate import measure_fps
+
+    seen = {}
+
+    def fake_measure(call, batch, min_time, threads):
+        seen.update(batch=batch, min_time=min_time, threads=threads, out=call())
+        return {"median_ms": 4.0, "p90_ms": 5.0, "iqr_ms": 0.5, "contended": True}
+
+    class Probe(torch.nn.Module):
+        def forward(self, images):
+            return [(len(images), tuple(images[0].shape), self.training, torch.is_inference_mode_enabled())]
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
+    r = measure_fps(Probe().train(), 24, min_time=0.3)
+    assert seen == {"batch": 1, "min_time": 0.3, "threads": torch.get_num_threads(),
+                    "out": [(1, (3, 24, 24), False, True)]}
+    assert r == {"median_ms": 4.0, "p90_ms": 5.0, "iqr_ms": 0.5, "fps": 250.0,
+                 "threads": torch.get_num_threads(), "contended": True}
+
+
+def test_complexity_matches_fvcore_on_the_raw_detector():
+    pytest.importorskip("fvcore")
+    from leannet.detect.config import ModelConfig
+    from leannet.detect.evaluate import complexity
+    from leannet.detect.model import RawDetector, build_detector
+    from tests.helpers import fvcore_macs
+
+    model = build_detector(ModelConfig(backbone="pplcnet_x0_25", image_size=64, extra_levels=0)).eval()
+    got = complexity(model, 48)
+    assert got == {"params": sum(p.numel() for p in model.parameters()),
+                   "macs": fvcore_macs(RawDetector(model), (3, 48, 48))}
