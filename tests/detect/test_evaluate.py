@@ -32,6 +32,12 @@ def test_perfect_detections_score_one():
     assert coco_map(GT, dets) == pytest.approx({"map": 1.0, "map50": 1.0, "map75": 1.0})
 
 
+def test_coco_map_prints_nothing(capsys):
+    """pycocotools prints its progress and summary table; leannet's CLI prints its own."""
+    coco_map(GT, [_det(1, 3, [10, 10, 20, 20], 0.9)])
+    assert capsys.readouterr().out == ""
+
+
 def test_no_detections_score_zero():
     assert coco_map(GT, []) == {"map": 0.0, "map50": 0.0, "map75": 0.0}
 
