@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -170,3 +171,24 @@ def test_deployed_mobileone_s0_matches_the_official_counts():
     deployed = leannet.complexity("mobileone_s0", img=IMG, deployed=True)["totals"]["params"]
     assert train / 1e6 == pytest.approx(5.29, abs=0.01)
     assert deployed / 1e6 == pytest.approx(2.08, abs=0.01)
+
+
+class Gray(nn.Module):
+    """A one-channel net that says so the way registered models do (pretrained_cfg)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.pretrained_cfg = SimpleNamespace(name="gray_net", input_size=(1, 28, 28))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_complexity_of_a_module_reads_its_name_and_channels():
+    r = leannet.complexity(Gray(), img=8)
+    assert (r["model"], r["input"], r["deployed"]) == ("gray_net", [1, 1, 8, 8], False)
+    assert r["totals"]["macs"] == 4 * 8 * 8 * (1 * 3 * 3)  # out elements x k*k*cin, by hand
+    plain = leannet.complexity(Toy())  # no pretrained_cfg: the class name, 3 channels, 224 px
+    assert (plain["model"], plain["input"]) == ("Toy", [1, 3, 224, 224])
+    assert plain["totals"]["macs"] == 8 * 224 * 224 * 27 + 8 * 112 * 112 * 9
