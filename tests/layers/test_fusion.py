@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leannet.layers.fusion import fold_batchnorms, fold_conv_bn, fuse_bn, identity_kernel, pad_kernel
+from leannet.layers.fusion import (
+    fold_batchnorms,
+    fold_conv_bn,
+    fuse_bn,
+    identity_kernel,
+    pad_kernel,
+)
 from tests.helpers import assert_close_rel
 
 
