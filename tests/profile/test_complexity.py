@@ -189,6 +189,26 @@ def test_complexity_of_a_module_reads_its_name_and_channels():
     r = leannet.complexity(Gray(), img=8)
     assert (r["model"], r["input"], r["deployed"]) == ("gray_net", [1, 1, 8, 8], False)
     assert r["totals"]["macs"] == 4 * 8 * 8 * (1 * 3 * 3)  # out elements x k*k*cin, by hand
+    assert leannet.complexity(Gray(), img=8, batch=2)["input"] == [2, 1, 8, 8]
     plain = leannet.complexity(Toy())  # no pretrained_cfg: the class name, 3 channels, 224 px
     assert (plain["model"], plain["input"]) == ("Toy", [1, 3, 224, 224])
     assert plain["totals"]["macs"] == 8 * 224 * 224 * 27 + 8 * 112 * 112 * 9
+
+
+class ViewsAndSquares(nn.Module):
+    """Ops outside leaf modules (the Identity child only makes the root a non-leaf)."""
+
+    def __init__(self):
+        super().__init__()
+        self.id = nn.Identity()
+
+    def forward(self, x):
+        y = self.id(x).transpose(1, 2)  # a view: no data moves, no row
+        return y * y  # reads one tensor (twice, but it is one tensor's bytes) and writes one
+
+
+def test_views_give_no_row_and_a_tensor_read_twice_counts_once():
+    r = profile_model(ViewsAndSquares(), (3, 4, 5), batch=2)
+    assert [(row["path"], row["op"]) for row in r["layers"]] == [("", "mul")]
+    assert r["layers"][0]["memory_access_bytes"] == 4 * (2 * 60 + 2 * 60)  # float32 in + out
+    assert r["layers"][0]["output_shape"] == [2, 4, 3, 5]
