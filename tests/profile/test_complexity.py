@@ -212,3 +212,24 @@ def test_views_give_no_row_and_a_tensor_read_twice_counts_once():
     assert [(row["path"], row["op"]) for row in r["layers"]] == [("", "mul")]
     assert r["layers"][0]["memory_access_bytes"] == 4 * (2 * 60 + 2 * 60)  # float32 in + out
     assert r["layers"][0]["output_shape"] == [2, 4, 3, 5]
+
+
+class Functional(nn.Module):
+    """Parameters used by functional ops outside leaf modules: a fresh one (scale) is charged
+    to the op that reads it; the conv weight, already counted by its leaf, is not charged again."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.scale = nn.Parameter(torch.ones(4, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x) + nn.functional.conv2d(x, self.conv.weight, padding=1)
+        return y * self.scale
+
+
+def test_functional_params_are_charged_once_to_the_op_that_reads_them():
+    r = profile_model(Functional(), (3, 5, 5))
+    params = {row["op"]: row["params"] for row in r["layers"]}
+    assert params == {"Conv2d": 4 * 3 * 9, "convolution": 0, "add": 0, "mul": 4}
+    assert r["totals"]["params"] == 4 * 3 * 9 + 4 and "params_unused" not in r["totals"]
