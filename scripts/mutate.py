@@ -38,6 +38,7 @@ MODULES: dict[str, list[str]] = {
         "test_toy_net_by_hand", "test_complexity_of_a_module_reads_its_name_and_channels",
         "test_views_give_no_row_and_a_tensor_read_twice_counts_once",
         "test_functional_params_are_charged_once_to_the_op_that_reads_them",
+        "test_a_leaf_sums_the_macs_and_activations_of_its_ops",
         "test_bytes_follow_dtype", "test_shared_module_params_counted_once",
         "test_deployed_changes_params_and_matches_deployed_module", "test_cli_json_schema",
         "test_counts_match_fvcore[pplcnet_x0_25]", "test_counts_match_fvcore[shufflenetv2_x0_5]")],

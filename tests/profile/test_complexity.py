@@ -227,11 +227,30 @@ class Functional(nn.Module):
 
     def forward(self, x):
         y = self.conv(x) + nn.functional.conv2d(x, self.conv.weight, padding=1)
-        return y * self.scale
+        return y * self.scale + self.scale
 
 
 def test_functional_params_are_charged_once_to_the_op_that_reads_them():
     r = profile_model(Functional(), (3, 5, 5))
-    params = {row["op"]: row["params"] for row in r["layers"]}
-    assert params == {"Conv2d": 4 * 3 * 9, "convolution": 0, "add": 0, "mul": 4}
+    params = [(row["op"], row["params"]) for row in r["layers"]]
+    assert params == [("Conv2d", 4 * 3 * 9), ("convolution", 0), ("add", 0), ("mul", 4), ("add", 0)]
     assert r["totals"]["params"] == 4 * 3 * 9 + 4 and "params_unused" not in r["totals"]
+
+
+class TwoConvLeaf(nn.Module):
+    """A leaf module (no children) running two convs functionally: one row, both convs' counts."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(4, 3, 3, 3))
+        self.w2 = nn.Parameter(torch.randn(2, 4, 1, 1))
+
+    def forward(self, x):
+        return nn.functional.conv2d(nn.functional.conv2d(x, self.w1, padding=1), self.w2)
+
+
+def test_a_leaf_sums_the_macs_and_activations_of_its_ops():
+    r = profile_model(TwoConvLeaf(), (3, 6, 6))
+    (row,) = r["layers"]
+    assert row["macs"] == 4 * 36 * 27 + 2 * 36 * 4
+    assert row["activations"] == 4 * 36 + 2 * 36
