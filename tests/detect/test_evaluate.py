@@ -157,3 +157,57 @@ def test_complexity_matches_fvcore_on_the_raw_detector():
     got = complexity(model, 48)
     assert got == {"params": sum(p.numel() for p in model.parameters()),
                    "macs": fvcore_macs(RawDetector(model), (3, 48, 48))}
+
+
+def test_evaluate_weights_of_a_checkpoint(tmp_path, monkeypatch):
+    """`detect eval` end to end on a tiny checkpoint: mAP as evaluate() gives it on the same
+    pipeline, params and MACs against fvcore, the timer's figures, the unreadable image reported."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    import leannet.runtime.timing as timing
+    from leannet.detect.config import ModelConfig
+    from leannet.detect.data import CocoDetection
+    from leannet.detect.evaluate import evaluate, evaluate_weights
+    from leannet.detect.model import RawDetector, build_detector, detector_meta
+    from leannet.detect.pipeline import open_detector
+    from leannet.errors import ConfigError
+    from leannet.weights import save_weights
+    from tests.helpers import fvcore_macs
+
+    cfg = ModelConfig(backbone="pplcnet_x0_25", fpn_channels=16, head_channels=16, image_size=64)
+    model = build_detector(cfg).eval()
+    with torch.no_grad():  # spread-out scores: a fresh head detects nothing
+        for p in model.head.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
+    weights = str(save_weights(model, tmp_path / "det.safetensors", meta=detector_meta(cfg, ["card", "page"])))
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    images = [{"id": i + 1, "file_name": f"{i}.png", "width": 80, "height": 80} for i in range(3)]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [4, 4, 30, 20],
+             "area": 600, "iscrowd": 0} for i in range(3)]
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": images, "annotations": anns,
+                               "categories": [{"id": 1, "name": "card"}, {"id": 2, "name": "page"}]}))
+    monkeypatch.setattr(timing, "measure", lambda call, batch, min_time, threads:
+                        {"median_ms": 8.0, "p90_ms": 9.0, "iqr_ms": 1.0, "contended": False})
+
+    r = evaluate_weights(weights, ann=str(ann))
+    ref = evaluate(open_detector(weights), CocoDetection(str(ann)))
+    assert {k: r[k] for k in ("map", "map50", "map75")} == ref
+    assert (r["weights"], r["runtime"], r["images"], r["image_size"]) == (weights, "torch", 3, 64)
+    assert r["params"] == sum(p.numel() for p in model.parameters())
+    assert r["macs"] == fvcore_macs(RawDetector(model), (3, 64, 64))
+    assert (r["fps"], r["median_ms"], r["threads"]) == (125.0, 8.0, torch.get_num_threads())
+    assert r["skipped_images"] == [str(tmp_path / "2.png")]
+    assert r["data_report"].endswith(f"; 1 unreadable images skipped (first: {tmp_path / '2.png'})")
+    assert "fps" not in evaluate_weights(weights, ann=str(ann), speed=False)
+    with pytest.raises(ConfigError, match="give --ann"):
+        evaluate_weights(weights)
+    ann.write_text(ann.read_text().replace('"page"', '"form"'))
+    with pytest.raises(ConfigError, match=r"detects \['card', 'page'\] but .* \['card', 'form'\]"):
+        evaluate_weights(weights, ann=str(ann))
