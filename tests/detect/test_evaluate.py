@@ -193,18 +193,25 @@ def test_evaluate_weights_of_a_checkpoint(tmp_path, monkeypatch):
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps({"images": images, "annotations": anns,
                                "categories": [{"id": 1, "name": "card"}, {"id": 2, "name": "page"}]}))
-    monkeypatch.setattr(timing, "measure", lambda call, batch, min_time, threads:
-                        {"median_ms": 8.0, "p90_ms": 9.0, "iqr_ms": 1.0, "contended": False})
+    timed = []
+
+    def fake_measure(call, batch, min_time, threads):
+        timed.append(len(call()))  # the pipeline's output for the one timed image
+        return {"median_ms": 8.0, "p90_ms": 9.0, "iqr_ms": 1.0, "contended": False}
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
 
     r = evaluate_weights(weights, ann=str(ann))
     ref = evaluate(open_detector(weights), CocoDetection(str(ann)))
     assert {k: r[k] for k in ("map", "map50", "map75")} == ref
-    assert (r["weights"], r["runtime"], r["images"], r["image_size"]) == (weights, "torch", 3, 64)
+    assert (r["weights"], r["runtime"], r["precision"], r["images"], r["image_size"]) == (
+        weights, "torch", "fp32", 3, 64)
     assert r["params"] == sum(p.numel() for p in model.parameters())
     assert r["macs"] == fvcore_macs(RawDetector(model), (3, 64, 64))
-    assert (r["fps"], r["median_ms"], r["threads"]) == (125.0, 8.0, torch.get_num_threads())
+    assert (r["fps"], r["median_ms"], r["threads"], timed) == (125.0, 8.0, torch.get_num_threads(), [1])
     assert r["skipped_images"] == [str(tmp_path / "2.png")]
-    assert r["data_report"].endswith(f"; 1 unreadable images skipped (first: {tmp_path / '2.png'})")
+    summary, _, tail = r["data_report"].partition("; 1 unreadable")
+    assert summary and tail == f" images skipped (first: {tmp_path / '2.png'})"  # the dataset's own summary first
     assert "fps" not in evaluate_weights(weights, ann=str(ann), speed=False)
     with pytest.raises(ConfigError, match="give --ann"):
         evaluate_weights(weights)
