@@ -39,13 +39,12 @@ docs: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# Mutation testing (slow: hours on 2 cores for all six modules; not part of `make test`).
-# `make mutate` runs the campaign configured in pyproject.toml [tool.mutmut] (the six modules,
-# each mutant against only the tests that reach its function); `make mutate MUTATE=layers.fusion`
-# (or layers.rep_block, profile.complexity, deploy.quantize, weights.convert, detect.evaluate)
-# runs one module's mutants. Then `$(VENV)/bin/mutmut results` / `mutmut show <name>`.
+# Mutation testing (not part of `make test`). `make mutate MUTATE=layers.fusion` runs one
+# module's campaign (layers.fusion, layers.rep_block, detect.evaluate, profile.complexity,
+# deploy.quantize, weights.convert) in .mutmut/<module>/ against the few fast tests that judge
+# it (scripts/mutate.py, MODULES), niced, one child; `make mutate` runs them all in turn (hours
+# on 2 cores). Survivors: `$(PY) scripts/mutate.py layers.fusion -- show <mutant name>`.
 MUTATE ?=
 
 mutate: $(STAMP)
-	$(VENV)/bin/mutmut run $(if $(MUTATE),"leannet.$(MUTATE).*")
-	$(VENV)/bin/mutmut results
+	$(PY) scripts/mutate.py $(if $(MUTATE),$(MUTATE),--all)

@@ -32,6 +32,12 @@ def test_perfect_detections_score_one():
     assert coco_map(GT, dets) == pytest.approx({"map": 1.0, "map50": 1.0, "map75": 1.0})
 
 
+def test_coco_map_prints_nothing(capsys):
+    """pycocotools prints its progress and summary table; leannet's CLI prints its own."""
+    coco_map(GT, [_det(1, 3, [10, 10, 20, 20], 0.9)])
+    assert capsys.readouterr().out == ""
+
+
 def test_no_detections_score_zero():
     assert coco_map(GT, []) == {"map": 0.0, "map50": 0.0, "map75": 0.0}
 
@@ -103,3 +109,112 @@ def test_coco_detections_map_labels_to_ids_and_boxes_to_xywh():
     ]
     # the same detections are GT's boxes: the pair scores a perfect 1.0
     assert coco_map(GT, got)["map"] == pytest.approx(1.0)
+
+
+def test_predict_runs_the_model_in_eval_mode_without_grad():
+    class Probe(torch.nn.Module):
+        def forward(self, images):
+            return [{"training": self.training, "grad": torch.is_grad_enabled(), "n": len(images)}]
+
+    from leannet.detect.evaluate import predict
+
+    model = Probe().train()
+    assert predict(model, [torch.zeros(3, 4, 4)] * 2) == [{"training": False, "grad": False, "n": 2}]
+
+
+def test_measure_fps_reports_the_timer_for_one_square_image(monkeypatch):
+    """The timer itself is leannet.runtime.timing's (tested there); here a stub timer with known
+    figures checks what measure_fps times and how it reports: FPS = 1000 / median ms."""
+    import leannet.runtime.timing as timing
+    from leannet.detect.evaluate import measure_fps
+
+    seen = {}
+
+    def fake_measure(call, batch, min_time, threads):
+        seen.update(batch=batch, min_time=min_time, threads=threads, out=call())
+        return {"median_ms": 4.0, "p90_ms": 5.0, "iqr_ms": 0.5, "contended": True}
+
+    class Probe(torch.nn.Module):
+        def forward(self, images):
+            return [(len(images), tuple(images[0].shape), self.training, torch.is_inference_mode_enabled())]
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
+    r = measure_fps(Probe().train(), 24, min_time=0.3)
+    assert seen == {"batch": 1, "min_time": 0.3, "threads": torch.get_num_threads(),
+                    "out": [(1, (3, 24, 24), False, True)]}
+    assert r == {"median_ms": 4.0, "p90_ms": 5.0, "iqr_ms": 0.5, "fps": 250.0,
+                 "threads": torch.get_num_threads(), "contended": True}
+
+
+def test_complexity_matches_fvcore_on_the_raw_detector():
+    pytest.importorskip("fvcore")
+    from leannet.detect.config import ModelConfig
+    from leannet.detect.evaluate import complexity
+    from leannet.detect.model import RawDetector, build_detector
+    from tests.helpers import fvcore_macs
+
+    model = build_detector(ModelConfig(backbone="pplcnet_x0_25", image_size=64, extra_levels=0)).eval()
+    got = complexity(model, 48)
+    assert got == {"params": sum(p.numel() for p in model.parameters()),
+                   "macs": fvcore_macs(RawDetector(model), (3, 48, 48))}
+
+
+def test_evaluate_weights_of_a_checkpoint(tmp_path, monkeypatch):
+    """`detect eval` end to end on a tiny checkpoint: mAP as evaluate() gives it on the same
+    pipeline, params and MACs against fvcore, the timer's figures, the unreadable image reported."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    import leannet.runtime.timing as timing
+    from leannet.detect.config import ModelConfig
+    from leannet.detect.data import CocoDetection
+    from leannet.detect.evaluate import evaluate, evaluate_weights
+    from leannet.detect.model import RawDetector, build_detector, detector_meta
+    from leannet.detect.pipeline import open_detector
+    from leannet.errors import ConfigError
+    from leannet.weights import save_weights
+    from tests.helpers import fvcore_macs
+
+    cfg = ModelConfig(backbone="pplcnet_x0_25", fpn_channels=16, head_channels=16, image_size=64)
+    model = build_detector(cfg).eval()
+    with torch.no_grad():  # spread-out scores: a fresh head detects nothing
+        for p in model.head.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
+    weights = str(save_weights(model, tmp_path / "det.safetensors", meta=detector_meta(cfg, ["card", "page"])))
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    images = [{"id": i + 1, "file_name": f"{i}.png", "width": 80, "height": 80} for i in range(3)]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [4, 4, 30, 20],
+             "area": 600, "iscrowd": 0} for i in range(3)]
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": images, "annotations": anns,
+                               "categories": [{"id": 1, "name": "card"}, {"id": 2, "name": "page"}]}))
+    timed = []
+
+    def fake_measure(call, batch, min_time, threads):
+        timed.append(len(call()))  # the pipeline's output for the one timed image
+        return {"median_ms": 8.0, "p90_ms": 9.0, "iqr_ms": 1.0, "contended": False}
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
+
+    r = evaluate_weights(weights, ann=str(ann))
+    ref = evaluate(open_detector(weights), CocoDetection(str(ann)))
+    assert {k: r[k] for k in ("map", "map50", "map75")} == ref
+    assert (r["weights"], r["runtime"], r["precision"], r["images"], r["image_size"]) == (
+        weights, "torch", "fp32", 3, 64)
+    assert r["params"] == sum(p.numel() for p in model.parameters())
+    assert r["macs"] == fvcore_macs(RawDetector(model), (3, 64, 64))
+    assert (r["fps"], r["median_ms"], r["threads"], timed) == (125.0, 8.0, torch.get_num_threads(), [1])
+    assert r["skipped_images"] == [str(tmp_path / "2.png")]
+    summary, _, tail = r["data_report"].partition("; 1 unreadable")
+    assert summary and tail == f" images skipped (first: {tmp_path / '2.png'})"  # the dataset's own summary first
+    assert "fps" not in evaluate_weights(weights, ann=str(ann), speed=False)
+    with pytest.raises(ConfigError, match="give --ann"):
+        evaluate_weights(weights)
+    ann.write_text(ann.read_text().replace('"page"', '"form"'))
+    with pytest.raises(ConfigError, match=r"detects \['card', 'page'\] but .* \['card', 'form'\]"):
+        evaluate_weights(weights, ann=str(ann))

@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -170,3 +171,86 @@ def test_deployed_mobileone_s0_matches_the_official_counts():
     deployed = leannet.complexity("mobileone_s0", img=IMG, deployed=True)["totals"]["params"]
     assert train / 1e6 == pytest.approx(5.29, abs=0.01)
     assert deployed / 1e6 == pytest.approx(2.08, abs=0.01)
+
+
+class Gray(nn.Module):
+    """A one-channel net that says so the way registered models do (pretrained_cfg)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.pretrained_cfg = SimpleNamespace(name="gray_net", input_size=(1, 28, 28))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_complexity_of_a_module_reads_its_name_and_channels():
+    r = leannet.complexity(Gray(), img=8)
+    assert (r["model"], r["input"], r["deployed"]) == ("gray_net", [1, 1, 8, 8], False)
+    assert r["totals"]["macs"] == 4 * 8 * 8 * (1 * 3 * 3)  # out elements x k*k*cin, by hand
+    assert all(type(row["macs"]) is int for row in r["layers"])  # a count, printed as one
+    assert leannet.complexity(Gray(), img=8, batch=2)["input"] == [2, 1, 8, 8]
+    plain = leannet.complexity(Toy())  # no pretrained_cfg: the class name, 3 channels, 224 px
+    assert (plain["model"], plain["input"]) == ("Toy", [1, 3, 224, 224])
+    assert plain["totals"]["macs"] == 8 * 224 * 224 * 27 + 8 * 112 * 112 * 9
+
+
+class ViewsAndSquares(nn.Module):
+    """Ops outside leaf modules (the Identity child only makes the root a non-leaf)."""
+
+    def __init__(self):
+        super().__init__()
+        self.id = nn.Identity()
+
+    def forward(self, x):
+        y = self.id(x).transpose(1, 2)  # a view: no data moves, no row
+        return y * y  # reads one tensor (twice, but it is one tensor's bytes) and writes one
+
+
+def test_views_give_no_row_and_a_tensor_read_twice_counts_once():
+    # inside a container: the row is the innermost module that ran the op ("0")
+    r = profile_model(nn.Sequential(ViewsAndSquares()), (3, 4, 5), batch=2)
+    assert [(row["path"], row["op"]) for row in r["layers"]] == [("0", "mul")]
+    assert r["layers"][0]["memory_access_bytes"] == 4 * (2 * 60 + 2 * 60)  # float32 in + out
+    assert r["layers"][0]["output_shape"] == [2, 4, 3, 5]
+
+
+class Functional(nn.Module):
+    """Parameters used by functional ops outside leaf modules: a fresh one (scale) is charged
+    to the op that reads it; the conv weight, already counted by its leaf, is not charged again."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.scale = nn.Parameter(torch.ones(4, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x) + nn.functional.conv2d(x, self.conv.weight, padding=1)
+        return y * self.scale + self.scale
+
+
+def test_functional_params_are_charged_once_to_the_op_that_reads_them():
+    r = profile_model(Functional(), (3, 5, 5))
+    params = [(row["op"], row["params"]) for row in r["layers"]]
+    assert params == [("Conv2d", 4 * 3 * 9), ("convolution", 0), ("add", 0), ("mul", 4), ("add", 0)]
+    assert r["totals"]["params"] == 4 * 3 * 9 + 4 and "params_unused" not in r["totals"]
+
+
+class TwoConvLeaf(nn.Module):
+    """A leaf module (no children) running two convs functionally: one row, both convs' counts."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(4, 3, 3, 3))
+        self.w2 = nn.Parameter(torch.randn(2, 4, 1, 1))
+
+    def forward(self, x):
+        return nn.functional.conv2d(nn.functional.conv2d(x, self.w1, padding=1), self.w2)
+
+
+def test_a_leaf_sums_the_macs_and_activations_of_its_ops():
+    r = profile_model(TwoConvLeaf(), (3, 6, 6))
+    (row,) = r["layers"]
+    assert row["macs"] == 4 * 36 * 27 + 2 * 36 * 4
+    assert row["activations"] == 4 * 36 + 2 * 36
