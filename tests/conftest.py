@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 import torch
@@ -16,3 +17,13 @@ def _seed():
 def _leannet_home(tmp_path, monkeypatch):
     # No test may read or write the user's real cache.
     monkeypatch.setenv("LEANNET_HOME", str(tmp_path / "leannet_home"))
+
+
+@pytest.fixture(autouse=True)
+def _sigchld():
+    # A DataLoader with workers installs torch's SIGCHLD handler in this process and leaves it;
+    # once ONNX Runtime / OpenVINO are loaded, a later test's subprocess exiting then crashed
+    # pytest (SIGSEGV). Each test gets the handler it started with back.
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, before)
