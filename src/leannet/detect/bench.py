@@ -22,6 +22,7 @@ interleaved with each other.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +94,7 @@ def _runs(source: Source, runtime: str, precision: str) -> bool:
     return latency._runs(source, runtime, precision)  # an artefact: its runtimes, its precision
 
 
+@functools.cache  # a Source carries its file's sha256: a changed file is a new key
 def _image_size(source: Source) -> int:
     """The detector's image size (longest side after resizing), the row's `img`: read without
     loading the network, so cached cells cost nothing."""
