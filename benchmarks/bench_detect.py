@@ -42,6 +42,7 @@ from leannet.detect.train import train
 from leannet.fileio import write_text
 from leannet.profile.results import default_threads, environment
 from leannet.runtime import timing
+from leannet.train.checkpoint import checkpoint_paths
 from leannet.train.curves import plot_curves
 
 SMOKE = ["data.train.synthetic.num_images=16", "data.val.synthetic.num_images=8", "data.batch_size=4",
@@ -58,14 +59,17 @@ def run_config(cfg: DetectConfig, out_dir: Path, seed: int | None = None, train_
 
 
 def trained(cfg: DetectConfig, reuse: bool) -> tuple[Path, dict]:
-    """Train (or, with --reuse, take the finished run in cfg.run.out_dir)."""
+    """Train; with --reuse, take the finished run in cfg.run.out_dir, or continue an interrupted
+    one from its last checkpoint (the full run spans hours: it may be stopped and run again)."""
     out = Path(cfg.run.out_dir)
     done = out / "summary.json"
     if reuse and done.is_file():
         summary = json.loads(done.read_text())
     else:
-        print(f"== training {out.name}: {cfg.model.backbone}, seed {cfg.run.seed}", file=sys.stderr, flush=True)
-        summary = train(cfg)
+        resume = reuse and checkpoint_paths(out / "last")[0].is_file()
+        print(f"== training {out.name}: {cfg.model.backbone}, seed {cfg.run.seed}{' (resumed)' if resume else ''}",
+              file=sys.stderr, flush=True)
+        summary = train(cfg, resume=resume)
         write_text(done, json.dumps(summary, indent=1, default=str))
     return Path(summary["best_weights"]), summary
 

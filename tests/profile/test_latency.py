@@ -104,6 +104,14 @@ def test_cached_rows_are_reused_until_the_environment_changes(tmp_path, monkeypa
     assert forced.measured == 1 and forced.reused == 0
 
 
+def test_a_new_way_of_timing_changes_the_fingerprint():
+    env = latency.environment(1)
+    assert env["timing_method"] == timing.METHOD and latency.fingerprint(env) == env["fingerprint"]
+    assert latency.fingerprint({**env, "timing_method": timing.METHOD + 1}) != env["fingerprint"]
+    old = {k: v for k, v in env.items() if k != "timing_method"}  # rows written before the field
+    assert latency.fingerprint(old) == latency.fingerprint({**old, "timing_method": 1}) != env["fingerprint"]
+
+
 def test_cached_rows_serve_only_requests_for_no_more_effort(tmp_path, monkeypatch):
     args = {**TINY, "runtimes": ["eager"], "out": tmp_path}
     bench(["pplcnet_x0_25"], **args)

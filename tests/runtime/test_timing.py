@@ -46,7 +46,7 @@ def test_pressure_alone_flags_a_starved_neighbour():
 
 def test_rounds_are_summarised_as_median_of_round_medians():
     cells = [timing.Cell(k, lambda: _spin(0.0005)) for k in "abc"]
-    timing.time_rounds(cells, rounds=4, round_time=0.005, min_calls=3, warmup=1)
+    timing.time_rounds(cells, rounds=4, round_time=0.005, min_calls=3, warmup=1, settle=0.0)
     for c in cells:
         assert len(c.rounds) == 4 and all(len(t) >= 3 for t in c.rounds)
     s = timing.summarise(cells[0])
@@ -67,12 +67,30 @@ def test_shuffled_order_differs_between_rounds():
 
     try:
         timing._time_round = record
-        timing.time_rounds(cells, rounds=3, round_time=0.0005, min_calls=1, warmup=0)
+        timing.time_rounds(cells, rounds=3, round_time=0.0005, min_calls=1, warmup=0, settle=0.0)
     finally:
         timing._time_round = real
     rounds = [seen[i * 6:(i + 1) * 6] for i in range(3)]
     assert all(sorted(r) == list(range(6)) for r in rounds)  # every cell once per round
     assert len({tuple(r) for r in rounds}) > 1  # not the same order every round
+
+
+def test_alternating_cells_settle_before_timing_and_a_lone_cell_does_not():
+    calls = {"a": 0, "b": 0, "lone": 0}
+
+    def call(k):
+        def f():
+            calls[k] += 1
+            _spin(0.001)
+        return f
+
+    cells = [timing.Cell(k, call(k)) for k in "ab"]
+    timing.time_rounds(cells, rounds=2, round_time=0.01, min_calls=1, warmup=0, settle=0.05)
+    for c in cells:  # ~50 untimed 1 ms calls per round before the timed ones
+        assert calls[c.key] - sum(map(len, c.rounds)) >= 2 * 30
+    lone = timing.Cell("lone", call("lone"))
+    timing.time_rounds([lone], rounds=2, round_time=0.01, min_calls=1, warmup=0)
+    assert calls["lone"] - sum(map(len, lone.rounds)) <= 2 * 5  # only 20% of a round
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the monitor reads /proc (Linux only)")

@@ -55,15 +55,19 @@ def environment(threads: int) -> dict[str, Any]:
         "os": platform.platform(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "versions": versions,
+        "timing_method": timing.METHOD,
     }
     env["fingerprint"] = fingerprint(env)
     return env
 
 
 def fingerprint(env: dict[str, Any]) -> str:
-    """A short hash of what makes a timing valid here: same CPU, flags, threads, versions."""
+    """A short hash of what makes a timing valid here: same CPU, flags, threads, versions and
+    the same way of timing (`timing.METHOD`)."""
     keep = {k: env.get(k) for k in ("cpu", "cpu_features", "usable_cores", "threads", "gpu")}
     keep["versions"] = {k: v for k, v in env["versions"].items() if k != "python"}
+    if env.get("timing_method", 1) != 1:  # method 1's fingerprints stay as they were computed
+        keep["timing_method"] = env["timing_method"]
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -47,6 +47,15 @@ CONTENDED_CORES = 0.25  # other processes' average use of our cores that makes a
 CONTENDED_PRESSURE = 0.15  # fraction of the time some task waited for a core (PSI "some")
 SLOWED = 1.10  # a probe this much over the fastest probe on record: the machine itself ran slow
 UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which the machine's speed moved
+# Seconds a cell runs untimed each round when cells alternate. The runtime timed just before
+# leaves its workers spinning (ONNX Runtime's intra-op pool, by default) for 50-100 ms, and the
+# next cell's calls read 1.2-3.5x slow meanwhile (measured on a 2-vCPU EPYC: eager, ORT and
+# OpenVINO after an ORT cell; recovered by 0.1-0.2 s). A settle past that keeps every runtime
+# at its default threading and still times it as it runs alone.
+SETTLE = 0.2
+# The version of how a cell is timed (settle, probe workload): part of a result's fingerprint,
+# so rows timed another way are re-measured rather than mixed with these.
+METHOD = 2
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -157,8 +166,8 @@ class Cell:
         self.rounds, self.usage = [], Usage()
 
 
-def _time_round(cell: Cell, round_time: float, min_calls: int, warmup: int, cores) -> None:
-    t_end = time.perf_counter() + 0.2 * round_time
+def _time_round(cell: Cell, round_time: float, min_calls: int, warmup: int, cores, settle: float) -> None:
+    t_end = time.perf_counter() + max(0.2 * round_time, settle)
     n = 0
     while n < warmup or time.perf_counter() < t_end:  # caches and clocks settle per round
         cell.once()
@@ -173,25 +182,32 @@ def _time_round(cell: Cell, round_time: float, min_calls: int, warmup: int, core
 
 
 def time_rounds(cells: Sequence[Cell], rounds: int = 5, round_time: float = 0.2, min_calls: int = 3,
-                warmup: int = 2, seed: int = 0, on_round: Callable[[int], None] | None = None) -> None:
-    """Time every cell in each of `rounds` rounds, cells shuffled anew each round."""
+                warmup: int = 2, seed: int = 0, on_round: Callable[[int], None] | None = None,
+                settle: float | None = None) -> None:
+    """Time every cell in each of `rounds` rounds, cells shuffled anew each round. Each round
+    starts with an untimed warm-up of 20% of `round_time`, and at least `settle` seconds
+    (default `SETTLE` when several cells alternate, none for one cell that follows itself)."""
     rng = random.Random(seed)
     cores = usable_cores()
     order = list(cells)
+    if settle is None:
+        settle = SETTLE if len(order) > 1 else 0.0
     for r in range(rounds):
         rng.shuffle(order)
         for cell in order:
-            _time_round(cell, round_time, min_calls, warmup, cores)
+            _time_round(cell, round_time, min_calls, warmup, cores, settle)
         if on_round is not None:
             on_round(r)
 
 
 class Probe(Cell):
-    """The machine's own speed: a fixed workload (a SHA-256 of 512 KiB, integer work, plus
-    elementwise float math on 32 Ki values, both releasing the GIL) run at once on `threads`
-    threads, as a model's parallel region runs, so one slowed core slows it as it slows a
-    2-thread model. About 1 ms, timed in every round like a cell; it depends on no model and no
-    runtime, so its time changes only with the machine."""
+    """The machine's own speed: a fixed workload run at once on `threads` threads, as a model's
+    parallel region runs, so one slowed core slows it as it slows a 2-thread model. Each thread
+    hashes 512 KiB (SHA-256, integer work), takes the sine of 32 Ki values (float math) and sums
+    8 MiB of its own (the last-level cache and memory a model's weights stream through: a
+    neighbour VM thrashing the shared cache slowed every model of a sweep by ~15% while the
+    compute part read 3% slow). All release the GIL. About 1.5 ms, timed in every round like a
+    cell; it depends on no model and no runtime, so its time changes only with the machine."""
 
     def __init__(self, threads: int = 1) -> None:
         import hashlib
@@ -199,10 +215,12 @@ class Probe(Cell):
 
         data = np.random.default_rng(0).integers(0, 255, 1 << 19, dtype=np.uint8).tobytes()
         vec = np.linspace(0.0, 10.0, 1 << 15)
+        memory = np.ones((max(threads, 1), 2 << 20), dtype=np.float32)
 
-        def part() -> None:
+        def part(i: int = 0) -> None:
             hashlib.sha256(data).digest()
             np.sin(vec).sum()
+            memory[i].sum()
 
         if threads <= 1:
             work = part
@@ -210,7 +228,7 @@ class Probe(Cell):
             pool = ThreadPoolExecutor(threads, thread_name_prefix="leannet-probe")
 
             def work() -> None:
-                for f in [pool.submit(part) for _ in range(threads)]:
+                for f in [pool.submit(part, i) for i in range(threads)]:
                     f.result()
 
         super().__init__("probe", work)
