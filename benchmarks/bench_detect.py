@@ -138,13 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     # Same recipe: the baseline takes the slim config's data, optimiser, schedule and stopping rule.
     base_model = load_detect_config(args.baseline, [o for o in overrides if o.startswith("model.")]).model
     size = slim_cfg.model.image_size
-    base_cfg = slim_cfg.model_copy(update={"model": base_model.model_copy(update={"image_size": size})})
+    base_cfg = slim_cfg.model_copy(update={"model": base_model.model_copy(
+        update={"image_size": size, "num_classes": slim_cfg.model.num_classes})})
     used = {s.synthetic.seed for s in (slim_cfg.data.train, slim_cfg.data.val) if s and s.synthetic}
     if {args.heldout_seed, args.unlabeled_seed} & used:
         sys.exit(f"--heldout-seed / --unlabeled-seed must differ from the training/validation seeds {sorted(used)}")
-    data_size = slim_cfg.data.train.synthetic.image_size if slim_cfg.data.train.synthetic else size
-    heldout_split = SplitConfig(synthetic=SyntheticConfig(num_images=args.heldout_images, seed=args.heldout_seed,
-                                                          image_size=data_size))
+    # held-out and unlabeled images: drawn like the training set (size, difficulty), other seeds
+    like = slim_cfg.data.train.synthetic or SyntheticConfig(image_size=size)
+
+    def synthetic(n: int, seed: int) -> SplitConfig:
+        return SplitConfig(synthetic=like.model_copy(update={"num_images": n, "seed": seed}))
+
+    heldout_split = synthetic(args.heldout_images, args.heldout_seed)
     heldout = make_dataset(heldout_split, slim_cfg.data, train=False)
     heldout_ann = split_files(heldout_split, slim_cfg.data)[0]
     calib = split_files(slim_cfg.data.train, slim_cfg.data)[0].parent / "images"
@@ -182,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. data distillation, mean +/- std over seeds
     distill: dict[str, list[dict]] = {"labeled only": [], "labeled + pseudo": []}
     if args.unlabeled:
-        unl_split = SplitConfig(synthetic=SyntheticConfig(num_images=args.unlabeled, seed=args.unlabeled_seed,
-                                                          image_size=data_size))
+        unl_split = synthetic(args.unlabeled, args.unlabeled_seed)
         unl_images = split_files(unl_split, slim_cfg.data)[0].parent / "images"
         pseudo = out / "pseudo.json"
         counts = pseudo_label(weights["baseline"], unl_images, pseudo, score_thr=0.5)

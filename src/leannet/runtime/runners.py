@@ -12,8 +12,9 @@ Precisions are spelt one way everywhere: fp32, bf16, fp16, int8. An INT8 runner 
 INT8 artefact (quantised by `leannet.deploy.quantize`) run by ONNX Runtime or OpenVINO.
 
 Threads and spinning: ONNX Runtime's intra-op threads spin while waiting for work by
-default, which steals the cores of whatever runs next; a sweep that alternates runtimes
-passes `spin=False` (measured: it does not slow ONNX Runtime timed alone, docs/benchmarks.md).
+default, which steals the cores of whatever runs next for 50-100 ms. Runners keep that
+default (`spin=False` made small models 7-28% slower alone); a sweep that alternates cells
+lets each settle before timing it (`timing.SETTLE`).
 OpenVINO's compute precision is pinned (its CPU default is bf16 where the CPU supports it).
 """
 
