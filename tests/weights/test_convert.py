@@ -466,3 +466,28 @@ def test_repvgg_parity(tmp_path):
     ours = leannet_double(path, "repvgg_a0")
     assert_parity(ref, ours)
     assert_parity(ref, leannet.reparameterize(ours))
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def test_report_summary_lists_what_was_done():
+    """`leannet convert` prints this: counts, then each missing and unexpected key (with its
+    renamed form when the layout renamed it); lines for BN counters, dropped buffers and model
+    arguments only when there are any."""
+    from leannet.weights.convert import Report
+
+    full = Report("timm lcnet_*", mapped=[("a", "b")] * 3, missing=["m.weight", "m.bias"],
+                  unexpected=[("s.x", "t.x"), ("u.y", "u.y")], filled=["bn.num_batches_tracked"],
+                  dropped=["op.filt", "op2.filt"], model_args={"head_bias": True, "act": "relu6"})
+    assert full.summary() == (
+        "layout: timm lcnet_*\n"
+        "mapped: 3 tensors (+1 BN counters set to 0) (2 fixed buffers dropped)\n"
+        "model arguments: head_bias=True, act='relu6'\n"
+        "missing: 2\n  m.weight\n  m.bias\n"
+        "unexpected: 2\n  s.x (as t.x)\n  u.y")
+    assert not full.ok
+    bare = Report("leannet", mapped=[("a", "a")])
+    assert bare.summary() == "layout: leannet\nmapped: 1 tensors\nmissing: 0\nunexpected: 0"
+    assert bare.ok
+    assert not Report("x", unexpected=[("a", "a")]).ok and not Report("x", missing=["a"]).ok
