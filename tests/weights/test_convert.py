@@ -491,3 +491,50 @@ def test_report_summary_lists_what_was_done():
     assert bare.summary() == "layout: leannet\nmapped: 1 tensors\nmissing: 0\nunexpected: 0"
     assert bare.ok
     assert not Report("x", unexpected=[("a", "a")]).ok and not Report("x", missing=["a"]).ok
+
+
+def test_convert_checkpoint_library_defaults_and_metadata(tmp_path):
+    """The library call, not the CLI (which passes every argument): 1000 classes and strict by
+    default; another class count reaches both the model and the metadata, whose preprocessing
+    is timm's own for this network (lcnet_050's pretrained_cfg)."""
+    ref = perturbed(timm.create_model("lcnet_050", num_classes=10)).float()
+    src = tmp_path / "pytorch_model.bin"
+    torch.save(ref.state_dict(), src)
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(WeightsError, match=r"shape mismatch at 'head\.fc\.weight'.*\(1000, 1280\)"):
+        convert_checkpoint(src, "pplcnet_x0_5", out)
+    assert not out.exists()
+
+    convert_checkpoint(src, "pplcnet_x0_5", out, num_classes=10)
+    meta = read_metadata(out)
+    assert meta["num_classes"] == 10 and meta["config"] == {"num_classes": 10, "head_bias": True}
+    assert meta["source"]["file"] == "pytorch_model.bin"
+    pre, cfg = meta["preprocessing"], ref.pretrained_cfg
+    assert pre["mean"] == pytest.approx(cfg["mean"]) and pre["std"] == pytest.approx(cfg["std"])
+    assert pre["input_size"] == list(cfg["input_size"]) and pre["crop_pct"] == cfg["crop_pct"]
+    assert out.with_suffix(".json").read_text().startswith('{\n  "arch": "pplcnet_x0_5",\n')  # for people: indented
+    ours = leannet.create_model("pplcnet_x0_5", num_classes=10, pretrained=out).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+
+    extra = tmp_path / "extra.pth"
+    torch.save({**ref.state_dict(), "extra.weight": torch.zeros(1)}, extra)
+    with pytest.raises(WeightsError, match=r"1 unexpected \(first 'extra\.weight'\)"):
+        convert_checkpoint(extra, "pplcnet_x0_5", tmp_path / "e.safetensors", num_classes=10)
+
+
+def test_convert_checkpoint_refuses_pickles_by_default(paddle_lcnet, tmp_path):
+    _, src = paddle_lcnet
+    with pytest.raises(WeightsError, match="--trust-pickle"):
+        convert_checkpoint(src, "pplcnet_x0_5", tmp_path / "out.safetensors")
+
+
+def test_a_checkpoint_with_a_block_less_names_both_counts(lcnet_file, tmp_path):
+    """PP-LCNet has 1 + 2 + 2 + 2 + 4 + 2 = 13 depthwise-separable blocks (timm's blocks.i.j)."""
+    ref, _ = lcnet_file
+    state = {k: v for k, v in ref.state_dict().items() if not k.startswith("blocks.4.3.")}
+    path = tmp_path / "short.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=r"the checkpoint has 12 blocks, the model has 13: is it another variant"):
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
