@@ -538,3 +538,21 @@ def test_a_checkpoint_with_a_block_less_names_both_counts(lcnet_file, tmp_path):
     torch.save(state, path)
     with pytest.raises(WeightsError, match=r"the checkpoint has 12 blocks, the model has 13: is it another variant"):
         leannet.create_model("pplcnet_x0_5", pretrained=path)
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    # torchvision's InvertedResidual holds 6 layers (pw conv+BN, dw conv+BN, pwl conv, BN)
+    (lambda k: None if k.startswith(("blocks.1.0.conv_pwl.", "blocks.1.0.bn3.")) else k,
+     r"block 'blocks\.1\.0\.' has 4 layers, the model's 'features\.2\.conv\.' has 6"),
+    (lambda k: k.replace("blocks.1.0.conv_pwl.", "blocks.1.0.conv_odd."),
+     r"block 'blocks\.1\.0\.' has modules \[.*'conv_odd'.*\] that no known block type has"),
+])
+def test_a_block_unlike_the_models_is_named(tmp_path, edit, match):
+    state = {}
+    for k, v in timm.create_model("mobilenetv2_100").state_dict().items():
+        if (new := edit(k)) is not None:
+            state[new] = v
+    path = tmp_path / "mobilenetv2_100.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=match):
+        leannet.create_model("mobilenetv2_x1_0", pretrained=path)
