@@ -48,10 +48,8 @@ MODULES: dict[str, list[str]] = {
     "deploy.quantize": [f"tests/deploy/test_quantize.py::{t}" for t in (
         "test_hardsigmoid_gate_requantized_exactly", "test_other_hardsigmoids_are_left_alone",
         "test_stem_stays_fp32_unless_a_maxpool_reads_it",
-        "test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc",
-        "test_calibration_paths_spread_a_limit_evenly_over_the_set",
-        "test_calibration_inputs_fail_when_no_image_is_readable",
-        "test_chunks_fill_a_fixed_batch_with_repeats_from_the_start")] + [
+        "test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc")] + [
+        "tests/deploy/test_calibration.py",
         "tests/data/test_images.py::test_a_bare_path_is_an_error_for_training_and_unlabeled_for_calibration",
         "tests/detect/test_export.py::test_unreadable_calibration_images_are_skipped_and_reported_as_classification_does"],
     "weights.convert": ["tests/weights/test_convert.py"],
