@@ -369,8 +369,11 @@ def test_tresnet_parity(tmp_path, layout):
         state = {"model": state, "epoch": 300}  # the repo's checkpoint dict
     path = tmp_path / "tresnet_m.pth"
     torch.save(state, path)
-    ours = leannet_double(path, "tresnet_m")
-    assert_parity(ref, ours)
+    ours, report = convert_and_load(path, "tresnet_m", build=lambda **a: leannet.create_model("tresnet_m", **a).double())
+    assert_parity(ref, ours.eval())
+    # the official file's fixed blur filters (one per anti-aliased stride-2 conv) are dropped, and said so
+    filters = sorted(k for k in state.get("model", {}) if k.endswith(".op.filt"))
+    assert sorted(report.dropped) == filters and len(filters) == (3 if layout == "official" else 0)
 
 
 # --- GhostNet -----------------------------------------------------------------------------------
@@ -536,7 +539,7 @@ def test_a_checkpoint_with_a_block_less_names_both_counts(lcnet_file, tmp_path):
     state = {k: v for k, v in ref.state_dict().items() if not k.startswith("blocks.4.3.")}
     path = tmp_path / "short.pth"
     torch.save(state, path)
-    with pytest.raises(WeightsError, match=r"the checkpoint has 12 blocks, the model has 13: is it another variant"):
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: the checkpoint has 12 blocks, the model has 13: is it another variant"):
         leannet.create_model("pplcnet_x0_5", pretrained=path)
 
 
@@ -556,3 +559,12 @@ def test_a_block_unlike_the_models_is_named(tmp_path, edit, match):
     torch.save(state, path)
     with pytest.raises(WeightsError, match=match):
         leannet.create_model("mobilenetv2_x1_0", pretrained=path)
+
+
+def test_two_keys_renamed_onto_one_are_refused(lcnet_file, tmp_path):
+    """timm's classifier.weight becomes head.fc.weight: a file holding both is not one layout."""
+    ref, _ = lcnet_file
+    path = tmp_path / "both.pth"
+    torch.save({**ref.state_dict(), "head.fc.weight": ref.classifier.weight}, path)
+    with pytest.raises(WeightsError, match=r"two checkpoint keys map to 'head\.fc\.weight'; layout 'timm lcnet_\*' is wrong here"):
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
