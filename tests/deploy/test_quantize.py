@@ -189,3 +189,24 @@ def test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc(tmp_path):
     out = np.concatenate([sess.run(None, {"input": x[None]})[0] for x in calib])
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
 
+
+
+def test_onnx_int8_keeps_the_stem_conv_in_fp32(tmp_path):
+    """PP-LCNet's stem (conv -> hard-swish, no MaxPool) stays fp32: its input and weight come
+    straight from the image and an fp32 initializer, while the next convs read Q/DQ pairs."""
+    import torch
+
+    import leannet
+    from leannet.deploy.onnx import export_onnx
+    from leannet.deploy.quantize import quantize_onnx
+
+    torch.manual_seed(0)
+    model = leannet.reparameterize(leannet.create_model("pplcnet_x0_25", num_classes=10))
+    fp32 = export_onnx(model, tmp_path / "m.onnx", input_size=(3, 32, 32))
+    calib = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    proto = onnx.load(quantize_onnx(fp32, tmp_path / "q.onnx", calib))
+    producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    stem = convs[0]
+    assert stem.input[0] == "input" and stem.input[1] not in producer  # image and weight in fp32
+    assert all(producer.get(i) == "DequantizeLinear" for i in convs[1].input[:2])  # the rest is INT8
