@@ -210,3 +210,10 @@ def test_onnx_int8_keeps_the_stem_conv_in_fp32(tmp_path):
     stem = convs[0]
     assert stem.input[0] == "input" and stem.input[1] not in producer  # image and weight in fp32
     assert all(producer.get(i) == "DequantizeLinear" for i in convs[1].input[:2])  # the rest is INT8
+    ops = [n.op_type for n in proto.graph.node]
+    assert "HardSigmoid" not in ops and "Add" in ops  # the hard-swish gates were rewritten, and saved
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    w_dq = next(n for n in proto.graph.node if n.output[0] == convs[1].input[1])
+    w_q, w_scale = inits[w_dq.input[0]], inits[w_dq.input[1]]
+    assert w_q.dtype == np.int8 and w_scale.shape == (w_q.shape[0],)  # int8 weights, one scale per channel
+    assert not list(tmp_path.glob(".quant-*"))  # the scratch folder beside the output is gone
