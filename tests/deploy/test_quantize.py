@@ -140,17 +140,20 @@ def test_openvino_bf16_top1_is_measured_on_real_images(digits_checkpoint, digits
     assert top1["openvino bf16"] >= top1["openvino fp32"] - 3.0
 
 
-def _stem_model(pool: bool) -> onnx.ModelProto:
-    """input -> Conv -> Relu [-> MaxPool] -> Conv: the stem shapes fp32_stem decides on."""
+def _stem_model(pool: bool, act: str = "Relu", late_pool: bool = False) -> onnx.ModelProto:
+    """input -> Conv -> act [-> MaxPool] -> Conv [-> MaxPool]: the stem shapes fp32_stem decides on."""
     from onnx import TensorProto, helper
 
     init = [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w0"),
             numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w1")]
     nodes = [helper.make_node("Conv", ["input", "w0"], ["c0"], name="stem"),
-             helper.make_node("Relu", ["c0"], ["r0"], name="act")]
+             helper.make_node(act, ["c0"], ["r0"], name="act")]
     if pool:
         nodes.append(helper.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2], name="pool"))
     nodes.append(helper.make_node("Conv", ["p0" if pool else "r0", "w1"], ["y"], name="next"))
+    if late_pool:  # a pool that reads the second conv, not the stem
+        nodes[-1].output[0] = "c1"
+        nodes.append(helper.make_node("MaxPool", ["c1"], ["y"], kernel_shape=[2, 2], strides=[2, 2], name="pool2"))
     graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], init)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -159,9 +162,11 @@ def _stem_model(pool: bool) -> onnx.ModelProto:
 def test_stem_stays_fp32_unless_a_maxpool_reads_it():
     from leannet.deploy.quantize import fp32_stem
 
-    assert fp32_stem(_stem_model(pool=False)) == "stem"
-    # ORT would run that pool as a uint8 NCHW MaxPool (14x its NHWC kernel): quantise the stem.
-    assert fp32_stem(_stem_model(pool=True)) is None
+    for act in ("Relu", "Clip", "LeakyRelu", "HardSwish"):  # the stem activations of the zoo
+        assert fp32_stem(_stem_model(pool=False, act=act)) == "stem", act
+        # ORT would run that pool as a uint8 NCHW MaxPool (14x its NHWC kernel): quantise the stem.
+        assert fp32_stem(_stem_model(pool=True, act=act)) is None, act
+    assert fp32_stem(_stem_model(pool=False, late_pool=True)) == "stem"  # only what reads the stem counts
 
 
 def test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc(tmp_path):
