@@ -11,21 +11,29 @@ from leannet.deploy import export
 from leannet.deploy.quantize import requantize_hardsigmoid
 
 
-def _gate_model(alpha: float = 1 / 6) -> onnx.ModelProto:
-    """x -> Q/DQ (uint8, step 10/255, zp 128) -> HardSigmoid -> Q/DQ (calibrated step 0.6/255)."""
+def _gate_model(alpha: float | None = 1 / 6, beta: float | None = 0.5, gate_zp=np.uint8,
+                two_readers: bool = False, dq_scale: str = "hs") -> onnx.ModelProto:
+    """x -> Q/DQ (uint8, step 10/255, zp 128) -> HardSigmoid -> Q/DQ (calibrated step 0.6/255).
+    The options build the look-alikes the rewrite must leave alone (None: attribute left out)."""
     from onnx import TensorProto, helper
 
     init = [numpy_helper.from_array(np.array(v, dt), n) for n, v, dt in [
-        ("xs", 10 / 255, np.float32), ("xz", 128, np.uint8), ("hs", 0.6 / 255, np.float32), ("hz", 0, np.uint8)]]
+        ("xs", 10 / 255, np.float32), ("xz", 128, np.uint8), ("hs", 0.6 / 255, np.float32), ("hz", 0, gate_zp),
+        ("other", 0.5 / 255, np.float32)]]
+    attrs = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-        helper.make_node("HardSigmoid", ["xd"], ["h"], alpha=alpha, beta=0.5),
+        helper.make_node("HardSigmoid", ["xd"], ["h"], **attrs),
         helper.make_node("QuantizeLinear", ["h", "hs", "hz"], ["hq"]),
-        helper.make_node("DequantizeLinear", ["hq", "hs", "hz"], ["y"]),
+        helper.make_node("DequantizeLinear", ["hq", dq_scale, "hz"], ["y"]),
     ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256])]
+    if two_readers:  # the gate's fp32 output is also read elsewhere
+        nodes.append(helper.make_node("Relu", ["h"], ["h2"]))
+        outputs.append(helper.make_tensor_value_info("h2", TensorProto.FLOAT, [256]))
     graph = helper.make_graph(nodes, "gate", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256])], init)
+                              outputs, init)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -52,8 +60,16 @@ def test_hardsigmoid_gate_requantized_exactly():
     assert before.max() <= 0.6 + 1e-6
 
 
-def test_other_hardsigmoids_are_left_alone():
-    model = _gate_model(alpha=0.2)  # ONNX's default slope is not hard-swish's gate
+@pytest.mark.parametrize("kwargs", [
+    {"alpha": 0.2},  # ONNX's default slope is not hard-swish's gate
+    {"alpha": None},  # nor is the default when the attribute is left out
+    {"beta": 0.6}, {"beta": None, "alpha": 0.2},
+    {"gate_zp": np.int8},  # an int8 gate: the uint8 saturation argument does not hold
+    {"two_readers": True},  # its fp32 value is needed elsewhere
+    {"dq_scale": "other"},  # a reader dequantises with another step
+])
+def test_other_hardsigmoids_are_left_alone(kwargs):
+    model = _gate_model(**kwargs)
     assert requantize_hardsigmoid(model) == 0
     assert "HardSigmoid" in [n.op_type for n in model.graph.node]
 
