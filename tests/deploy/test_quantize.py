@@ -11,21 +11,29 @@ from leannet.deploy import export
 from leannet.deploy.quantize import requantize_hardsigmoid
 
 
-def _gate_model(alpha: float = 1 / 6) -> onnx.ModelProto:
-    """x -> Q/DQ (uint8, step 10/255, zp 128) -> HardSigmoid -> Q/DQ (calibrated step 0.6/255)."""
+def _gate_model(alpha: float | None = 1 / 6, beta: float | None = 0.5, gate_zp=np.uint8,
+                two_readers: bool = False, dq_scale: str = "hs") -> onnx.ModelProto:
+    """x -> Q/DQ (uint8, step 10/255, zp 128) -> HardSigmoid -> Q/DQ (calibrated step 0.6/255).
+    The options build the look-alikes the rewrite must leave alone (None: attribute left out)."""
     from onnx import TensorProto, helper
 
     init = [numpy_helper.from_array(np.array(v, dt), n) for n, v, dt in [
-        ("xs", 10 / 255, np.float32), ("xz", 128, np.uint8), ("hs", 0.6 / 255, np.float32), ("hz", 0, np.uint8)]]
+        ("xs", 10 / 255, np.float32), ("xz", 128, np.uint8), ("hs", 0.6 / 255, np.float32), ("hz", 0, gate_zp),
+        ("other", 0.5 / 255, np.float32)]]
+    attrs = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-        helper.make_node("HardSigmoid", ["xd"], ["h"], alpha=alpha, beta=0.5),
+        helper.make_node("HardSigmoid", ["xd"], ["h"], **attrs),
         helper.make_node("QuantizeLinear", ["h", "hs", "hz"], ["hq"]),
-        helper.make_node("DequantizeLinear", ["hq", "hs", "hz"], ["y"]),
+        helper.make_node("DequantizeLinear", ["hq", dq_scale, "hz"], ["y"]),
     ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256])]
+    if two_readers:  # the gate's fp32 output is also read elsewhere
+        nodes.append(helper.make_node("Relu", ["h"], ["h2"]))
+        outputs.append(helper.make_tensor_value_info("h2", TensorProto.FLOAT, [256]))
     graph = helper.make_graph(nodes, "gate", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256])], init)
+                              outputs, init)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -52,8 +60,16 @@ def test_hardsigmoid_gate_requantized_exactly():
     assert before.max() <= 0.6 + 1e-6
 
 
-def test_other_hardsigmoids_are_left_alone():
-    model = _gate_model(alpha=0.2)  # ONNX's default slope is not hard-swish's gate
+@pytest.mark.parametrize("kwargs", [
+    {"alpha": 0.2},  # ONNX's default slope is not hard-swish's gate
+    {"alpha": None},  # nor is the default when the attribute is left out
+    {"beta": 0.6}, {"beta": None, "alpha": 0.2},
+    {"gate_zp": np.int8},  # an int8 gate: the uint8 saturation argument does not hold
+    {"two_readers": True},  # its fp32 value is needed elsewhere
+    {"dq_scale": "other"},  # a reader dequantises with another step
+])
+def test_other_hardsigmoids_are_left_alone(kwargs):
+    model = _gate_model(**kwargs)
     assert requantize_hardsigmoid(model) == 0
     assert "HardSigmoid" in [n.op_type for n in model.graph.node]
 
@@ -140,17 +156,20 @@ def test_openvino_bf16_top1_is_measured_on_real_images(digits_checkpoint, digits
     assert top1["openvino bf16"] >= top1["openvino fp32"] - 3.0
 
 
-def _stem_model(pool: bool) -> onnx.ModelProto:
-    """input -> Conv -> Relu [-> MaxPool] -> Conv: the stem shapes fp32_stem decides on."""
+def _stem_model(pool: bool, act: str = "Relu", late_pool: bool = False) -> onnx.ModelProto:
+    """input -> Conv -> act [-> MaxPool] -> Conv [-> MaxPool]: the stem shapes fp32_stem decides on."""
     from onnx import TensorProto, helper
 
     init = [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w0"),
             numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w1")]
     nodes = [helper.make_node("Conv", ["input", "w0"], ["c0"], name="stem"),
-             helper.make_node("Relu", ["c0"], ["r0"], name="act")]
+             helper.make_node(act, ["c0"], ["r0"], name="act")]
     if pool:
         nodes.append(helper.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2], name="pool"))
     nodes.append(helper.make_node("Conv", ["p0" if pool else "r0", "w1"], ["y"], name="next"))
+    if late_pool:  # a pool that reads the second conv, not the stem
+        nodes[-1].output[0] = "c1"
+        nodes.append(helper.make_node("MaxPool", ["c1"], ["y"], kernel_shape=[2, 2], strides=[2, 2], name="pool2"))
     graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], init)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -159,9 +178,11 @@ def _stem_model(pool: bool) -> onnx.ModelProto:
 def test_stem_stays_fp32_unless_a_maxpool_reads_it():
     from leannet.deploy.quantize import fp32_stem
 
-    assert fp32_stem(_stem_model(pool=False)) == "stem"
-    # ORT would run that pool as a uint8 NCHW MaxPool (14x its NHWC kernel): quantise the stem.
-    assert fp32_stem(_stem_model(pool=True)) is None
+    for act in ("Relu", "Clip", "LeakyRelu", "HardSwish"):  # the stem activations of the zoo
+        assert fp32_stem(_stem_model(pool=False, act=act)) == "stem", act
+        # ORT would run that pool as a uint8 NCHW MaxPool (14x its NHWC kernel): quantise the stem.
+        assert fp32_stem(_stem_model(pool=True, act=act)) is None, act
+    assert fp32_stem(_stem_model(pool=False, late_pool=True)) == "stem"  # only what reads the stem counts
 
 
 def test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc(tmp_path):
@@ -188,3 +209,32 @@ def test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc(tmp_path):
     ref = np.concatenate([fp32_sess.run(None, {"input": x[None]})[0] for x in calib])
     out = np.concatenate([sess.run(None, {"input": x[None]})[0] for x in calib])
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
+
+
+
+def test_onnx_int8_keeps_the_stem_conv_in_fp32(tmp_path):
+    """PP-LCNet's stem (conv -> hard-swish, no MaxPool) stays fp32: its input and weight come
+    straight from the image and an fp32 initializer, while the next convs read Q/DQ pairs."""
+    import torch
+
+    import leannet
+    from leannet.deploy.onnx import export_onnx
+    from leannet.deploy.quantize import quantize_onnx
+
+    torch.manual_seed(0)
+    model = leannet.reparameterize(leannet.create_model("pplcnet_x0_25", num_classes=10))
+    fp32 = export_onnx(model, tmp_path / "m.onnx", input_size=(3, 32, 32))
+    calib = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    proto = onnx.load(quantize_onnx(fp32, tmp_path / "q.onnx", calib))
+    producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    stem = convs[0]
+    assert stem.input[0] == "input" and stem.input[1] not in producer  # image and weight in fp32
+    assert all(producer.get(i) == "DequantizeLinear" for i in convs[1].input[:2])  # the rest is INT8
+    ops = [n.op_type for n in proto.graph.node]
+    assert "HardSigmoid" not in ops and "Add" in ops  # the hard-swish gates were rewritten, and saved
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    w_dq = next(n for n in proto.graph.node if n.output[0] == convs[1].input[1])
+    w_q, w_scale = inits[w_dq.input[0]], inits[w_dq.input[1]]
+    assert w_q.dtype == np.int8 and w_scale.shape == (w_q.shape[0],)  # int8 weights, one scale per channel
+    assert not list(tmp_path.glob(".quant-*"))  # the scratch folder beside the output is gone

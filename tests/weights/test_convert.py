@@ -369,8 +369,11 @@ def test_tresnet_parity(tmp_path, layout):
         state = {"model": state, "epoch": 300}  # the repo's checkpoint dict
     path = tmp_path / "tresnet_m.pth"
     torch.save(state, path)
-    ours = leannet_double(path, "tresnet_m")
-    assert_parity(ref, ours)
+    ours, report = convert_and_load(path, "tresnet_m", build=lambda **a: leannet.create_model("tresnet_m", **a).double())
+    assert_parity(ref, ours.eval())
+    # the official file's fixed blur filters (one per anti-aliased stride-2 conv) are dropped, and said so
+    filters = sorted(k for k in state.get("model", {}) if k.endswith(".op.filt"))
+    assert sorted(report.dropped) == filters and len(filters) == (3 if layout == "official" else 0)
 
 
 # --- GhostNet -----------------------------------------------------------------------------------
@@ -466,3 +469,102 @@ def test_repvgg_parity(tmp_path):
     ours = leannet_double(path, "repvgg_a0")
     assert_parity(ref, ours)
     assert_parity(ref, leannet.reparameterize(ours))
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def test_report_summary_lists_what_was_done():
+    """`leannet convert` prints this: counts, then each missing and unexpected key (with its
+    renamed form when the layout renamed it); lines for BN counters, dropped buffers and model
+    arguments only when there are any."""
+    from leannet.weights.convert import Report
+
+    full = Report("timm lcnet_*", mapped=[("a", "b")] * 3, missing=["m.weight", "m.bias"],
+                  unexpected=[("s.x", "t.x"), ("u.y", "u.y")], filled=["bn.num_batches_tracked"],
+                  dropped=["op.filt", "op2.filt"], model_args={"head_bias": True, "act": "relu6"})
+    assert full.summary() == (
+        "layout: timm lcnet_*\n"
+        "mapped: 3 tensors (+1 BN counters set to 0) (2 fixed buffers dropped)\n"
+        "model arguments: head_bias=True, act='relu6'\n"
+        "missing: 2\n  m.weight\n  m.bias\n"
+        "unexpected: 2\n  s.x (as t.x)\n  u.y")
+    assert not full.ok
+    bare = Report("leannet", mapped=[("a", "a")])
+    assert bare.summary() == "layout: leannet\nmapped: 1 tensors\nmissing: 0\nunexpected: 0"
+    assert bare.ok
+    assert not Report("x", unexpected=[("a", "a")]).ok and not Report("x", missing=["a"]).ok
+
+
+def test_convert_checkpoint_library_defaults_and_metadata(tmp_path):
+    """The library call, not the CLI (which passes every argument): 1000 classes and strict by
+    default; another class count reaches both the model and the metadata, whose preprocessing
+    is timm's own for this network (lcnet_050's pretrained_cfg)."""
+    ref = perturbed(timm.create_model("lcnet_050", num_classes=10)).float()
+    src = tmp_path / "pytorch_model.bin"
+    torch.save(ref.state_dict(), src)
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(WeightsError, match=r"shape mismatch at 'head\.fc\.weight'.*\(1000, 1280\)"):
+        convert_checkpoint(src, "pplcnet_x0_5", out)
+    assert not out.exists()
+
+    convert_checkpoint(src, "pplcnet_x0_5", out, num_classes=10)
+    meta = read_metadata(out)
+    assert meta["num_classes"] == 10 and meta["config"] == {"num_classes": 10, "head_bias": True}
+    assert meta["source"]["file"] == "pytorch_model.bin"
+    pre, cfg = meta["preprocessing"], ref.pretrained_cfg
+    assert pre["mean"] == pytest.approx(cfg["mean"]) and pre["std"] == pytest.approx(cfg["std"])
+    assert pre["input_size"] == list(cfg["input_size"]) and pre["crop_pct"] == cfg["crop_pct"]
+    assert out.with_suffix(".json").read_text().startswith('{\n  "arch": "pplcnet_x0_5",\n')  # for people: indented
+    ours = leannet.create_model("pplcnet_x0_5", num_classes=10, pretrained=out).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+
+    extra = tmp_path / "extra.pth"
+    torch.save({**ref.state_dict(), "extra.weight": torch.zeros(1)}, extra)
+    with pytest.raises(WeightsError, match=r"1 unexpected \(first 'extra\.weight'\)"):
+        convert_checkpoint(extra, "pplcnet_x0_5", tmp_path / "e.safetensors", num_classes=10)
+
+
+def test_convert_checkpoint_refuses_pickles_by_default(paddle_lcnet, tmp_path):
+    _, src = paddle_lcnet
+    with pytest.raises(WeightsError, match="--trust-pickle"):
+        convert_checkpoint(src, "pplcnet_x0_5", tmp_path / "out.safetensors")
+
+
+def test_a_checkpoint_with_a_block_less_names_both_counts(lcnet_file, tmp_path):
+    """PP-LCNet has 1 + 2 + 2 + 2 + 4 + 2 = 13 depthwise-separable blocks (timm's blocks.i.j)."""
+    ref, _ = lcnet_file
+    state = {k: v for k, v in ref.state_dict().items() if not k.startswith("blocks.4.3.")}
+    path = tmp_path / "short.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: the checkpoint has 12 blocks, the model has 13: is it another variant"):
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    # torchvision's InvertedResidual holds 6 layers (pw conv+BN, dw conv+BN, pwl conv, BN)
+    (lambda k: None if k.startswith(("blocks.1.0.conv_pwl.", "blocks.1.0.bn3.")) else k,
+     r"block 'blocks\.1\.0\.' has 4 layers, the model's 'features\.2\.conv\.' has 6"),
+    (lambda k: k.replace("blocks.1.0.conv_pwl.", "blocks.1.0.conv_odd."),
+     r"block 'blocks\.1\.0\.' has modules \[.*'conv_odd'.*\] that no known block type has"),
+])
+def test_a_block_unlike_the_models_is_named(tmp_path, edit, match):
+    state = {}
+    for k, v in timm.create_model("mobilenetv2_100").state_dict().items():
+        if (new := edit(k)) is not None:
+            state[new] = v
+    path = tmp_path / "mobilenetv2_100.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=match):
+        leannet.create_model("mobilenetv2_x1_0", pretrained=path)
+
+
+def test_two_keys_renamed_onto_one_are_refused(lcnet_file, tmp_path):
+    """timm's classifier.weight becomes head.fc.weight: a file holding both is not one layout."""
+    ref, _ = lcnet_file
+    path = tmp_path / "both.pth"
+    torch.save({**ref.state_dict(), "head.fc.weight": ref.classifier.weight}, path)
+    with pytest.raises(WeightsError, match=r"two checkpoint keys map to 'head\.fc\.weight'; layout 'timm lcnet_\*' is wrong here"):
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
