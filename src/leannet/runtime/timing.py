@@ -204,9 +204,9 @@ class Probe(Cell):
     """The machine's own speed: a fixed workload run at once on `threads` threads, as a model's
     parallel region runs, so one slowed core slows it as it slows a 2-thread model. Each thread
     hashes 512 KiB (SHA-256, integer work), takes the sine of 32 Ki values (float math) and sums
-    8 MiB of its own (the last-level cache and memory a model's weights stream through: a
-    neighbour VM thrashing the shared cache slowed every model of a sweep by ~15% while the
-    compute part read 3% slow). All release the GIL. About 1.5 ms, timed in every round like a
+    8 MiB of its own (the last-level cache and memory a model's weights stream through: once
+    every model of a sweep read ~15% slow while the compute part read 3% slow, likely a
+    neighbour on the shared cache). All release the GIL. About 1.5 ms, timed in every round like a
     cell; it depends on no model and no runtime, so its time changes only with the machine."""
 
     def __init__(self, threads: int = 1) -> None:
