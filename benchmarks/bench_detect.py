@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench_detect")
     p.add_argument("--reuse", action="store_true", help="reuse finished runs in OUT (their summary.json)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, not the claim")
+    p.add_argument("--train-only", action="store_true",
+                   help="train (or resume) both detectors and stop: lets training run beside other work, "
+                        "while the speed part needs the machine alone")
     args = p.parse_args(argv)
     if args.smoke:
         args.heldout_images, args.unlabeled, args.seeds = 8, 8, "0,1"
@@ -162,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         weights[name], summaries[name] = trained(cfg, args.reuse)
     series = plot_curves({f"{n} ({runs[n].model.backbone})": out / n for n in runs}, "map50", out / "curves.png",
                          title=f"validation mAP@.5 per epoch; early stop after {args.patience} flat epochs")
+    if args.train_only:
+        done = ", ".join(f"{n} {s['epochs']} epochs" for n, s in summaries.items())
+        print(f"trained: {done}; curves in {out / 'curves.png'}", file=sys.stderr)
+        return 0
 
     # 2. accuracy and cost, checkpoint and artefacts
     rows: dict[str, dict] = {}

@@ -12,8 +12,10 @@
     ONNX Runtime spinning as by default) do not slow a runtime measured alone.
 
 Every sweep and every isolated timing also times leannet's machine probe (a fixed workload
-on the same threads): when a sweep reads slow with nothing in /proc to show for it, the
-probe tells whether the machine itself was slower then (a busy VM host).
+on the same threads), and every sweep one sentinel network per runtime: when a sweep reads
+slow with nothing in /proc to show for it, they tell whether the machine itself, or the
+runtime's threads, ran slower then (a busy VM host). (a) is also given over the cells whose
+probe and sentinel read the same machine in both sweeps.
 
 Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~15 min on 2 cores).
 Prints a table and writes runs/bench_trust/trust.json.
@@ -95,11 +97,13 @@ def main() -> None:
     print(f"# {env['cpu']} ({', '.join(env['cpu_features'])}), {threads} threads; "
           + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), flush=True)
     # quiet1, the isolated timings, quiet2: (c) compares each isolated cell with the mean of the
-    # sweeps run before and after it, so a machine drifting over the 20 minutes cancels out
-    q1 = sweep(models, runtimes, out / "quiet1", args.min_time, args.rounds, 2)
+    # sweeps run before and after it, so a machine drifting over the 20 minutes cancels out.
+    # Both quiet sweeps write one results file, as a user's re-runs do: quiet2's rows are judged
+    # against the probe and sentinels quiet1 put on record.
+    q1 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     iso = {} if args.skip_isolated else {
         k: isolated(*k, threads, args.min_time * 3, out / "iso") for k in q1}
-    q2 = sweep(models, runtimes, out / "quiet2", args.min_time, args.rounds, 2)
+    q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(1.0)
@@ -108,7 +112,7 @@ def main() -> None:
         busy_loop.kill()
         busy_loop.wait()
 
-    rows, aa, unflagged, slow, iso_dev = [], [], [], 0, []
+    rows, aa, steady_aa, unflagged, slow, iso_dev = [], [], [], [], 0, []
     for name, sw in (("quiet1", q1), ("quiet2", q2), ("busy", busy)):
         probes = [r["probe_ms"] for r in sw.values() if r.get("probe_ms")]
         if probes:
@@ -118,6 +122,10 @@ def main() -> None:
     if p1 and p2:
         print(f"machine probe quiet2 / quiet1: {statistics.median(p2) / statistics.median(p1):.3f} "
               "(1.00 = the machine ran at the same speed in both sweeps)")
+    for rt in runtimes:
+        s1, s2 = (statistics.median([r["sentinel_ms"] for k, r in sw.items() if k[1] == rt and r.get("sentinel_ms")]
+                                    or [math.nan]) for sw in (q1, q2))
+        print(f"{rt} sentinel: quiet1 {s1:.3f} ms, quiet2 {s2:.3f} ms, quiet2 / quiet1 {s2 / s1:.3f}")
     iso_probe = [r["probe_ms"] for r in iso.values() if r.get("probe_ms")]
     if iso_probe:
         print(f"isolated: machine probe median {statistics.median(iso_probe):.3f} ms, "
@@ -128,6 +136,11 @@ def main() -> None:
         r2, rb, ri = q2.get(k), busy.get(k), iso.get(k)
         a = math.log(r2["median_ms"] / r1["median_ms"]) if r2 else math.nan
         aa.append(abs(a))
+        # the two sweeps saw the same machine: probe and the runtime's sentinel agree within SLOWED
+        moved = [abs(math.log(r2[f] / r1[f])) for f in ("probe_ms", "sentinel_ms") if r2 and r1.get(f) and r2.get(f)]
+        steady = bool(moved) and max(moved) <= math.log(SLOWED)
+        if steady:
+            steady_aa.append(abs(a))
         ratio = rb["median_ms"] / r1["median_ms"] if rb else math.nan
         if ratio > 1.25:
             slow += 1
@@ -141,13 +154,21 @@ def main() -> None:
                      "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
                      "busy_contended": rb and rb["contended"], "busy_others_cores": rb and rb["others_cores"],
                      "isolated_ms": ri and ri["median_ms"], "sweep_over_alone": dev, "isolated_contended": ri and ri["contended"],
-                     "quiet1_probe_ms": r1.get("probe_ms"), "isolated_probe_ms": ri and ri.get("probe_ms")})
+                     "quiet1_probe_ms": r1.get("probe_ms"), "isolated_probe_ms": ri and ri.get("probe_ms"),
+                     "quiet1_sentinel_ms": r1.get("sentinel_ms"), "quiet2_sentinel_ms": r2 and r2.get("sentinel_ms"),
+                     "steady": steady, "quiet2_contended": r2 and r2["contended"]})
         print(f"{k[0]:24} {k[1]:12} {r1['median_ms']:8.3f} {r2['median_ms']:8.3f} {math.exp(a):7.3f} "
               f"{rb['median_ms']:8.3f} {ratio:7.2f} {'yes' if rb['contended'] else 'NO':>5} "
               f"{rb['others_cores']:7.2f} {ri['median_ms'] if ri else math.nan:8.3f} {dev:11.3f}")
     med_aa = statistics.median(aa)
     print(f"\n(a) A/A: median |log ratio| {100 * med_aa:.2f}% (target <= 5%), max {100 * max(aa):.2f}%; "
-          f"quiet cells flagged contended: {sum(r['quiet1_contended'] for r in rows)} of {len(rows)}")
+          f"quiet cells flagged contended: quiet1 {sum(r['quiet1_contended'] for r in rows)}, "
+          f"quiet2 {sum(bool(r['quiet2_contended']) for r in rows)} of {len(rows)}")
+    if steady_aa:
+        print(f"    over the {len(steady_aa)} cells whose probe and runtime sentinel read the same machine in both "
+              f"sweeps (within {SLOWED:.2f}x): median {100 * statistics.median(steady_aa):.2f}%, "
+              f"max {100 * max(steady_aa):.2f}%; the other {len(rows) - len(steady_aa)} are the host's phases, "
+              "which the sentinels flag")
     print(f"(b) one core busy: {slow} of {len(rows)} cells read > 1.25x quiet; unflagged among them: "
           f"{len(unflagged)} (target 0){': ' + ', '.join('/'.join(k) for k in unflagged) if unflagged else ''}; "
           f"flagged overall: {sum(bool(r['busy_contended']) for r in rows)} of {len(rows)}")

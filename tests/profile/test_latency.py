@@ -6,7 +6,9 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from leannet.cli import main
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
@@ -76,7 +78,7 @@ def _count_timed(monkeypatch):
     timed = []
     real = timing.time_rounds
     monkeypatch.setattr(timing, "time_rounds", lambda cells, *a, **k: timed.extend(
-        c.key for c in cells if not isinstance(c, timing.Probe)) or real(cells, *a, **k))
+        c.key for c in cells if not isinstance(c, timing.Probe) and c.key[0] != "sentinel") or real(cells, *a, **k))
     return timed
 
 
@@ -264,10 +266,10 @@ def test_a_slowed_machine_marks_its_rows_and_they_are_not_reused(tmp_path, monke
             {"probe_ms": 1.5, "probe_iqr": 0.01, "contended": False}]
     from rich.console import Console
 
-    latency._check_machine_speed(rows, None, Console(stderr=True))
+    latency._check_machine_speed(rows, {}, Console(stderr=True))
     assert [r["contended"] for r in rows] == [False, True] and rows[1]["machine_slowdown"] == 1.5
     assert "1.50x slower" in capsys.readouterr().err
-    latency._check_machine_speed(rows := [{"probe_ms": 1.05, "probe_iqr": 0.3, "contended": False}], 1.0,
+    latency._check_machine_speed(rows := [{"probe_ms": 1.05, "probe_iqr": 0.3, "contended": False}], {"probe": 1.0},
                                  Console(stderr=True))
     assert rows[0]["contended"] is False and "moved by 30%" in capsys.readouterr().err
 
@@ -280,3 +282,57 @@ def test_a_slowed_machine_marks_its_rows_and_they_are_not_reused(tmp_path, monke
     again = bench(models, runtimes=["eager"], out=tmp_path, **TINY)
     assert again.reused == 1 and again.measured == 1
     assert len(timed) == 1 and saved[0]["model"] in str(timed[0])
+
+
+def test_a_runtime_slowed_alone_marks_only_its_rows(capsys):
+    """A host phase that hits one runtime's spinning threads: its sentinel reads slow, the
+    probe does not. Only that runtime's rows are contended; a runtime sharing its thread pool
+    (channels_last with eager) is judged by the same sentinel."""
+    from rich.console import Console
+
+    def row(runtime, sentinel_ms):
+        return {"runtime": runtime, "probe_ms": 1.0, "probe_iqr": 0.01, "sentinel_ms": sentinel_ms,
+                "contended": False}
+
+    rows = [row("eager", 2.0), row("channels_last", 2.1), row("onnxruntime", 1.3), row("openvino", 1.0)]
+    latency._check_machine_speed(rows, {"probe": 1.0, "eager": 2.0, "onnxruntime": 1.0, "openvino": 1.0},
+                                 Console(stderr=True))
+    assert [r["contended"] for r in rows] == [False, False, True, False]
+    assert [r["runtime_slowdown"] for r in rows] == [1.0, 1.05, 1.3, 1.0]
+    assert all(r["machine_slowdown"] == 1.0 for r in rows)
+    err = capsys.readouterr().err
+    assert "1 onnxruntime cells" in err and "1.30x" in err and "eager" not in err and "slower than its" not in err
+
+
+def test_a_row_whose_sentinel_read_slow_is_measured_again(tmp_path, monkeypatch):
+    models = ["pplcnet_x0_25", "mobilenetv3_small_x1_0"]
+    path = bench(models, runtimes=["eager"], out=tmp_path, **TINY).results
+    saved = read_rows(path)
+    assert all(r["sentinel_ms"] > 0 and r["runtime_slowdown"] >= 1.0 for r in saved)
+    saved[1]["sentinel_ms"] = 2 * saved[0]["sentinel_ms"]  # its runtime ran slow, the probe did not
+    path.write_text("".join(json.dumps(r) + "\n" for r in saved))
+    timed = _count_timed(monkeypatch)
+    again = bench(models, runtimes=["eager"], out=tmp_path, **TINY)
+    assert again.reused == 1 and again.measured == 1
+    assert len(timed) == 1 and saved[1]["model"] in str(timed[0])
+
+
+@needs_ort
+@needs_ov
+def test_each_thread_pool_gets_one_sentinel_computing_the_same_network():
+    from leannet.profile import sentinel
+
+    cells = sentinel.sentinels(["eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda"], threads=1)
+    assert sorted(cells) == ["eager", "onnxruntime", "openvino"]
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(sentinel.SHAPE, dtype=np.float32))
+    with torch.no_grad():
+        ref = sentinel.network()(x).numpy()
+    outs = {"eager": cells["eager"].call().numpy(), "onnxruntime": cells["onnxruntime"].call()[0],
+            "openvino": next(iter(cells["openvino"].call().values()))}
+    for name, out in outs.items():
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5, err_msg=name)
+    assert np.abs(ref).max() > 1e-3  # the weights are not all near zero: the network computes something
+    timing.time_rounds(list(cells.values()), rounds=2, round_time=0.01, min_calls=2, warmup=1)
+    read = sentinel.reading(cells, "channels_last")
+    assert read["sentinel_ms"] > 0 and read == sentinel.reading(cells, "eager")
+    assert sentinel.reading(cells, "cuda") == {}

@@ -136,6 +136,11 @@ def test_report_says_what_the_machine_probe_saw():
                                  "1 ran while the machine was > 1.10x slow (a busy VM host or a lowered clock, "
                                  "invisible to /proc) and count as contended.")
     assert _speed_line(rows[:1]).endswith("up to 1.00x the fastest probe time on record here.")
+    rows = [dict(row("a"), runtime="onnxruntime", machine_slowdown=1.0, runtime_slowdown=1.26),
+            dict(row("b"), runtime="eager", machine_slowdown=1.0, runtime_slowdown=1.04)]
+    assert _speed_line(rows).endswith(
+        "record here. Runtime sentinels (one small network per runtime, timed beside its cells): eager up to 1.04x, "
+        "onnxruntime up to 1.26x (1 cells contended) of the fastest on record here.")
 
 
 @pytest.mark.skipif(__import__("importlib.util").util.find_spec("onnxruntime") is None,

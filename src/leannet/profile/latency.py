@@ -38,6 +38,7 @@ import torch
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
 from leannet.extras import MissingExtraError
 from leannet.fileio import sha256
+from leannet.profile import sentinel
 from leannet.profile.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
 from leannet.profile.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
@@ -381,7 +382,7 @@ def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Calla
     mark rows timed while the machine ran slow, `finish` each row, append to the results file."""
     drop_partial_line(sweep.results)
     earlier = [r for r in read_rows(sweep.results) if "error" not in r]
-    fastest = _fastest_probe(earlier, env["fingerprint"])
+    fastest = _fastest(earlier, env["fingerprint"])
     cached = {} if force else {row_key(r): r for r in earlier if not _slowed(r, fastest)}
     done: dict[tuple, dict[str, Any]] = {}
     todo = []
@@ -418,33 +419,64 @@ def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Calla
     return sweep
 
 
-def _fastest_probe(rows: list[dict[str, Any]], env_key: str) -> float | None:
-    probes = [r["probe_ms"] for r in rows if r.get("fingerprint") == env_key and r.get("probe_ms")]
-    return min(probes) if probes else None
+def _references(row: dict[str, Any]) -> dict[str, float]:
+    """The reference workloads timed beside a row's cell: {"probe": ms, sentinel name: ms}."""
+    refs = {"probe": row.get("probe_ms")}
+    if row.get("sentinel_ms") and row.get("runtime") in sentinel.SENTINEL_OF:
+        refs[sentinel.SENTINEL_OF[row["runtime"]]] = row["sentinel_ms"]
+    return {k: v for k, v in refs.items() if v}
 
 
-def _slowed(row: dict[str, Any], fastest: float | None) -> bool:
-    return bool(fastest and row.get("probe_ms") and row["probe_ms"] > timing.SLOWED * fastest)
+def _fastest(rows: list[dict[str, Any]], env_key: str) -> dict[str, float]:
+    """The fastest probe and fastest sentinel per runtime on record in this environment."""
+    best: dict[str, float] = {}
+    for r in rows:
+        if r.get("fingerprint") == env_key:
+            for k, v in _references(r).items():
+                best[k] = min(v, best.get(k, math.inf))
+    return best
 
 
-def _check_machine_speed(rows: list[dict[str, Any]], fastest: float | None, console) -> None:
+def _slowdowns(row: dict[str, Any], fastest: dict[str, float]) -> dict[str, float]:
+    return {k: v / fastest[k] for k, v in _references(row).items() if fastest.get(k)}
+
+
+def _slowed(row: dict[str, Any], fastest: dict[str, float]) -> bool:
+    return any(v > timing.SLOWED for v in _slowdowns(row, fastest).values())
+
+
+def _check_machine_speed(rows: list[dict[str, Any]], fastest: dict[str, float], console) -> None:
     """Mark rows timed while the machine itself ran slow (a busy VM host, a lowered clock):
-    /proc shows nothing then, but the probe beside the cells slows down. Such rows are
-    contended: they are not reused from the cache once a faster probe is on record."""
+    /proc shows nothing then, but the probe beside the cells slows down, or only the sentinel
+    of the row's runtime when the slow phase hits that runtime's spinning threads. Such rows
+    are contended: they are not reused from the cache once a faster reading is on record."""
     timed = [r for r in rows if r.get("probe_ms")]
     if not timed:
         return
-    fastest = min([fastest or math.inf, *(r["probe_ms"] for r in timed)])
-    slowed = [r for r in timed if _slowed(r, fastest)]
+    fastest = dict(fastest)
     for r in timed:
-        r["machine_slowdown"] = round(r["probe_ms"] / fastest, 3)
-    for r in slowed:
+        for k, v in _references(r).items():
+            fastest[k] = min(v, fastest.get(k, math.inf))
+    for r in timed:
+        slow = _slowdowns(r, fastest)
+        r["machine_slowdown"] = round(slow["probe"], 3)
+        if len(slow) > 1:
+            r["runtime_slowdown"] = round(max(v for k, v in slow.items() if k != "probe"), 3)
+    machine = [r for r in timed if r["machine_slowdown"] > timing.SLOWED]
+    runtime = [r for r in timed if r.get("runtime_slowdown", 0) > timing.SLOWED and r not in machine]
+    for r in machine + runtime:
         r["contended"] = True
-    if slowed:
-        worst = max(r["machine_slowdown"] for r in slowed)
-        console.print(f"[yellow]{len(slowed)} cells ran while this machine was up to {worst:.2f}x slower than its "
+    if machine:
+        worst = max(r["machine_slowdown"] for r in machine)
+        console.print(f"[yellow]{len(machine)} cells ran while this machine was up to {worst:.2f}x slower than its "
                       f"fastest probe on record here (a busy VM host or a lowered clock: no other process "
                       f"showed); marked contended, re-run them later[/]")
+    for name in sorted({r["runtime"] for r in runtime}):
+        hit = [r for r in runtime if r["runtime"] == name]
+        worst = max(r["runtime_slowdown"] for r in hit)
+        console.print(f"[yellow]{len(hit)} {name} cells ran while {name}'s sentinel network read up to "
+                      f"{worst:.2f}x its fastest on record here (a slow phase of the host that hits this "
+                      f"runtime's threads; nothing in /proc showed); marked contended, re-run them later[/]")
     unsteady = max(r["probe_iqr"] for r in timed)
     if unsteady > timing.UNSTEADY:
         console.print(f"[yellow]the machine's own speed moved by {100 * unsteady:.0f}% between rounds "
@@ -589,10 +621,11 @@ def _time(cells, rounds: int, min_time: float, retries: int, threads: int, conte
             on_update(rows)
 
     probe = timing.Probe(threads)
+    guards = sentinel.sentinels({row["runtime"] for _, row, _ in cells}, threads)
     with Live(console=console, refresh_per_second=2, transient=False) if progress else contextlib.nullcontext() as live:
-        timing.time_rounds([probe, *(c for _, _, c in cells)], rounds, round_time,
+        timing.time_rounds([probe, *guards.values(), *(c for _, _, c in cells)], rounds, round_time,
                            on_round=lambda r: refresh(live, f"round {r + 1}/{rounds}"))
-        speed = {id(c): probe.speed() for _, _, c in cells}
+        speed = {id(c): probe.speed() | sentinel.reading(guards, row["runtime"]) for _, row, c in cells}
         for attempt in range(1, retries + 1):
             suspect = [(cid, row, c) for cid, row, c in cells if row.get("contended")]
             if not suspect:
@@ -600,14 +633,15 @@ def _time(cells, rounds: int, min_time: float, retries: int, threads: int, conte
             console.print(f"[yellow]{len(suspect)} cells ran beside other work; re-measuring "
                           f"(attempt {attempt}/{retries})[/]")
             fresh = [(cid, row, timing.Cell(cid, c.call, c.batch, c.device_timer)) for cid, row, c in suspect]
-            probe = timing.Probe(threads)
-            timing.time_rounds([probe, *(c for _, _, c in fresh)], rounds, round_time, seed=attempt)
+            probe, guards = timing.Probe(threads), sentinel.fresh(guards)
+            timing.time_rounds([probe, *guards.values(), *(c for _, _, c in fresh)], rounds, round_time,
+                               seed=attempt)
             for (cid, row, new), i in zip(fresh, [cells.index(t) for t in suspect], strict=True):
                 again = timing.summarise(new, threads, contended_cores)
                 row["retries"] = attempt
                 if _busyness(again) <= _busyness(row):
                     cells[i] = (cid, row, new)
-                    speed[id(new)] = probe.speed()
+                    speed[id(new)] = probe.speed() | sentinel.reading(guards, row["runtime"])
             refresh(live, f"re-measured ({attempt})")
     for _, row, cell in cells:
         row |= timing.summarise(cell, threads, contended_cores) | speed[id(cell)]

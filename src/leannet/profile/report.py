@@ -385,9 +385,19 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
     if not speeds:
         return "The machine's own speed was not probed (rows from before leannet's probe)."
     slowed = sum(v > SLOWED for v in speeds)
-    return (f"Machine probe: cells ran at up to {max(speeds):.2f}x the fastest probe time on record here"
+    line = (f"Machine probe: cells ran at up to {max(speeds):.2f}x the fastest probe time on record here"
             + (f"; {slowed} ran while the machine was > {SLOWED:.2f}x slow (a busy VM host or a lowered clock, "
                "invisible to /proc) and count as contended." if slowed else "."))
+    by_runtime: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("runtime_slowdown"):
+            by_runtime.setdefault(r["runtime"], []).append(r["runtime_slowdown"])
+    if by_runtime:
+        line += (" Runtime sentinels (one small network per runtime, timed beside its cells): "
+                 + ", ".join(f"{rt} up to {max(v):.2f}x" + (f" ({sum(x > SLOWED for x in v)} cells contended)"
+                                                           if max(v) > SLOWED else "")
+                             for rt, v in sorted(by_runtime.items())) + " of the fastest on record here.")
+    return line
 
 
 def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:

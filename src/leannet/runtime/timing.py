@@ -53,9 +53,10 @@ UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which 
 # OpenVINO after an ORT cell; recovered by 0.1-0.2 s). A settle past that keeps every runtime
 # at its default threading and still times it as it runs alone.
 SETTLE = 0.2
-# The version of how a cell is timed (settle, probe workload): part of a result's fingerprint,
-# so rows timed another way are re-measured rather than mixed with these.
-METHOD = 2
+# The version of how a cell is timed (settle, probe workload, the runtimes' sentinel network of
+# leannet.profile.sentinel): part of a result's fingerprint, so rows timed another way are
+# re-measured rather than mixed with these.
+METHOD = 3
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -236,11 +237,17 @@ class Probe(Cell):
             weakref.finalize(work, pool.shutdown, wait=False)  # the pool lives as long as its call
 
     def speed(self) -> dict[str, float]:
-        """Median over rounds of each round's mean ms, and their spread (IQR / median). The mean,
-        not the median call: time slices taken by an unseen neighbour land on a few calls."""
-        medians = np.array([np.mean(t) for t in self.rounds]) * 1e3
-        q25, q50, q75 = np.percentile(medians, [25, 50, 75])
-        return {"probe_ms": round(float(q50), 4), "probe_iqr": round(float((q75 - q25) / q50), 4)}
+        ms, iqr = round_means(self)
+        return {"probe_ms": ms, "probe_iqr": iqr}
+
+
+def round_means(cell: Cell) -> tuple[float, float]:
+    """A reference workload's speed: the median over rounds of each round's mean ms, and their
+    spread (IQR / median). The mean, not the median call: time slices taken by an unseen
+    neighbour land on a few calls."""
+    means = np.array([np.mean(t) for t in cell.rounds]) * 1e3
+    q25, q50, q75 = np.percentile(means, [25, 50, 75])
+    return round(float(q50), 4), round(float((q75 - q25) / q50), 4)
 
 
 def summarise(cell: Cell, threads: int | None = None, contended_cores: float = CONTENDED_CORES,
