@@ -43,6 +43,7 @@ import json, sys
 import numpy as np, torch
 from leannet import create_model, reparameterize
 from leannet.deploy.onnx import export_onnx
+from leannet.profile import sentinel
 from leannet.runtime import runners, timing
 name, runtime, threads, min_time, tmp = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
@@ -56,9 +57,10 @@ else:
          else runners.openvino_runner(path, threads))
 call = r.bind(x)
 out = timing.measure(call, 1, min_time=min_time, rounds=5, threads=threads)
-probe = timing.Probe(threads)  # the machine's speed right after, to tell drift from a biased sweep
-timing.time_rounds([probe], rounds=5, round_time=0.2)
-print(json.dumps(out | probe.speed()))
+# the machine's and the runtime's speed right after, to tell drift from a biased sweep
+probe, guard = timing.Probe(threads), sentinel.sentinels([runtime], threads)
+timing.time_rounds([probe, *guard.values()], rounds=5, round_time=0.2)
+print(json.dumps(out | probe.speed() | sentinel.reading(guard, runtime)))
 """
 
 
@@ -112,7 +114,7 @@ def main() -> None:
         busy_loop.kill()
         busy_loop.wait()
 
-    rows, aa, steady_aa, unflagged, slow, iso_dev = [], [], [], [], 0, []
+    rows, aa, steady_aa, unflagged, slow, iso_dev, steady_dev = [], [], [], [], 0, [], []
     for name, sw in (("quiet1", q1), ("quiet2", q2), ("busy", busy)):
         probes = [r["probe_ms"] for r in sw.values() if r.get("probe_ms")]
         if probes:
@@ -148,15 +150,24 @@ def main() -> None:
                 unflagged.append(k)
         both = math.sqrt(r1["median_ms"] * r2["median_ms"]) if r2 else r1["median_ms"]
         dev = both / ri["median_ms"] if ri else math.nan
+        iso_steady = False
         if ri:
             iso_dev.append(dev)
+            # the isolated process saw the machine the sweeps saw: probe and sentinel within SLOWED
+            # of the sweeps' geometric mean
+            moved = [abs(math.log(math.sqrt(r1[f] * r2[f]) / ri[f])) for f in ("probe_ms", "sentinel_ms")
+                     if r2 and r1.get(f) and r2.get(f) and ri.get(f)]
+            iso_steady = bool(moved) and max(moved) <= math.log(SLOWED)
+            if iso_steady:
+                steady_dev.append(dev)
         rows.append({"model": k[0], "runtime": k[1], "quiet1_ms": r1["median_ms"], "quiet2_ms": r2 and r2["median_ms"],
                      "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
                      "busy_contended": rb and rb["contended"], "busy_others_cores": rb and rb["others_cores"],
                      "isolated_ms": ri and ri["median_ms"], "sweep_over_alone": dev, "isolated_contended": ri and ri["contended"],
                      "quiet1_probe_ms": r1.get("probe_ms"), "isolated_probe_ms": ri and ri.get("probe_ms"),
                      "quiet1_sentinel_ms": r1.get("sentinel_ms"), "quiet2_sentinel_ms": r2 and r2.get("sentinel_ms"),
-                     "steady": steady, "quiet2_contended": r2 and r2["contended"]})
+                     "steady": steady, "quiet2_contended": r2 and r2["contended"],
+                     "isolated_sentinel_ms": ri and ri.get("sentinel_ms"), "isolated_steady": iso_steady})
         print(f"{k[0]:24} {k[1]:12} {r1['median_ms']:8.3f} {r2['median_ms']:8.3f} {math.exp(a):7.3f} "
               f"{rb['median_ms']:8.3f} {ratio:7.2f} {'yes' if rb['contended'] else 'NO':>5} "
               f"{rb['others_cores']:7.2f} {ri['median_ms'] if ri else math.nan:8.3f} {dev:11.3f}")
@@ -177,6 +188,11 @@ def main() -> None:
         print(f"(c) sweep (geometric mean of quiet1, quiet2) vs alone in a fresh process: "
               f"median |dev| {100 * statistics.median(devs):.2f}%, "
               f"max {100 * max(devs):.2f}%, within 5%: {sum(d <= 0.05 for d in devs)} of {len(devs)}")
+        if steady_dev:
+            devs = [abs(d - 1) for d in steady_dev]
+            print(f"    over the {len(devs)} cells whose isolated process saw the sweeps' machine (probe and "
+                  f"sentinel within {SLOWED:.2f}x): median |dev| {100 * statistics.median(devs):.2f}%, "
+                  f"max {100 * max(devs):.2f}%, within 5%: {sum(d <= 0.05 for d in devs)} of {len(devs)}")
     print(f"took {(time.time() - t0) / 60:.1f} min")
     out.mkdir(parents=True, exist_ok=True)
     (out / "trust.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
