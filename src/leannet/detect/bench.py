@@ -170,9 +170,9 @@ def bench_detectors(
     return latency.run_plan(
         plan, lambda c: (c[0].id, c[1], c[2], c[3], _image_size(c[0]), threads, deployed, env["fingerprint"]),
         lambda todo: {cid: _prepare(cid, env, threads, deployed, console) for cid in todo},
-        Sweep([], Path(out) / "results.jsonl", notes), env, threads, min_time, rounds, retries, force,
-        contended_cores, console, progress, on_update, f"{len(sources)} detectors x {len(rts)} runtimes, "
-        f"{threads} threads", finish=finish)
+        Sweep([], Path(out) / "results.jsonl", notes), env,
+        latency.Effort(threads, min_time, rounds, retries, force, contended_cores, progress, on_update), console,
+        f"{len(sources)} detectors x {len(rts)} runtimes, {threads} threads", finish=finish)
 
 
 def _pipeline(source: Source, runtime: str, precision: str, threads: int, deployed: bool):

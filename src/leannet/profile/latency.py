@@ -362,18 +362,31 @@ def bench(
     size = img or 224
     header = (f"{len(sources)} sources ({FORM[deployed]}) x {len(rts)} runtimes x {len(precisions)} "
               f"precisions x {len(batches)} batch sizes, {threads} threads")
+    how = Effort(threads, min_time, rounds, retries, force, contended_cores, progress, on_update)
     with tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp:
         return run_plan(
             plan, lambda c: (c[0].id, c[1], c[2], c[3], size, threads, deployed, env["fingerprint"]),
             lambda todo: _prepare(todo, env, threads, size, deployed, calib, eval_set, Path(tmp), console, progress),
-            Sweep([], results, notes), env, threads, min_time, rounds, retries, force, contended_cores,
-            console, progress, on_update, header,
+            Sweep([], results, notes), env, how, console, header,
             reusable=lambda row: eval_set is None or str(row.get("top1_source", "")).startswith("measured"))
 
 
+@dataclass(frozen=True)
+class Effort:
+    """How a sweep times its cells: bench's knobs, shared with the detector bench."""
+
+    threads: int
+    min_time: float = 3.0  # seconds of timed calls per cell, over all rounds
+    rounds: int = 10
+    retries: int = 2  # re-measurements of cells that ran beside other work
+    force: bool = False  # re-measure cached rows too
+    contended_cores: float = timing.CONTENDED_CORES
+    progress: bool = True  # the live table on screen
+    on_update: Callable[[list[dict[str, Any]]], None] | None = None  # the rows after every round
+
+
 def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Callable[[list[tuple]], dict],
-             sweep: Sweep, env: dict[str, Any], threads: int, min_time: float, rounds: int, retries: int,
-             force: bool, contended_cores: float, console, progress: bool, on_update, header: str,
+             sweep: Sweep, env: dict[str, Any], how: Effort, console, header: str,
              reusable: Callable[[dict[str, Any]], bool] = lambda row: True,
              finish: Callable[[dict[str, Any]], None] | None = None) -> Sweep:
     """The sweep every kind of source shares (classifiers here, detectors in leannet.detect):
@@ -383,7 +396,7 @@ def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Calla
     drop_partial_line(sweep.results)
     earlier = [r for r in read_rows(sweep.results) if "error" not in r]
     fastest = _fastest(earlier, env["fingerprint"])
-    cached = {} if force else {row_key(r): r for r in earlier if not _slowed(r, fastest)}
+    cached = {} if how.force else {row_key(r): r for r in earlier if not _slowed(r, fastest)}
     done: dict[tuple, dict[str, Any]] = {}
     todo = []
     for cid in plan:
@@ -391,7 +404,7 @@ def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Calla
             row = cached.get(key_of(cid))
         except Exception:  # a source whose key cannot be read: measured, and its error row says why
             row = None
-        if row is not None and _enough(row, min_time, rounds) and reusable(row):
+        if row is not None and _enough(row, how) and reusable(row):
             done[cid] = row
         else:
             todo.append(cid)
@@ -399,11 +412,11 @@ def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Calla
     console.print(f"{header}: {len(todo)} cells to measure, {sweep.reused} reused from {sweep.results} "
                   f"(environment {env['fingerprint']})")
     if todo:
-        with torch_threads(threads):
+        with torch_threads(how.threads):
             prepared = prepare(todo)
             cells = [(cid, row, cell) for cid, (row, cell) in prepared.items() if cell is not None]
             if cells:
-                _time(cells, rounds, min_time, retries, threads, contended_cores, console, progress, on_update)
+                _time(cells, how, console)
         stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         fresh = []
         for cid, (row, _) in prepared.items():
@@ -601,59 +614,58 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
     return prepared
 
 
-def _time(cells, rounds: int, min_time: float, retries: int, threads: int, contended_cores: float,
-          console, progress: bool, on_update) -> None:
+def _time(cells, how: Effort, console) -> None:
     """Interleaved rounds over every cell, then up to `retries` re-measurements of the cells
     that ran beside other work (the least contended measurement is kept)."""
     from rich.live import Live
 
-    round_time = min_time / rounds
+    threads, rounds, round_time = how.threads, how.rounds, how.min_time / how.rounds
 
     def refresh(live, label: str) -> None:
         rows = []
         for _, row, cell in cells:
             if cell.rounds:
-                row |= timing.summarise(cell, threads, contended_cores)
+                row |= timing.summarise(cell, threads, how.contended_cores)
             rows.append(row)
         if live is not None:
             live.update(live_table(rows, label))
-        if on_update is not None:
-            on_update(rows)
+        if how.on_update is not None:
+            how.on_update(rows)
 
     probe = timing.Probe(threads)
     guards = sentinel.sentinels({row["runtime"] for _, row, _ in cells}, threads)
-    with Live(console=console, refresh_per_second=2, transient=False) if progress else contextlib.nullcontext() as live:
+    with Live(console=console, refresh_per_second=2, transient=False) if how.progress else contextlib.nullcontext() as live:
         timing.time_rounds([probe, *guards.values(), *(c for _, _, c in cells)], rounds, round_time,
                            on_round=lambda r: refresh(live, f"round {r + 1}/{rounds}"))
         speed = {id(c): probe.speed() | sentinel.reading(guards, row["runtime"]) for _, row, c in cells}
-        for attempt in range(1, retries + 1):
+        for attempt in range(1, how.retries + 1):
             suspect = [(cid, row, c) for cid, row, c in cells if row.get("contended")]
             if not suspect:
                 break
             console.print(f"[yellow]{len(suspect)} cells ran beside other work; re-measuring "
-                          f"(attempt {attempt}/{retries})[/]")
+                          f"(attempt {attempt}/{how.retries})[/]")
             fresh = [(cid, row, timing.Cell(cid, c.call, c.batch, c.device_timer)) for cid, row, c in suspect]
             probe, guards = timing.Probe(threads), sentinel.fresh(guards)
             timing.time_rounds([probe, *guards.values(), *(c for _, _, c in fresh)], rounds, round_time,
                                seed=attempt)
             for (cid, row, new), i in zip(fresh, [cells.index(t) for t in suspect], strict=True):
-                again = timing.summarise(new, threads, contended_cores)
+                again = timing.summarise(new, threads, how.contended_cores)
                 row["retries"] = attempt
                 if _busyness(again) <= _busyness(row):
                     cells[i] = (cid, row, new)
                     speed[id(new)] = probe.speed() | sentinel.reading(guards, row["runtime"])
             refresh(live, f"re-measured ({attempt})")
     for _, row, cell in cells:
-        row |= timing.summarise(cell, threads, contended_cores) | speed[id(cell)]
+        row |= timing.summarise(cell, threads, how.contended_cores) | speed[id(cell)]
         row.setdefault("retries", 0)
-        row["min_time"] = min_time  # the effort asked for: a later, more demanding run re-measures
+        row["min_time"] = how.min_time  # the effort asked for: a later, more demanding run re-measures
         row["rounds_asked"] = rounds
 
 
-def _enough(row: dict[str, Any], min_time: float, rounds: int) -> bool:
+def _enough(row: dict[str, Any], how: Effort) -> bool:
     """A cached row serves a request for no more effort than it was measured with (a 3 s x 10
     round figure answers a 1 s x 5 request; the reverse is re-measured)."""
-    return row.get("min_time", 0.0) >= min_time and row.get("rounds_asked", 0) >= rounds
+    return row.get("min_time", 0.0) >= how.min_time and row.get("rounds_asked", 0) >= how.rounds
 
 
 def _busyness(m: dict[str, Any]) -> float:
