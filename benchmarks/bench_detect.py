@@ -40,6 +40,7 @@ from leannet.detect.pipeline import artefact_pipeline, torch_pipeline
 from leannet.detect.predict import pseudo_label
 from leannet.detect.train import train
 from leannet.fileio import write_text
+from leannet.profile import sentinel
 from leannet.profile.results import default_threads, environment
 from leannet.runtime import timing
 from leannet.train.checkpoint import checkpoint_paths
@@ -99,9 +100,10 @@ def speed(pipes: dict[tuple[str, str, str], object], size: int, min_time: float,
     threads = default_threads()
     cells = {k: timing.Cell(k, (lambda p=p: p(image))) for k, p in pipes.items()}
     probe = timing.Probe(threads)
+    guards = sentinel.sentinels({k[1] for k in pipes}, threads)  # a runtime's own slow phases
     with torch.inference_mode():
-        timing.time_rounds([probe, *cells.values()], rounds=rounds, round_time=min_time / rounds)
-    return {k: timing.summarise(c, threads) | probe.speed() for k, c in cells.items()}
+        timing.time_rounds([probe, *guards.values(), *cells.values()], rounds=rounds, round_time=min_time / rounds)
+    return {k: timing.summarise(c, threads) | probe.speed() | sentinel.reading(guards, k[1]) for k, c in cells.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
