@@ -109,7 +109,7 @@ def speed(pipes: dict[tuple[str, str, str], object], size: int, min_time: float,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--slim", default="configs/detect/retinanet_snet146_slim.yaml")
-    p.add_argument("--baseline", default="configs/detect/retinanet_resnet50.yaml")
+    p.add_argument("--baseline", default="configs/detect/retinanet_resnet50_v2.yaml")
     p.add_argument("-o", "--override", action="append", default=[],
                    help="recipe override applied to every run, e.g. -o data.train.synthetic.num_images=1024")
     p.add_argument("--patience", type=int, default=5, help="epochs without a rise in val mAP@.5 (default 5)")

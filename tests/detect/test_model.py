@@ -10,14 +10,18 @@ from leannet.profile.complexity import count_macs, count_params
 TINY = dict(backbone="pplcnet_x0_25", fpn_channels=16, head_channels=24, image_size=64)
 
 
-def test_resnet50_config_is_torchvisions_retinanet():
-    # The baseline config must be the architecture torchvision ships as retinanet_resnet50_fpn.
-    from torchvision.models.detection import retinanet_resnet50_fpn
+@pytest.mark.parametrize("config, reference", [("retinanet_resnet50", "retinanet_resnet50_fpn"),
+                                               ("retinanet_resnet50_v2", "retinanet_resnet50_fpn_v2")])
+def test_resnet50_configs_are_torchvisions_retinanets(config, reference):
+    # The baseline configs must be the architectures torchvision ships (v1; v2 with GroupNorm heads).
+    from torchvision.models import detection
 
-    ref = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2)
-    cfg = load_detect_config("configs/detect/retinanet_resnet50.yaml").model
+    ref = getattr(detection, reference)(weights=None, weights_backbone=None, num_classes=2)
+    cfg = load_detect_config(f"configs/detect/{config}.yaml").model
     ours = build_detector(cfg)
     assert count_params(ours) == count_params(ref)
+    groups = sorted(m.num_groups for m in ours.head.modules() if isinstance(m, nn.GroupNorm))
+    assert groups == sorted(m.num_groups for m in ref.head.modules() if isinstance(m, nn.GroupNorm))
     assert ours.anchor_generator.sizes == ref.anchor_generator.sizes
     assert ours.anchor_generator.aspect_ratios == ref.anchor_generator.aspect_ratios
     size = (3, 128, 128)
