@@ -336,3 +336,15 @@ def test_each_thread_pool_gets_one_sentinel_computing_the_same_network():
     read = sentinel.reading(cells, "channels_last")
     assert read["sentinel_ms"] > 0 and read == sentinel.reading(cells, "eager")
     assert sentinel.reading(cells, "cuda") == {}
+
+
+def test_a_sentinel_that_cannot_be_built_is_left_out(monkeypatch):
+    from leannet.deploy import onnx as onnx_export
+    from leannet.profile import sentinel
+
+    def broken(*a, **k):
+        raise ImportError("no onnx here")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", broken)
+    cells = sentinel.sentinels(["eager", "onnxruntime"], threads=1)
+    assert sorted(cells) == ["eager"]
