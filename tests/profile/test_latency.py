@@ -300,6 +300,8 @@ def test_a_runtime_slowed_alone_marks_only_its_rows(capsys):
     assert [r["contended"] for r in rows] == [False, False, True, False]
     assert [r["runtime_slowdown"] for r in rows] == [1.0, 1.05, 1.3, 1.0]
     assert all(r["machine_slowdown"] == 1.0 for r in rows)
+    assert [latency.why_contended(r) for r in rows] == ["", "", "slow onnxruntime", ""]
+    assert latency.why_contended({"contended": True, "others_cores": 0.9, "cpu_pressure": 0.5}) == "busy, waiting"
     err = capsys.readouterr().err
     assert "1 onnxruntime cells" in err and "1.30x" in err and "eager" not in err and "slower than its" not in err
 

@@ -673,6 +673,26 @@ def _busyness(m: dict[str, Any]) -> float:
     return (m.get("others_cores") or 0.0) + (m.get("steal_cores") or 0.0) + (m.get("cpu_pressure") or 0.0)
 
 
+def why_contended(row: dict[str, Any]) -> str:
+    """What marked a row contended: other processes on its cores ("busy"), a task kept waiting
+    for a core ("waiting"), more threads than free cores ("threads"), the machine probe ("slow
+    machine") or its runtime's sentinel ("slow <runtime>") reading slow. Empty if not contended."""
+    if not row.get("contended"):
+        return ""
+    why = []
+    if (row.get("others_cores") or 0.0) + (row.get("steal_cores") or 0.0) > timing.CONTENDED_CORES:
+        why.append("busy")
+    if (row.get("cpu_pressure") or 0.0) > timing.CONTENDED_PRESSURE:
+        why.append("waiting")
+    if row.get("free_cores") is not None and row.get("threads") and row["threads"] > row["free_cores"] + 0.5:
+        why.append("threads")
+    if (row.get("machine_slowdown") or 0.0) > timing.SLOWED:
+        why.append("slow machine")
+    if (row.get("runtime_slowdown") or 0.0) > timing.SLOWED:
+        why.append(f"slow {row['runtime']}")
+    return ", ".join(why) or "contended"
+
+
 def live_table(rows: list[dict[str, Any]], title: str = ""):
     """The sweep's progress as a rich table: one line per cell, contended cells marked."""
     from rich.table import Table
@@ -685,7 +705,7 @@ def live_table(rows: list[dict[str, Any]], title: str = ""):
             t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), "error", "", "")
             continue
         med = r.get("median_ms")
-        flag = " [red]contended[/]" if r.get("contended") else ""
+        flag = f" [red]contended: {why_contended(r)}[/]" if r.get("contended") else ""
         others = r.get("others_cores")
         t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]),
                   "-" if med is None else f"{med:.3f}", "-" if med is None else f"{r['iqr_ms']:.3f}",

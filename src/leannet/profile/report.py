@@ -468,8 +468,8 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
         "difference from PyTorch eager fp32 on the same input, over eager's largest |output|.",
         "",
         (f"**{n_cont} of {len(rows)} cells stayed contended** (marked †): other processes used the "
-         "cores while they ran, even after re-measuring, or the machine itself ran slow; their times "
-         "read slow." if n_cont else
+         "cores while they ran, even after re-measuring, or the machine itself (its probe) or their "
+         "runtime (its sentinel) ran slow; their times read slow." if n_cont else
          f"No cell was contended: other processes used less than the threshold of the cores during "
          f"all {len(rows)} cells, and the machine ran at its own best speed."),
         _speed_line(rows),
