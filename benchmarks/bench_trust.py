@@ -172,6 +172,12 @@ def main() -> None:
               f"{rb['median_ms']:8.3f} {ratio:7.2f} {'yes' if rb['contended'] else 'NO':>5} "
               f"{rb['others_cores']:7.2f} {ri['median_ms'] if ri else math.nan:8.3f} {dev:11.3f}")
     med_aa = statistics.median(aa)
+    for rt in runtimes:
+        per = [r["quiet2_ms"] / r["quiet1_ms"] for r in rows if r["runtime"] == rt and r["quiet2_ms"]]
+        alone = [r["sweep_over_alone"] for r in rows if r["runtime"] == rt and r["isolated_ms"]]
+        if per:
+            print(f"{rt}: quiet2 / quiet1 median {statistics.median(per):.3f} (range {min(per):.3f}-{max(per):.3f})"
+                  + (f"; sweep / alone median {statistics.median(alone):.3f}" if alone else ""))
     print(f"\n(a) A/A: median |log ratio| {100 * med_aa:.2f}% (target <= 5%), max {100 * max(aa):.2f}%; "
           f"quiet cells flagged contended: quiet1 {sum(r['quiet1_contended'] for r in rows)}, "
           f"quiet2 {sum(bool(r['quiet2_contended']) for r in rows)} of {len(rows)}")
