@@ -246,6 +246,21 @@ def test_wrong_family_says_what_it_looks_like(lcnet_file):
         leannet.create_model("mobilenetv1_x1_0", pretrained=path)
 
 
+def test_unknown_layout_lists_each_known_layout_once(tmp_path):
+    """The error names every layout of the family (the table in leannet.weights.layouts) once,
+    "leannet" included, which PP-LCNet's table also has as a row."""
+    from leannet.weights.layouts import LAYOUTS
+
+    path = tmp_path / "odd.pth"
+    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, path)
+    with pytest.raises(WeightsError) as e:
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
+    known = re.search(r"known: (.*)\)", str(e.value))[1].split(", ")
+    assert known == ["leannet", "timm lcnet_*", "PaddleClas PPLCNet (.pdparams)"]
+    assert set(known) == {"leannet"} | {la.name for la in LAYOUTS if la.family == "pplcnet"}
+    assert "first key 'features.0.weight'" in str(e.value)
+
+
 def test_missing_key_names_it(lcnet_file, tmp_path):
     ref, _ = lcnet_file
     state = ref.state_dict()
