@@ -52,7 +52,14 @@ MODULES: dict[str, list[str]] = {
         "tests/deploy/test_calibration.py",
         "tests/data/test_images.py::test_a_bare_path_is_an_error_for_training_and_unlabeled_for_calibration",
         "tests/detect/test_export.py::test_unreadable_calibration_images_are_skipped_and_reported_as_classification_does"],
-    "weights.convert": ["tests/weights/test_convert.py"],
+    # the whole file but three parity tests (13 s of its ~35) whose layouts add no code path in
+    # convert.py: timm resnet50 and tresnet_m renames (lcnet/mobilenetv1/official TResNet take
+    # the same ones), apple MobileOne-S4 unfused (the apple layout is judged by the
+    # re-parameterised S0 test); every one stays in `make test`
+    "weights.convert": ["tests/weights/test_convert.py"] + [
+        a for t in ("test_timm_parity[resnet50-resnet50-.safetensors]", "test_tresnet_parity[timm]",
+                    "test_mobileone_unfused_parity[apple-s4]")
+        for a in ("--deselect", f"tests/weights/test_convert.py::{t}")],
 }
 
 
