@@ -191,6 +191,21 @@ def test_paddle_pplcnet_parity(paddle_lcnet):
     assert_parity(forward, ours)
 
 
+def test_bn_counters_the_checkpoint_lacks_are_zero_and_reported(paddle_lcnet):
+    """Paddle keeps no num_batches_tracked: each is filled with 0, what a freshly built
+    BatchNorm2d holds (it counts training steps only), and the report lists every one."""
+    _, path = paddle_lcnet
+    model, report = convert_and_load(path, "pplcnet_x0_5", trust_pickle=True)
+    state = model.state_dict()
+    counters = [k for k in state if k.endswith(".num_batches_tracked")]
+    assert len(counters) > 10 and sorted(report.filled) == sorted(counters)
+    fresh = torch.nn.BatchNorm2d(1).num_batches_tracked
+    assert fresh.item() == 0
+    for k in counters:
+        assert state[k].dtype == fresh.dtype and state[k].item() == fresh.item(), k
+    assert f"(+{len(counters)} BN counters set to 0)" in report.summary()
+
+
 def test_pdparams_needs_trust(paddle_lcnet):
     _, path = paddle_lcnet
     with pytest.raises(WeightsError, match="--trust-pickle"):
