@@ -526,6 +526,22 @@ def test_report_summary_lists_what_was_done():
     assert not Report("x", unexpected=[("a", "a")]).ok and not Report("x", missing=["a"]).ok
 
 
+def test_convert_state_dict_maps_every_key_and_reports_the_implied_args():
+    """The layer under convert_and_load, on timm lcnet_050's own state dict: every timm key, in
+    timm's order, is mapped onto a distinct key of our model with its tensor unchanged, and the
+    head conv's bias (timm has one, PaddleClas not) implies head_bias=True."""
+    from leannet.weights.convert import convert_state_dict, detect_layout
+
+    theirs = timm.create_model("lcnet_050").state_dict()
+    model = leannet.create_model("pplcnet_x0_5", head_bias=True)
+    out, report = convert_state_dict(theirs, model, detect_layout(theirs, model, "pplcnet", "t"), source="t")
+    assert report.layout == "timm lcnet_*" and report.ok
+    assert [s for s, _ in report.mapped] == list(theirs)
+    assert {d for _, d in report.mapped} == set(out) == set(model.state_dict())
+    assert all(torch.equal(out[d], theirs[s]) for s, d in report.mapped)
+    assert report.model_args == {"head_bias": True}
+
+
 def test_convert_checkpoint_library_defaults_and_metadata(tmp_path):
     """The library call, not the CLI (which passes every argument): 1000 classes and strict by
     default; another class count reaches both the model and the metadata, whose preprocessing
