@@ -256,8 +256,11 @@ def test_mismatch_names_first_key_and_shapes(lcnet_file):
 
 
 def test_wrong_family_says_what_it_looks_like(lcnet_file):
+    # timm's lcnet_050 has MobileNetV3's marks too (conv_stem, SE convs in blocks, a bias on
+    # conv_head), so the rules of both families match its keys: both are named
     _, path = lcnet_file
-    with pytest.raises(WeightsError, match=r"unknown checkpoint layout for a mobilenetv1 model.*looks like timm lcnet_\*"):
+    with pytest.raises(WeightsError, match=r"unknown checkpoint layout for a mobilenetv1 model.*looks like timm lcnet_\*"
+                       r" \(pplcnet\) or timm mobilenetv3_\*_100 \(mobilenetv3\)$"):
         leannet.create_model("mobilenetv1_x1_0", pretrained=path)
 
 
@@ -274,6 +277,11 @@ def test_unknown_layout_lists_each_known_layout_once(tmp_path):
     assert known == ["leannet", "timm lcnet_*", "PaddleClas PPLCNet (.pdparams)"]
     assert set(known) == {"leannet"} | {la.name for la in LAYOUTS if la.family == "pplcnet"}
     assert "first key 'features.0.weight'" in str(e.value)
+    assert str(e.value).endswith("(.pdparams))")  # no other family's layout matches either: no hint
+
+    torch.save({}, path)  # an empty checkpoint has no first key to name
+    with pytest.raises(WeightsError, match=r"unknown checkpoint layout for a pplcnet model \(first key None;"):
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
 
 
 def test_missing_key_names_it(lcnet_file, tmp_path):
