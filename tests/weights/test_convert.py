@@ -305,6 +305,39 @@ def test_hf_snapshot_of_a_different_network_refused(tmp_path):
         leannet.create_model("mobilenetv3_small_x1_0", pretrained=snapshot / "model.safetensors")
 
 
+def test_hf_snapshot_of_the_same_network_loads(tmp_path):
+    """Only the architectures listed as different networks are refused: a snapshot whose
+    config.json names mobilenetv3_small_100 itself, or names nothing usable, loads and computes
+    what timm's model does."""
+    ref = perturbed(timm.create_model("mobilenetv3_small_100")).float()
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    save(ref.state_dict(), snapshot / "model.safetensors")
+    x = torch.randn(2, 3, 64, 64)
+    for config in ({"architecture": "mobilenetv3_small_100"}, {"num_classes": 1000}, ["tf_mobilenetv3_small_100"],
+                   {"architecture": ["tf_mobilenetv3_small_100"]}):
+        (snapshot / "config.json").write_text(json.dumps(config))
+        ours = leannet.create_model("mobilenetv3_small_x1_0", pretrained=snapshot / "model.safetensors").eval()
+        with torch.no_grad():
+            a, b = ours(x), ref(x)
+        # float32 rounding scales with the logits (~90 here); TF padding moves them by ~30
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item(), msg=str(config))
+
+
+def test_convert_and_load_builds_the_registered_model_by_default(tmp_path):
+    """Without `build`, the model is the registry's for the name (an alias resolves to it),
+    rebuilt with the arguments the checkpoint implies (timm's head-conv bias)."""
+    ref = perturbed(timm.create_model("lcnet_050")).float()
+    path = tmp_path / "lcnet_050.pth"
+    torch.save(ref.state_dict(), path)
+    model, report = convert_and_load(path, "lcnet_050")
+    assert type(model) is type(leannet.create_model("pplcnet_x0_5")) and report.model_args == {"head_bias": True}
+    assert model.head.conv.bias is not None
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
 # --- leannet convert ----------------------------------------------------------------------------
 
 
