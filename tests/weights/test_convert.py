@@ -338,6 +338,21 @@ def test_convert_and_load_builds_the_registered_model_by_default(tmp_path):
         torch.testing.assert_close(model.eval()(x), ref(x), rtol=1e-5, atol=1e-5)
 
 
+def test_a_leannet_file_for_another_model_is_refused_by_name(tmp_path):
+    """A leannet file says which model it holds ("arch" in its metadata): loading it into
+    another one is refused with both names, before any shape could happen to fit; an alias of
+    the same model is the same model."""
+    from leannet.weights import save_weights
+
+    path = tmp_path / "m.safetensors"
+    save_weights(leannet.create_model("pplcnet_x0_25"), path, meta={"arch": "pplcnet_x0_25"})
+    with pytest.raises(WeightsError, match=r"m\.safetensors: holds weights for 'pplcnet_x0_25', not 'pplcnet_x0_35'$"):
+        convert_and_load(path, "pplcnet_x0_35")
+    save_weights(leannet.create_model("pplcnet_x0_25"), path, meta={"arch": "lcnet_025"})
+    _, report = convert_and_load(path, "pplcnet_x0_25")
+    assert report.layout == "leannet" and report.ok
+
+
 # --- leannet convert ----------------------------------------------------------------------------
 
 
