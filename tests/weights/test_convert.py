@@ -250,9 +250,29 @@ def lcnet_file(tmp_path):
 
 def test_mismatch_names_first_key_and_shapes(lcnet_file):
     _, path = lcnet_file
-    with pytest.raises(WeightsError, match=r"shape mismatch at 'stem\.conv\.weight': model expects "
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: shape mismatch at 'stem\.conv\.weight': model expects "
                        r"\(16, 3, 3, 3\), checkpoint has \(8, 3, 3, 3\)"):
         leannet.create_model("pplcnet_x1_0", pretrained=path)
+
+
+def test_convert_and_load_reset_head_keeps_the_fresh_classifier(lcnet_file):
+    """Fine-tuning on another class count: timm's 1000-class lcnet_050 into a 10-class
+    PP-LCNet x0.5. Every other tensor is timm's; the classifier stays as the model was built."""
+    ref, path = lcnet_file
+    built = []
+
+    def build(**args):
+        model = leannet.create_model("pplcnet_x0_5", num_classes=10, **args)
+        built.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    model, report = convert_and_load(path, "pplcnet_x0_5", build=build, reset_head=True)
+    ours, theirs = model.state_dict(), ref.state_dict()
+    assert set(report.loaded.reset) == {"head.fc.weight", "head.fc.bias"}
+    for k in report.loaded.reset:
+        assert torch.equal(ours[k], built[-1][k]), k
+    assert torch.equal(ours["head.conv.weight"], theirs["conv_head.weight"])
+    assert torch.equal(ours["stages.4.1.pw.conv.weight"], theirs["blocks.5.1.conv_pw.weight"])  # the last block
 
 
 def test_wrong_family_says_what_it_looks_like(lcnet_file):
@@ -273,6 +293,7 @@ def test_unknown_layout_lists_each_known_layout_once(tmp_path):
     torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, path)
     with pytest.raises(WeightsError) as e:
         leannet.create_model("pplcnet_x0_5", pretrained=path)
+    assert str(e.value).startswith(f"{path}: unknown checkpoint layout")  # the file is named
     known = re.search(r"known: (.*)\)", str(e.value))[1].split(", ")
     assert known == ["leannet", "timm lcnet_*", "PaddleClas PPLCNet (.pdparams)"]
     assert set(known) == {"leannet"} | {la.name for la in LAYOUTS if la.family == "pplcnet"}
