@@ -257,6 +257,8 @@ def test_has_vnni_reads_the_cpu_flags(monkeypatch, flags, expected):
     from leannet.deploy import quantize
 
     text = "processor\t: 0\nvendor_id\t: AuthenticAMD\n" + (f"flags\t\t: {flags}\n" if flags else "Features\t: fp asimd\n")
+    if flags:
+        text += "processor\t: 1\nflags\t\t: fpu\n"  # only the first CPU's line counts
     read = []
 
     class _File:
@@ -264,7 +266,7 @@ def test_has_vnni_reads_the_cpu_flags(monkeypatch, flags, expected):
             read.append(str(path))
 
         def read_text(self):
-            return text + "processor\t: 1\nflags\t\t: fpu\n"  # only the first CPU's line counts
+            return text
 
     monkeypatch.setattr(quantize, "Path", _File)
     assert quantize.has_vnni() is expected
