@@ -238,3 +238,117 @@ def test_onnx_int8_keeps_the_stem_conv_in_fp32(tmp_path):
     w_q, w_scale = inits[w_dq.input[0]], inits[w_dq.input[1]]
     assert w_q.dtype == np.int8 and w_scale.shape == (w_q.shape[0],)  # int8 weights, one scale per channel
     assert not list(tmp_path.glob(".quant-*"))  # the scratch folder beside the output is gone
+
+
+# --- OpenVINO INT8 on a tiny model (NNCF) ---------------------------------------------------------
+
+_AVX2_ONLY = "fpu vme sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2"  # AMD Zen 1-3: no 8-bit dot product
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (_AVX2_ONLY, False),
+    (_AVX2_ONLY + " avx512f avx512bw avx512_vnni", True),  # Ice Lake, Zen 4/5
+    (_AVX2_ONLY + " avx_vnni", True),  # Alder Lake
+    (_AVX2_ONLY + " avx512f amx_tile amx_int8", True),  # Sapphire Rapids
+    ("fpu sse2 sse4_2 avx", True),  # no AVX2: not oneDNN's saturating AVX2 u8 kernels
+    (None, True),  # no "flags" line (an Arm /proc/cpuinfo says "Features")
+])
+def test_has_vnni_reads_the_cpu_flags(monkeypatch, flags, expected):
+    from leannet.deploy import quantize
+
+    text = "processor\t: 0\nvendor_id\t: AuthenticAMD\n" + (f"flags\t\t: {flags}\n" if flags else "Features\t: fp asimd\n")
+    if flags:
+        text += "processor\t: 1\nflags\t\t: fpu\n"  # only the first CPU's line counts
+    read = []
+
+    class _File:
+        def __init__(self, path):
+            read.append(str(path))
+
+        def read_text(self):
+            return text
+
+    monkeypatch.setattr(quantize, "Path", _File)
+    assert quantize.has_vnni() is expected
+    assert read == ["/proc/cpuinfo"]
+
+
+def test_has_vnni_without_proc_cpuinfo_keeps_nncfs_default(monkeypatch):
+    from leannet.deploy import quantize
+
+    class _Missing:
+        def __init__(self, path):
+            pass
+
+        def read_text(self):
+            raise FileNotFoundError("/proc/cpuinfo")
+
+    monkeypatch.setattr(quantize, "Path", _Missing)
+    assert quantize.has_vnni() is True
+
+
+@pytest.fixture(scope="module")
+def tiny_openvino_fp32(tmp_path_factory):
+    """PP-LCNet x0.25 at 32 px with calibrated BN as an fp32 IR, and 8 calibration inputs."""
+    import torch
+
+    import leannet
+    from leannet.deploy.openvino import export_openvino
+    from tests.helpers import calibrate_bn
+
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    torch.manual_seed(0)
+    model = leannet.reparameterize(calibrate_bn(leannet.create_model("pplcnet_x0_25", num_classes=10),
+                                                input_size=(3, 32, 32)))
+    fp32 = export_openvino(model, tmp_path_factory.mktemp("ov") / "m.xml", input_size=(3, 32, 32))
+    return fp32, np.random.default_rng(0).standard_normal((8, 3, 32, 32), dtype=np.float32)
+
+
+def _weight_codes(path) -> list[tuple[str, str, int]]:
+    """(op type, name, max |int8 code|) of the weight of every Convolution, GroupConvolution
+    and MatMul of an INT8 IR, found by walking up from the op's weight input to its Constant."""
+    import openvino as ov
+
+    out = []
+    for op in ov.Core().read_model(str(path)).get_ordered_ops():
+        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_type_name() != "Constant":  # the decompression: Convert -> Multiply
+            node = node.input_value(0).get_node()
+        assert node.get_element_type().get_type_name() == "i8", op.get_friendly_name()
+        out.append((op.get_type_name(), op.get_friendly_name(), int(np.abs(node.get_data().astype(np.int32)).max())))
+    return out
+
+
+@pytest.mark.parametrize("vnni", [False, True])
+def test_openvino_int8_of_a_tiny_model_uses_7_bit_weights_without_vnni(tiny_openvino_fp32, tmp_path, monkeypatch,
+                                                                      vnni):
+    """Without VNNI, oneDNN's AVX2 u8 x s8 kernels add pairs of products in a saturating int16:
+    NNCF's overflow fix keeps every (non-depthwise) conv and matmul weight to 7 bits
+    (|code| <= 64). With VNNI only the first layer is, and the rest use all 8 bits. The INT8
+    IR must still be a working model of the same interface."""
+    import openvino as ov
+
+    from leannet.deploy import quantize
+
+    fp32, calib = tiny_openvino_fp32
+    monkeypatch.setattr(quantize, "has_vnni", lambda: vnni)
+    q = quantize.quantize_openvino(fp32, tmp_path / "q.xml", calib)
+    assert q == tmp_path / "q.xml" and q.with_suffix(".bin").is_file()
+    codes = _weight_codes(q)
+    dense = [c for c in codes if c[0] != "GroupConvolution"]
+    assert len(dense) > 10 and dense[0][1].startswith("__module.stem")  # the walk found the real weights
+    assert dense[0][2] <= 64  # the first layer: 7 bits in both cases
+    if vnni:
+        assert all(c[2] == 127 for c in dense[1:]), dense
+    else:
+        assert all(c[2] <= 64 for c in dense), dense
+    assert all(c[2] == 127 for c in codes if c[0] == "GroupConvolution")  # depthwise: 8 bits either way
+
+    # It compiles and runs as an IR of the same interface. (Agreement with fp32 is judged on the
+    # trained digits model above: this untrained net is no fair INT8 subject, its logits moved
+    # by 0.8-0.9 of their norm with either overflow setting.)
+    out = ov.Core().compile_model(str(q), "CPU")(calib[:1])[0]
+    assert out.shape == (1, 10) and np.isfinite(out).all()

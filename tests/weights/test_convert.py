@@ -191,6 +191,21 @@ def test_paddle_pplcnet_parity(paddle_lcnet):
     assert_parity(forward, ours)
 
 
+def test_bn_counters_the_checkpoint_lacks_are_zero_and_reported(paddle_lcnet):
+    """Paddle keeps no num_batches_tracked: each is filled with 0, what a freshly built
+    BatchNorm2d holds (it counts training steps only), and the report lists every one."""
+    _, path = paddle_lcnet
+    model, report = convert_and_load(path, "pplcnet_x0_5", trust_pickle=True)
+    state = model.state_dict()
+    counters = [k for k in state if k.endswith(".num_batches_tracked")]
+    assert len(counters) > 10 and sorted(report.filled) == sorted(counters)
+    fresh = torch.nn.BatchNorm2d(1).num_batches_tracked
+    assert fresh.item() == 0
+    for k in counters:
+        assert state[k].dtype == fresh.dtype and state[k].item() == fresh.item(), k
+    assert f"(+{len(counters)} BN counters set to 0)" in report.summary()
+
+
 def test_pdparams_needs_trust(paddle_lcnet):
     _, path = paddle_lcnet
     with pytest.raises(WeightsError, match="--trust-pickle"):
@@ -235,15 +250,59 @@ def lcnet_file(tmp_path):
 
 def test_mismatch_names_first_key_and_shapes(lcnet_file):
     _, path = lcnet_file
-    with pytest.raises(WeightsError, match=r"shape mismatch at 'stem\.conv\.weight': model expects "
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: shape mismatch at 'stem\.conv\.weight': model expects "
                        r"\(16, 3, 3, 3\), checkpoint has \(8, 3, 3, 3\)"):
         leannet.create_model("pplcnet_x1_0", pretrained=path)
 
 
+def test_convert_and_load_reset_head_keeps_the_fresh_classifier(lcnet_file):
+    """Fine-tuning on another class count: timm's 1000-class lcnet_050 into a 10-class
+    PP-LCNet x0.5. Every other tensor is timm's; the classifier stays as the model was built."""
+    ref, path = lcnet_file
+    built = []
+
+    def build(**args):
+        model = leannet.create_model("pplcnet_x0_5", num_classes=10, **args)
+        built.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    model, report = convert_and_load(path, "pplcnet_x0_5", build=build, reset_head=True)
+    ours, theirs = model.state_dict(), ref.state_dict()
+    assert set(report.loaded.reset) == {"head.fc.weight", "head.fc.bias"}
+    for k in report.loaded.reset:
+        assert torch.equal(ours[k], built[-1][k]), k
+    assert torch.equal(ours["head.conv.weight"], theirs["conv_head.weight"])
+    assert torch.equal(ours["stages.4.1.pw.conv.weight"], theirs["blocks.5.1.conv_pw.weight"])  # the last block
+
+
 def test_wrong_family_says_what_it_looks_like(lcnet_file):
+    # timm's lcnet_050 has MobileNetV3's marks too (conv_stem, SE convs in blocks, a bias on
+    # conv_head), so the rules of both families match its keys: both are named
     _, path = lcnet_file
-    with pytest.raises(WeightsError, match=r"unknown checkpoint layout for a mobilenetv1 model.*looks like timm lcnet_\*"):
+    with pytest.raises(WeightsError, match=r"unknown checkpoint layout for a mobilenetv1 model.*looks like timm lcnet_\*"
+                       r" \(pplcnet\) or timm mobilenetv3_\*_100 \(mobilenetv3\)$"):
         leannet.create_model("mobilenetv1_x1_0", pretrained=path)
+
+
+def test_unknown_layout_lists_each_known_layout_once(tmp_path):
+    """The error names every layout of the family (the table in leannet.weights.layouts) once,
+    "leannet" included, which PP-LCNet's table also has as a row."""
+    from leannet.weights.layouts import LAYOUTS
+
+    path = tmp_path / "odd.pth"
+    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, path)
+    with pytest.raises(WeightsError) as e:
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
+    assert str(e.value).startswith(f"{path}: unknown checkpoint layout")  # the file is named
+    known = re.search(r"known: (.*)\)", str(e.value))[1].split(", ")
+    assert known == ["leannet", "timm lcnet_*", "PaddleClas PPLCNet (.pdparams)"]
+    assert set(known) == {"leannet"} | {la.name for la in LAYOUTS if la.family == "pplcnet"}
+    assert "first key 'features.0.weight'" in str(e.value)
+    assert str(e.value).endswith("(.pdparams))")  # no other family's layout matches either: no hint
+
+    torch.save({}, path)  # an empty checkpoint has no first key to name
+    with pytest.raises(WeightsError, match=r"unknown checkpoint layout for a pplcnet model \(first key None;"):
+        leannet.create_model("pplcnet_x0_5", pretrained=path)
 
 
 def test_missing_key_names_it(lcnet_file, tmp_path):
@@ -265,6 +324,54 @@ def test_hf_snapshot_of_a_different_network_refused(tmp_path):
     (snapshot / "config.json").write_text(json.dumps({"architecture": "tf_mobilenetv3_small_100"}))
     with pytest.raises(WeightsError, match="'tf_mobilenetv3_small_100' is a different network"):
         leannet.create_model("mobilenetv3_small_x1_0", pretrained=snapshot / "model.safetensors")
+
+
+def test_hf_snapshot_of_the_same_network_loads(tmp_path):
+    """Only the architectures listed as different networks are refused: a snapshot whose
+    config.json names mobilenetv3_small_100 itself, or names nothing usable, loads and computes
+    what timm's model does."""
+    ref = perturbed(timm.create_model("mobilenetv3_small_100")).float()
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    save(ref.state_dict(), snapshot / "model.safetensors")
+    x = torch.randn(2, 3, 64, 64)
+    for config in ({"architecture": "mobilenetv3_small_100"}, {"num_classes": 1000}, ["tf_mobilenetv3_small_100"],
+                   {"architecture": ["tf_mobilenetv3_small_100"]}):
+        (snapshot / "config.json").write_text(json.dumps(config))
+        ours = leannet.create_model("mobilenetv3_small_x1_0", pretrained=snapshot / "model.safetensors").eval()
+        with torch.no_grad():
+            a, b = ours(x), ref(x)
+        # float32 rounding scales with the logits (~90 here); TF padding moves them by ~30
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item(), msg=str(config))
+
+
+def test_convert_and_load_builds_the_registered_model_by_default(tmp_path):
+    """Without `build`, the model is the registry's for the name (an alias resolves to it),
+    rebuilt with the arguments the checkpoint implies (timm's head-conv bias)."""
+    ref = perturbed(timm.create_model("lcnet_050")).float()
+    path = tmp_path / "lcnet_050.pth"
+    torch.save(ref.state_dict(), path)
+    model, report = convert_and_load(path, "lcnet_050")
+    assert type(model) is type(leannet.create_model("pplcnet_x0_5")) and report.model_args == {"head_bias": True}
+    assert model.head.conv.bias is not None
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_leannet_file_for_another_model_is_refused_by_name(tmp_path):
+    """A leannet file says which model it holds ("arch" in its metadata): loading it into
+    another one is refused with both names, before any shape could happen to fit; an alias of
+    the same model is the same model."""
+    from leannet.weights import save_weights
+
+    path = tmp_path / "m.safetensors"
+    save_weights(leannet.create_model("pplcnet_x0_25"), path, meta={"arch": "pplcnet_x0_25"})
+    with pytest.raises(WeightsError, match=r"m\.safetensors: holds weights for 'pplcnet_x0_25', not 'pplcnet_x0_35'$"):
+        convert_and_load(path, "pplcnet_x0_35")
+    save_weights(leannet.create_model("pplcnet_x0_25"), path, meta={"arch": "lcnet_025"})
+    _, report = convert_and_load(path, "pplcnet_x0_25")
+    assert report.layout == "leannet" and report.ok
 
 
 # --- leannet convert ----------------------------------------------------------------------------
@@ -494,6 +601,22 @@ def test_report_summary_lists_what_was_done():
     assert bare.summary() == "layout: leannet\nmapped: 1 tensors\nmissing: 0\nunexpected: 0"
     assert bare.ok
     assert not Report("x", unexpected=[("a", "a")]).ok and not Report("x", missing=["a"]).ok
+
+
+def test_convert_state_dict_maps_every_key_and_reports_the_implied_args():
+    """The layer under convert_and_load, on timm lcnet_050's own state dict: every timm key, in
+    timm's order, is mapped onto a distinct key of our model with its tensor unchanged, and the
+    head conv's bias (timm has one, PaddleClas not) implies head_bias=True."""
+    from leannet.weights.convert import convert_state_dict, detect_layout
+
+    theirs = timm.create_model("lcnet_050").state_dict()
+    model = leannet.create_model("pplcnet_x0_5", head_bias=True)
+    out, report = convert_state_dict(theirs, model, detect_layout(theirs, model, "pplcnet", "t"), source="t")
+    assert report.layout == "timm lcnet_*" and report.ok
+    assert [s for s, _ in report.mapped] == list(theirs)
+    assert {d for _, d in report.mapped} == set(out) == set(model.state_dict())
+    assert all(torch.equal(out[d], theirs[s]) for s, d in report.mapped)
+    assert report.model_args == {"head_bias": True}
 
 
 def test_convert_checkpoint_library_defaults_and_metadata(tmp_path):

@@ -376,6 +376,23 @@ def test_timm_rows_match_timm_and_their_layout(name):
     assert detect_layout(theirs, ours, family, tag).name == src.layout
 
 
+# Registry rows whose preprocessing follows the paper's own code rather than timm's retrained
+# weights: PaddleClas evaluates PP-LCNet with OpenCV's default (bilinear) resize.
+_INTERPOLATION_FROM_PAPER_CODE = {"pplcnet_x0_5", "pplcnet_x0_75", "pplcnet_x1_0"}
+
+
+@pytest.mark.parametrize("name", [n for n, s in sources.SOURCES.items() if s.location.startswith("timm/")])
+def test_timm_rows_record_timms_preprocessing(name):
+    """The preprocessing that travels with timm's weights (create_model's metadata, exports) is
+    the one timm trained and evaluates them with: its pretrained_cfg."""
+    cfg = timm.models.get_pretrained_cfg(sources.SOURCES[name].location.removeprefix("timm/"))
+    pre = leannet.registry.model_info(name).preprocessing()
+    assert pre["mean"] == pytest.approx(list(cfg.mean)) and pre["std"] == pytest.approx(list(cfg.std))
+    assert pre["input_size"] == list(cfg.input_size) and pre["crop_pct"] == cfg.crop_pct
+    if name not in _INTERPOLATION_FROM_PAPER_CODE:
+        assert pre["interpolation"] == cfg.interpolation
+
+
 def test_weights_command(caches, capsys):
     assert main(["weights", "pplcnet_x0_*", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

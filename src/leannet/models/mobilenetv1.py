@@ -54,6 +54,11 @@ class MobileNetV1(StagedModel):
     "mobilenetv1_x1_0",
     family="mobilenetv1",
     aliases=("mobilenetv1_100",),
+    # The one public checkpoint is timm's mobilenetv1_100 (ra4 recipe), trained and evaluated
+    # with mean = std = 0.5 and bicubic resizing (its pretrained_cfg), not ImageNet's statistics.
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    interpolation="bicubic",
     published=Published(source="arXiv:1704.04861 Table 6 (1.0 MobileNet-224)", params_m=4.2,
                         macs_m=569, top1=70.6),
 )

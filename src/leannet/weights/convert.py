@@ -166,7 +166,8 @@ def detect_layout(state: Mapping[str, torch.Tensor], model: nn.Module, family: s
             return layout
     if next(iter(model.state_dict())) in state:
         return Layout("leannet", family, detect=())
-    known = ", ".join(["leannet", *(la.name for la in LAYOUTS if la.family == family)])
+    # a family whose own table has a row named "leannet" (PP-LCNet) would list it twice
+    known = ", ".join(dict.fromkeys(["leannet", *(la.name for la in LAYOUTS if la.family == family)]))
     other = [f"{la.name} ({la.family})" for la in LAYOUTS if la.family != family and la.matches(keys)]
     hint = f"; it looks like {' or '.join(other)}" if other else ""
     first = keys[0] if keys else None
