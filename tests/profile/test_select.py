@@ -140,7 +140,8 @@ def test_report_says_what_the_machine_probe_saw():
             dict(row("b"), runtime="eager", machine_slowdown=1.0, runtime_slowdown=1.04)]
     assert _speed_line(rows).endswith(
         "record here. Runtime sentinels (one small network per runtime, timed beside its cells): eager up to 1.04x, "
-        "onnxruntime up to 1.26x (1 cells contended) of the fastest on record here.")
+        "onnxruntime up to 1.26x (1 cells over 1.10x) of the fastest on record here (recorded, not a reason to "
+        "mark a cell: not yet shown to predict the cells).")
 
 
 @pytest.mark.skipif(__import__("importlib.util").util.find_spec("onnxruntime") is None,

@@ -394,9 +394,11 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
             by_runtime.setdefault(r["runtime"], []).append(r["runtime_slowdown"])
     if by_runtime:
         line += (" Runtime sentinels (one small network per runtime, timed beside its cells): "
-                 + ", ".join(f"{rt} up to {max(v):.2f}x" + (f" ({sum(x > SLOWED for x in v)} cells contended)"
+                 + ", ".join(f"{rt} up to {max(v):.2f}x" + (f" ({sum(x > SLOWED for x in v)} cells over {SLOWED:.2f}x)"
                                                            if max(v) > SLOWED else "")
-                             for rt, v in sorted(by_runtime.items())) + " of the fastest on record here.")
+                             for rt, v in sorted(by_runtime.items()))
+                 + " of the fastest on record here (recorded, not a reason to mark a cell: not yet shown to "
+                   "predict the cells).")
     return line
 
 
@@ -468,8 +470,8 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
         "difference from PyTorch eager fp32 on the same input, over eager's largest |output|.",
         "",
         (f"**{n_cont} of {len(rows)} cells stayed contended** (marked †): other processes used the "
-         "cores while they ran, even after re-measuring, or the machine itself (its probe) or their "
-         "runtime (its sentinel) ran slow; their times read slow." if n_cont else
+         "cores while they ran, even after re-measuring, or the machine itself ran slow (its probe); "
+         "their times read slow." if n_cont else
          f"No cell was contended: other processes used less than the threshold of the cores during "
          f"all {len(rows)} cells, and the machine ran at its own best speed."),
         _speed_line(rows),
