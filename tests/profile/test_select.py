@@ -136,6 +136,10 @@ def test_report_says_what_the_machine_probe_saw():
                                  "1 ran while the machine was > 1.10x slow (a busy VM host or a lowered clock, "
                                  "invisible to /proc) and count as contended.")
     assert _speed_line(rows[:1]).endswith("up to 1.00x the fastest probe time on record here.")
+    assert _speed_line([dict(rows[0], probe_iqr=0.21)]).endswith(
+        "The machine's own speed moved by up to 21% between rounds (probe IQR): these figures are less certain "
+        "than their IQR says.")
+    assert "moved" not in _speed_line([dict(rows[0], probe_iqr=0.05)])
     rows = [dict(row("a"), runtime="onnxruntime", machine_slowdown=1.0, runtime_slowdown=1.26),
             dict(row("b"), runtime="eager", machine_slowdown=1.0, runtime_slowdown=1.04)]
     assert _speed_line(rows).endswith(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from leannet.fileio import atomic_path, write_text
-from leannet.runtime.timing import SLOWED
+from leannet.runtime.timing import SLOWED, UNSTEADY
 
 METRICS = {  # static cost -> label
     "macs": "MACs",
@@ -388,6 +388,10 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
     line = (f"Machine probe: cells ran at up to {max(speeds):.2f}x the fastest probe time on record here"
             + (f"; {slowed} ran while the machine was > {SLOWED:.2f}x slow (a busy VM host or a lowered clock, "
                "invisible to /proc) and count as contended." if slowed else "."))
+    moved = max((r.get("probe_iqr") or 0.0 for r in rows), default=0.0)
+    if moved > UNSTEADY:
+        line += (f" The machine's own speed moved by up to {100 * moved:.0f}% between rounds (probe IQR): "
+                 "these figures are less certain than their IQR says.")
     by_runtime: dict[str, list[float]] = {}
     for r in rows:
         if r.get("runtime_slowdown"):
@@ -473,7 +477,7 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
          "cores while they ran, even after re-measuring, or the machine itself ran slow (its probe); "
          "their times read slow." if n_cont else
          f"No cell was contended: other processes used less than the threshold of the cores during "
-         f"all {len(rows)} cells, and the machine ran at its own best speed."),
+         f"all {len(rows)} cells, and the machine ran no slower than its fastest probe on record here."),
         _speed_line(rows),
         "",
     ]
