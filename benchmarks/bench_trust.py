@@ -64,6 +64,13 @@ print(json.dumps(out | probe.speed() | sentinel.reading(guard, runtime)))
 """
 
 
+def same_machine(ref: dict, row: dict) -> bool:
+    """Whether `row` was timed on the machine `ref` saw: its probe and its runtime's sentinel
+    within SLOWED of `ref`'s (False when there is nothing to compare)."""
+    moved = [abs(math.log(ref[f] / row[f])) for f in ("probe_ms", "sentinel_ms") if ref.get(f) and row.get(f)]
+    return bool(moved) and max(moved) <= math.log(SLOWED)
+
+
 def sweep(models, runtimes, out: Path, min_time: float, rounds: int, retries: int) -> dict:
     """One `leannet bench` run in a process of its own, as a user runs it (two sweeps in one
     process are not independent: the second ran 5-40% slower here, every cell, see the doc)."""
@@ -138,9 +145,7 @@ def main() -> None:
         r2, rb, ri = q2.get(k), busy.get(k), iso.get(k)
         a = math.log(r2["median_ms"] / r1["median_ms"]) if r2 else math.nan
         aa.append(abs(a))
-        # the two sweeps saw the same machine: probe and the runtime's sentinel agree within SLOWED
-        moved = [abs(math.log(r2[f] / r1[f])) for f in ("probe_ms", "sentinel_ms") if r2 and r1.get(f) and r2.get(f)]
-        steady = bool(moved) and max(moved) <= math.log(SLOWED)
+        steady = bool(r2) and same_machine(r1, r2)
         if steady:
             steady_aa.append(abs(a))
         ratio = rb["median_ms"] / r1["median_ms"] if rb else math.nan
@@ -153,11 +158,9 @@ def main() -> None:
         iso_steady = False
         if ri:
             iso_dev.append(dev)
-            # the isolated process saw the machine the sweeps saw: probe and sentinel within SLOWED
-            # of the sweeps' geometric mean
-            moved = [abs(math.log(math.sqrt(r1[f] * r2[f]) / ri[f])) for f in ("probe_ms", "sentinel_ms")
-                     if r2 and r1.get(f) and r2.get(f) and ri.get(f)]
-            iso_steady = bool(moved) and max(moved) <= math.log(SLOWED)
+            # against the sweeps' geometric mean, as the latency it is compared with
+            swept = {f: math.sqrt(r1[f] * r2[f]) for f in ("probe_ms", "sentinel_ms") if r2 and r1.get(f) and r2.get(f)}
+            iso_steady = same_machine(swept, ri)
             if iso_steady:
                 steady_dev.append(dev)
         rows.append({"model": k[0], "runtime": k[1], "quiet1_ms": r1["median_ms"], "quiet2_ms": r2 and r2["median_ms"],
@@ -184,8 +187,8 @@ def main() -> None:
     if steady_aa:
         print(f"    over the {len(steady_aa)} cells whose probe and runtime sentinel read the same machine in both "
               f"sweeps (within {SLOWED:.2f}x): median {100 * statistics.median(steady_aa):.2f}%, "
-              f"max {100 * max(steady_aa):.2f}%; the other {len(rows) - len(steady_aa)} are the host's phases, "
-              "which the sentinels flag")
+              f"max {100 * max(steady_aa):.2f}%; the other {len(rows) - len(steady_aa)} saw the probe or "
+              "sentinel move")
     print(f"(b) one core busy: {slow} of {len(rows)} cells read > 1.25x quiet; unflagged among them: "
           f"{len(unflagged)} (target 0){': ' + ', '.join('/'.join(k) for k in unflagged) if unflagged else ''}; "
           f"flagged overall: {sum(bool(r['busy_contended']) for r in rows)} of {len(rows)}")

@@ -440,11 +440,13 @@ def _references(row: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in refs.items() if v}
 
 
-def _fastest(rows: list[dict[str, Any]], env_key: str) -> dict[str, float]:
-    """The fastest probe and fastest sentinel per runtime on record in this environment."""
-    best: dict[str, float] = {}
+def _fastest(rows: list[dict[str, Any]], env_key: str | None = None,
+             start: dict[str, float] | None = None) -> dict[str, float]:
+    """The fastest probe and fastest sentinel per runtime among `rows` (those of environment
+    `env_key` when given) and `start`."""
+    best = dict(start or {})
     for r in rows:
-        if r.get("fingerprint") == env_key:
+        if env_key is None or r.get("fingerprint") == env_key:
             for k, v in _references(r).items():
                 best[k] = min(v, best.get(k, math.inf))
     return best
@@ -469,10 +471,7 @@ def _check_machine_speed(rows: list[dict[str, Any]], fastest: dict[str, float], 
     timed = [r for r in rows if r.get("probe_ms")]
     if not timed:
         return
-    fastest = dict(fastest)
-    for r in timed:
-        for k, v in _references(r).items():
-            fastest[k] = min(v, fastest.get(k, math.inf))
+    fastest = _fastest(timed, start=fastest)
     for r in timed:
         slow = _slowdowns(r, fastest)
         r["machine_slowdown"] = round(slow["probe"], 3)
@@ -648,7 +647,9 @@ def _time(cells, how: Effort, console) -> None:
             console.print(f"[yellow]{len(suspect)} cells ran beside other work; re-measuring "
                           f"(attempt {attempt}/{how.retries})[/]")
             fresh = [(cid, row, timing.Cell(cid, c.call, c.batch, c.device_timer)) for cid, row, c in suspect]
-            probe, guards = timing.Probe(threads), sentinel.fresh(guards)
+            probe = timing.Probe(threads)
+            for guard in guards.values():  # their first readings are taken: time them afresh
+                guard.reset()
             timing.time_rounds([probe, *guards.values(), *(c for _, _, c in fresh)], rounds, round_time,
                                seed=attempt)
             for (cid, row, new), i in zip(fresh, [cells.index(t) for t in suspect], strict=True):

@@ -79,11 +79,6 @@ def sentinels(runtimes: Iterable[str], threads: int) -> dict[str, timing.Cell]:
     return cells
 
 
-def fresh(cells: dict[str, timing.Cell]) -> dict[str, timing.Cell]:
-    """The same sentinels with no rounds yet (for a re-measurement)."""
-    return {k: timing.Cell(c.key, c.call) for k, c in cells.items()}
-
-
 def reading(cells: dict[str, timing.Cell], runtime: str) -> dict[str, float]:
     """The row fields of `runtime`'s sentinel: its time and round-to-round spread."""
     cell = cells.get(SENTINEL_OF.get(runtime, ""))
