@@ -305,8 +305,11 @@ def test_a_runtime_sentinel_is_recorded_per_runtime_and_marks_nothing(capsys):
     assert latency._slowed(dict(rows[0], probe_ms=1.2), fastest)  # the probe still does
     err = capsys.readouterr().err
     assert "onnxruntime's sentinel network read up to 1.30x" in err and "eager" not in err
-    assert latency.why_contended({"contended": True, "others_cores": 0.9, "cpu_pressure": 0.5}) == "busy, waiting"
-    assert latency.why_contended(dict(rows[2], contended=True, machine_slowdown=1.2)) == "slow machine"
+    assert latency.why_contended({"contended": True, "contended_by": ["busy", "waiting"]}) == "busy, waiting"
+    assert latency.why_contended({"contended": False, "contended_by": ["busy"]}) == ""
+    slow = dict(rows[2], probe_ms=1.3, contended_by=["busy"])
+    latency._check_machine_speed([slow], fastest, Console(stderr=True))
+    assert slow["contended"] and latency.why_contended(slow) == "busy, slow machine"
 
 
 def test_bench_rows_carry_their_runtimes_sentinel(tmp_path):

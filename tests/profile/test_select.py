@@ -110,7 +110,8 @@ def test_report_merges_machines_and_leaves_out_stale_rows(tmp_path):
     a = [dict(row(m, ms=ms, macs=mac), env=_env("laptop"), time="2026-12-01T00:00:00")
          for m, ms, mac in (("fast", 1.0, 100e6), ("slow", 2.5, 110e6), ("big", 5, 400e6))]
     stale = [dict(row("fast", ms=9.0), env=_env("laptop", ort="0.9"), time="2026-11-01T00:00:00")]
-    b = [dict(row(m, ms=ms, macs=mac, contended=m == "big"), env=_env("server"), time="2026-12-01T00:00:00")
+    b = [dict(row(m, ms=ms, macs=mac, contended=m == "big"), env=_env("server"), time="2026-12-01T00:00:00",
+              contended_by=["busy", "slow machine"] if m == "big" else [])
          for m, ms, mac in (("fast", 0.5, 100e6), ("slow", 0.6, 110e6), ("big", 1.0, 400e6))]
     fa, fb = _file(tmp_path / "a.jsonl", stale + a), _file(tmp_path / "b.jsonl", b)
     machines, notes = load_results([fa, fb])
@@ -121,7 +122,7 @@ def test_report_merges_machines_and_leaves_out_stale_rows(tmp_path):
     assert "| big | onnxruntime | fp32 | 1 | 5.00 | 1.00 † |" in text  # contended marked
     assert "9.00" not in text  # the stale row is not in any table
     assert "| onnxruntime | fast | 100.00M | 1.00 | slow | 110.00M | 2.50 | 2.50x |" in text
-    assert "1 of 3 cells stayed contended" in text and "#### What to pick here" in text
+    assert "1 of 3 cells stayed contended** (marked †; busy 1, slow machine 1)" in text and "#### What to pick here" in text
     assert "was not probed" in text  # these rows carry no machine probe
     for png in ("latency_vs_macs", "spearman", "pareto"):
         assert (tmp_path / "r" / f"{png}_m1_b1_224px_t2.png").read_bytes()[:4] == b"\x89PNG"

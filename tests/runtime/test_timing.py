@@ -39,9 +39,28 @@ def test_pressure_alone_flags_a_starved_neighbour():
     cell = timing.Cell("c", lambda: None)
     cell.rounds = [[0.001, 0.001]]
     cell.usage = timing.Usage(wall=1.0, others=0.1, steal=0.0, stall=0.5)
-    assert timing.summarise(cell, threads=1)["contended"] is True
+    s = timing.summarise(cell, threads=1)
+    assert s["contended"] is True and s["contended_by"] == ["waiting"]
     cell.usage = timing.Usage(wall=1.0, others=0.1, steal=0.0, stall=0.02)
-    assert timing.summarise(cell, threads=1)["contended"] is False
+    s = timing.summarise(cell, threads=1)
+    assert s["contended"] is False and s["contended_by"] == []
+
+
+def test_each_reason_for_contention_is_recorded():
+    """The row says what marked it: others' CPU (steal included), a waiting task, or more
+    threads than the cores left free."""
+    cell = timing.Cell("c", lambda: None)
+    cell.rounds = [[0.001, 0.001]]
+    n = len(timing.usable_cores())
+    cell.usage = timing.Usage(wall=1.0, others=0.2, steal=0.1, stall=0.0)  # 0.3 cores taken
+    assert timing.summarise(cell, threads=1)["contended_by"] == ["busy"]
+    cell.usage = timing.Usage(wall=1.0, others=0.6, steal=0.0, stall=0.3)
+    assert timing.summarise(cell, threads=n)["contended_by"] == ["busy", "waiting", "threads"]
+    cell.usage = timing.Usage(wall=1.0, others=0.0, steal=0.0, stall=0.0)
+    assert timing.summarise(cell, threads=n + 1)["contended_by"] == ["threads"]
+    cell.usage = timing.Usage(wall=1.0, others=None, steal=None, stall=None)  # no /proc: unknown
+    s = timing.summarise(cell, threads=1)
+    assert s["contended"] is None and s["contended_by"] == []
 
 
 def test_rounds_are_summarised_as_median_of_round_medians():

@@ -481,6 +481,7 @@ def _check_machine_speed(rows: list[dict[str, Any]], fastest: dict[str, float], 
     runtime = [r for r in timed if r.get("runtime_slowdown", 0) > timing.SLOWED]
     for r in machine:
         r["contended"] = True
+        r["contended_by"] = [*r.get("contended_by", []), "slow machine"]
     if machine:
         worst = max(r["machine_slowdown"] for r in machine)
         console.print(f"[yellow]{len(machine)} cells ran while this machine was up to {worst:.2f}x slower than its "
@@ -678,21 +679,13 @@ def _busyness(m: dict[str, Any]) -> float:
 
 
 def why_contended(row: dict[str, Any]) -> str:
-    """What marked a row contended: other processes on its cores ("busy"), a task kept waiting
-    for a core ("waiting"), more threads than free cores ("threads"), or the machine probe
-    reading slow ("slow machine"). Empty if not contended."""
+    """What marked a row contended, as `timing.summarise` and the machine-speed check recorded
+    it: other processes on its cores ("busy"), a task kept waiting for a core ("waiting"),
+    more threads than free cores ("threads"), the machine probe reading slow ("slow machine").
+    Empty if not contended."""
     if not row.get("contended"):
         return ""
-    why = []
-    if (row.get("others_cores") or 0.0) + (row.get("steal_cores") or 0.0) > timing.CONTENDED_CORES:
-        why.append("busy")
-    if (row.get("cpu_pressure") or 0.0) > timing.CONTENDED_PRESSURE:
-        why.append("waiting")
-    if row.get("free_cores") is not None and row.get("threads") and row["threads"] > row["free_cores"] + 0.5:
-        why.append("threads")
-    if (row.get("machine_slowdown") or 0.0) > timing.SLOWED:
-        why.append("slow machine")
-    return ", ".join(why) or "contended"
+    return ", ".join(row.get("contended_by") or ["contended"])
 
 
 def live_table(rows: list[dict[str, Any]], title: str = ""):

@@ -452,6 +452,14 @@ def _comparison(machines: dict[str, list[dict[str, Any]]]) -> list[str]:
     return [*md, ""]
 
 
+def _reasons(rows: list[dict[str, Any]]) -> str:
+    """How many contended cells each reason marked, e.g. "busy 3, slow machine 1"."""
+    from collections import Counter
+
+    n = Counter(why for r in rows if r.get("contended") for why in (r.get("contended_by") or ["unrecorded"]))
+    return ", ".join(f"{why} {k}" for why, k in n.most_common())
+
+
 def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[str]:
     from leannet.profile.select import choose
 
@@ -473,9 +481,9 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
         "profiler counts for the same form and input. `rel diff` is the runtime's largest absolute "
         "difference from PyTorch eager fp32 on the same input, over eager's largest |output|.",
         "",
-        (f"**{n_cont} of {len(rows)} cells stayed contended** (marked †): other processes used the "
-         "cores while they ran, even after re-measuring, or the machine itself ran slow (its probe); "
-         "their times read slow." if n_cont else
+        (f"**{n_cont} of {len(rows)} cells stayed contended** (marked †; {_reasons(rows)}): other "
+         "processes used the cores while they ran, even after re-measuring, or the machine itself ran "
+         "slow (its probe); their times read slow." if n_cont else
          f"No cell was contended: other processes used less than the threshold of the cores during "
          f"all {len(rows)} cells, and the machine ran no slower than its fastest probe on record here."),
         _speed_line(rows),

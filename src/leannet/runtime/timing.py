@@ -261,7 +261,10 @@ def summarise(cell: Cell, threads: int | None = None, contended_cores: float = C
     others, steal, pressure = cell.usage.others_cores, cell.usage.steal_cores, cell.usage.pressure
     n_cores = len(usable_cores())
     taken = None if others is None else others + (steal or 0.0)
-    waited = pressure is not None and pressure > contended_pressure
+    why = [] if taken is None else [reason for reason, hit in (
+        ("busy", taken > contended_cores),
+        ("waiting", pressure is not None and pressure > contended_pressure),
+        ("threads", threads is not None and threads > n_cores - taken + 0.5)) if hit]
     return {
         "median_ms": median, "q25_ms": q25, "q75_ms": q75, "iqr_ms": q75 - q25,
         "round_medians_ms": [round(float(m), 4) for m in medians],
@@ -273,8 +276,8 @@ def summarise(cell: Cell, threads: int | None = None, contended_cores: float = C
         "steal_cores": None if steal is None else round(steal, 3),
         "cpu_pressure": None if pressure is None else round(pressure, 3),
         "free_cores": None if taken is None else round(max(0.0, n_cores - taken), 2),
-        "contended": None if taken is None else bool(
-            taken > contended_cores or waited or (threads is not None and threads > n_cores - taken + 0.5)),
+        "contended": None if taken is None else bool(why),
+        "contended_by": why,  # what marked it: others on our cores, a task kept waiting, too few free cores
     }
 
 
