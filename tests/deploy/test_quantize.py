@@ -352,3 +352,80 @@ def test_openvino_int8_of_a_tiny_model_uses_7_bit_weights_without_vnni(tiny_open
     # by 0.8-0.9 of their norm with either overflow setting.)
     out = ov.Core().compile_model(str(q), "CPU")(calib[:1])[0]
     assert out.shape == (1, 10) and np.isfinite(out).all()
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_openvino_fp32(tmp_path_factory):
+    """Three convs with biases and a linear head (16 px) as an fp32 IR of fixed batch 2, and
+    5 calibration inputs (not a multiple of 2: the last chunk must be padded)."""
+    import torch
+    from torch import nn
+
+    from leannet.deploy.openvino import export_openvino
+
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(16, 10))
+    fp32 = export_openvino(model, tmp_path_factory.mktemp("ovb2") / "m.xml", input_size=(3, 16, 16), batch=2)
+    return fp32, np.random.default_rng(0).standard_normal((5, 3, 16, 16), dtype=np.float32)
+
+
+def test_openvino_int8_of_a_fixed_batch_ir_keeps_the_batch(fixed_batch_openvino_fp32, tmp_path):
+    """An IR exported with a fixed batch of 2 accepts only [2, ...] inputs: calibration must be
+    fed in chunks of 2 (5 images: the last chunk padded), and the INT8 IR keeps that shape."""
+    import openvino as ov
+
+    from leannet.deploy import quantize
+
+    fp32, calib = fixed_batch_openvino_fp32
+    q = quantize.quantize_openvino(fp32, tmp_path / "q.xml", calib, batch=2)
+    model = ov.Core().read_model(str(q))
+    assert list(model.inputs[0].get_partial_shape().to_shape()) == [2, 3, 16, 16]
+    assert "FakeQuantize" in {op.get_type_name() for op in model.get_ordered_ops()}  # really quantised
+    out = ov.Core().compile_model(model, "CPU")(calib[:2])[0]
+    assert out.shape == (2, 10) and np.isfinite(out).all()
+
+
+def _biases(model) -> dict[str, np.ndarray]:
+    """The bias of every Convolution and MatMul of an OpenVINO model: the Constant added to its
+    output (through a Convert when the IR stores it compressed), keyed by the Add's name."""
+    out = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Add" or op.input_value(0).get_node().get_type_name() not in ("Convolution", "MatMul"):
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_type_name() != "Constant":
+            node = node.input_value(0).get_node()
+        out[op.get_friendly_name()] = node.get_data().astype(np.float64)
+    return out
+
+
+def test_openvino_int8_uses_full_bias_correction(fixed_batch_openvino_fp32, tmp_path, monkeypatch):
+    """quantize_openvino chose NNCF's full bias correction (better INT8 top-1 on the digits
+    model): its IR's biases are those NNCF's full correction gives, not the fast one's. NNCF
+    itself, called directly on the same chunks, is the reference; the two references differ,
+    so the check can tell them apart."""
+    import nncf
+    import openvino as ov
+
+    from leannet.deploy import quantize
+
+    fp32, calib = fixed_batch_openvino_fp32
+    monkeypatch.setattr(quantize, "has_vnni", lambda: True)
+    ours = _biases(ov.Core().read_model(str(quantize.quantize_openvino(fp32, tmp_path / "q.xml", calib, batch=2))))
+    chunks = [calib[0:2], calib[2:4], np.concatenate([calib[4:5], calib[0:1]])]
+
+    def reference(fast: bool) -> dict[str, np.ndarray]:
+        return _biases(nncf.quantize(
+            ov.Core().read_model(str(fp32)), nncf.Dataset(chunks), subset_size=len(chunks),
+            fast_bias_correction=fast,
+            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.FIRST_LAYER)))
+
+    full, fast = reference(False), reference(True)
+    assert len(ours) == 4 and set(ours) == set(full) == set(fast)  # 3 convs and the head
+    assert any(np.abs(full[k] - fast[k]).max() > 1e-4 for k in full)  # the two corrections differ here
+    for k in full:
+        np.testing.assert_allclose(ours[k], full[k], rtol=1e-6, atol=1e-7, err_msg=k)
