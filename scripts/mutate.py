@@ -51,6 +51,7 @@ MODULES: dict[str, list[str]] = {
         "test_fp32_stem_of_graphs_without_a_conv_or_readers_of_its_output",
         # a three-conv net at 16 px exported with a fixed batch of 2 (~2 s a run)
         "test_onnx_int8_of_a_fixed_batch_model_with_its_scratch_folder_beside_the_output",
+        "test_onnx_int8_with_calibration_inputs_of_the_wrong_shape_is_one_clear_error",
         "test_stem_stays_fp32_unless_a_maxpool_reads_it",
         "test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc", "test_onnx_int8_keeps_the_stem_conv_in_fp32",
         # has_vnni on made-up /proc/cpuinfo texts; quantize_openvino on a tiny untrained

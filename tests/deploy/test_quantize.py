@@ -359,6 +359,23 @@ def test_onnx_int8_of_a_fixed_batch_model_with_its_scratch_folder_beside_the_out
     out = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"input": calib[:2]})[0]
     assert out.shape == (2, 10) and np.isfinite(out).all()
 
+
+def test_onnx_int8_with_calibration_inputs_of_the_wrong_shape_is_one_clear_error(tmp_path):
+    """ORT refuses a calibration batch the model cannot take with its own exception type (not
+    a RuntimeError): it comes back as an ExportError naming the model, with ORT's first line."""
+    from leannet.deploy.onnx import export_onnx
+    from leannet.deploy.quantize import quantize_onnx
+    from leannet.errors import ExportError
+
+    fp32 = export_onnx(_three_convs(), tmp_path / "m.onnx", input_size=(3, 16, 16))
+    calib = np.zeros((2, 4, 16, 16), np.float32)  # 4 channels for a 3-channel model
+    with pytest.raises(ExportError) as e:
+        quantize_onnx(fp32, tmp_path / "q.onnx", calib)
+    msg = str(e.value)
+    assert msg.startswith(f"INT8 quantisation of {fp32} failed: ") and "\n" not in msg
+    assert "INVALID_ARGUMENT" in msg and "Got invalid dimensions for input" in msg
+    assert not (tmp_path / "q.onnx").exists() and not list(tmp_path.glob(".quant-*"))
+
 # --- OpenVINO INT8 on a tiny model (NNCF) ---------------------------------------------------------
 
 _AVX2_ONLY = "fpu vme sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2"  # AMD Zen 1-3: no 8-bit dot product
