@@ -558,3 +558,21 @@ def test_openvino_int8_uses_full_bias_correction(fixed_batch_openvino_fp32, tmp_
     assert any(np.abs(full[k] - fast[k]).max() > 1e-4 for k in full)  # the two corrections differ here
     for k in full:
         np.testing.assert_allclose(ours[k], full[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+
+def test_openvino_int8_with_calibration_inputs_of_the_wrong_shape_is_one_clear_error(fixed_batch_openvino_fp32,
+                                                                                      tmp_path):
+    """NNCF fails on a calibration batch the IR cannot take: one ExportError naming the IR, with
+    the first line of OpenVINO's message. (That line is only where OpenVINO raised; the reason,
+    "the model input (shape=[2,3,16,16]) and the tensor ... are incompatible", is its last.)"""
+    from leannet.deploy.quantize import quantize_openvino
+    from leannet.errors import ExportError
+
+    fp32, _ = fixed_batch_openvino_fp32
+    calib = np.zeros((2, 4, 16, 16), np.float32)  # 4 channels for a 3-channel model
+    with pytest.raises(ExportError) as e:
+        quantize_openvino(fp32, tmp_path / "q.xml", calib, batch=2)
+    msg = str(e.value)
+    assert msg.startswith(f"INT8 quantisation of {fp32} failed: ") and "\n" not in msg
+    assert "Exception from src/inference" in msg and not (tmp_path / "q.xml").exists()
