@@ -47,12 +47,20 @@ MODULES: dict[str, list[str]] = {
     # the digits-model tests train a model first (a minute) and stay in `make test`
     "deploy.quantize": [f"tests/deploy/test_quantize.py::{t}" for t in (
         "test_hardsigmoid_gate_requantized_exactly", "test_other_hardsigmoids_are_left_alone",
+        "test_a_second_gate_is_rewritten_and_counted", "test_hardsigmoids_outside_a_quantised_chain_are_left_alone",
+        "test_fp32_stem_of_graphs_without_a_conv_or_readers_of_its_output",
+        # a three-conv net at 16 px exported with a fixed batch of 2 (~2 s a run)
+        "test_onnx_int8_of_a_fixed_batch_model_with_its_scratch_folder_beside_the_output",
+        "test_onnx_int8_with_calibration_inputs_of_the_wrong_shape_is_one_clear_error",
         "test_stem_stays_fp32_unless_a_maxpool_reads_it",
         "test_onnx_int8_of_a_maxpool_stem_runs_the_pool_in_nhwc", "test_onnx_int8_keeps_the_stem_conv_in_fp32",
         # has_vnni on made-up /proc/cpuinfo texts; quantize_openvino on a tiny untrained
         # PP-LCNet (~8 s a run): its weight codes show which overflow fix NNCF applied
         "test_has_vnni_reads_the_cpu_flags", "test_has_vnni_without_proc_cpuinfo_keeps_nncfs_default",
-        "test_openvino_int8_of_a_tiny_model_uses_7_bit_weights_without_vnni")] + [
+        "test_openvino_int8_of_a_tiny_model_uses_7_bit_weights_without_vnni",
+        # a three-conv net at 16 px, fixed batch 2 (~3 s a run): chunking and the bias correction
+        "test_openvino_int8_of_a_fixed_batch_ir_keeps_the_batch", "test_openvino_int8_uses_full_bias_correction",
+        "test_openvino_int8_with_calibration_inputs_of_the_wrong_shape_is_one_clear_error")] + [
         "tests/deploy/test_calibration.py",
         "tests/data/test_images.py::test_a_bare_path_is_an_error_for_training_and_unlabeled_for_calibration",
         "tests/detect/test_export.py::test_unreadable_calibration_images_are_skipped_and_reported_as_classification_does"],

@@ -1,6 +1,7 @@
 """INT8 and bf16 exports of a model trained on digits, measured on the real digits validation images."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -43,15 +44,18 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
 
-def test_hardsigmoid_gate_requantized_exactly():
+@pytest.mark.parametrize("beta", [0.5, None])  # None: left out, ONNX's default 0.5 (hard-swish's)
+def test_hardsigmoid_gate_requantized_exactly(beta):
     x = ((np.arange(256) - 128) * 10 / 255).astype(np.float32)  # every uint8 code of the input
     exact = np.clip(x / 6 + 0.5, 0, 1)
-    model = _gate_model()
+    model = _gate_model(beta=beta)
     before = _run(model, x)
     assert requantize_hardsigmoid(model) == 1
     onnx.checker.check_model(model)
     assert "HardSigmoid" not in [n.op_type for n in model.graph.node]
-    assert {"hs", "hz"}.isdisjoint(t.name for t in model.graph.initializer)  # the calibrated step is gone
+    inits = {t.name for t in model.graph.initializer}
+    assert {"hs", "hz"}.isdisjoint(inits)  # the calibrated step is gone
+    assert "other" in inits  # an initializer the rewrite did not orphan stays, read or not
     after = _run(model, x)
     # Half a step of the new 1/255 grid over the whole [0, 1] range, saturation included; the
     # calibrated grid clipped everything above 0.6.
@@ -156,6 +160,73 @@ def test_openvino_bf16_top1_is_measured_on_real_images(digits_checkpoint, digits
     assert top1["openvino bf16"] >= top1["openvino fp32"] - 3.0
 
 
+def test_a_second_gate_is_rewritten_and_counted():
+    """Two gates read the same input, each with its own Q/DQ pair: both are rewritten."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = _gate_model()
+    g = model.graph
+    g.node.extend([helper.make_node("HardSigmoid", ["xd"], ["h2"], alpha=1 / 6, beta=0.5),
+                   helper.make_node("QuantizeLinear", ["h2", "hs", "hz"], ["hq2"]),
+                   helper.make_node("DequantizeLinear", ["hq2", "hs", "hz"], ["y2"])])
+    g.output.append(helper.make_tensor_value_info("y2", onnx.TensorProto.FLOAT, [256]))
+    x = ((np.arange(256) - 128) * 10 / 255).astype(np.float32)
+    assert requantize_hardsigmoid(model) == 2
+    onnx.checker.check_model(model)
+    assert "HardSigmoid" not in [n.op_type for n in g.node]
+    y, y2 = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(y, y2)
+    assert np.abs(y - np.clip(x / 6 + 0.5, 0, 1)).max() <= 0.5 / 255 + 1e-6
+
+
+def test_hardsigmoids_outside_a_quantised_chain_are_left_alone():
+    """The rewrite needs DQ -> HardSigmoid -> Q(with a zero point) -> DQ; a gate read straight
+    from a graph input, one whose output nobody reads, or a Q relying on the default zero
+    point, is left as it is (and is no error)."""
+
+    def edit(change) -> onnx.ModelProto:
+        model = _gate_model()
+        change(model.graph)
+        return model
+
+    def from_input(g):  # HardSigmoid reads the graph input itself
+        next(n for n in g.node if n.op_type == "HardSigmoid").input[0] = "x"
+
+    def unread(g):  # the gate's output is a graph output, with no Q after it
+        nodes = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")][:2]
+        nodes.append(next(n for n in g.node if n.op_type == "HardSigmoid"))
+        del g.node[:]
+        g.node.extend(nodes)
+        g.output[0].name = "h"
+
+    def no_zero_point(g):  # Q and DQ of the gate with the zero point left out (ONNX: uint8 0)
+        for n in list(g.node)[3:]:
+            del n.input[2]
+
+    for change in (from_input, unread, no_zero_point):
+        model = edit(change)
+        onnx.checker.check_model(model)
+        before = model.SerializeToString()
+        assert requantize_hardsigmoid(model) == 0, change.__name__
+        assert model.SerializeToString() == before, change.__name__
+
+
+def test_fp32_stem_of_graphs_without_a_conv_or_readers_of_its_output():
+    from onnx import TensorProto, helper
+
+    from leannet.deploy.quantize import fp32_stem
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    no_conv = helper.make_graph([helper.make_node("Relu", ["input"], ["y"])], "g", [x],
+                                [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    assert fp32_stem(helper.make_model(no_conv)) is None
+    only_conv = helper.make_graph([helper.make_node("Conv", ["input", "w0"], ["y"], name="stem")], "g", [x],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w0")])
+    assert fp32_stem(helper.make_model(only_conv)) == "stem"  # its output is read by nothing
+
+
 def _stem_model(pool: bool, act: str = "Relu", late_pool: bool = False) -> onnx.ModelProto:
     """input -> Conv -> act [-> MaxPool] -> Conv [-> MaxPool]: the stem shapes fp32_stem decides on."""
     from onnx import TensorProto, helper
@@ -239,6 +310,71 @@ def test_onnx_int8_keeps_the_stem_conv_in_fp32(tmp_path):
     assert w_q.dtype == np.int8 and w_scale.shape == (w_q.shape[0],)  # int8 weights, one scale per channel
     assert not list(tmp_path.glob(".quant-*"))  # the scratch folder beside the output is gone
 
+
+
+def _three_convs():
+    """Three convs with biases and a linear head, seeded: a net that quantises in a second."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(16, 10))
+
+
+def test_onnx_int8_of_a_fixed_batch_model_with_its_scratch_folder_beside_the_output(tmp_path, monkeypatch):
+    """A model exported with a fixed batch of 2 accepts only [2, ...] inputs: calibration is fed
+    in chunks of 2 (5 images, the last chunk padded). The pre-processed copy goes to a hidden
+    scratch folder beside the output (not the system temp dir, which may be small), removed
+    afterwards; when the output's folder does not exist yet, the system temp dir has it."""
+    import tempfile
+
+    import onnxruntime as ort
+    from onnxruntime.quantization import shape_inference
+
+    from leannet.deploy.onnx import export_onnx
+    from leannet.deploy.quantize import quantize_onnx
+
+    fp32 = export_onnx(_three_convs(), tmp_path / "m.onnx", input_size=(3, 16, 16), batch=2)
+    calib = np.random.default_rng(0).standard_normal((5, 3, 16, 16), dtype=np.float32)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    scratch = []  # where quantize_onnx asked ORT to write the pre-processed model
+    real = shape_inference.quant_pre_process
+    monkeypatch.setattr(shape_inference, "quant_pre_process",
+                        lambda src, dst, **kw: (scratch.append(Path(dst).parent), real(src, dst, **kw))[1])
+
+    q = quantize_onnx(fp32, tmp_path / "out" / "q.onnx", calib, batch=2)  # no "out" folder yet
+    assert scratch[-1].parent == system_tmp and scratch[-1].name.startswith(".quant-")
+    (tmp_path / "out" / "q.onnx").unlink()
+    q = quantize_onnx(fp32, tmp_path / "out" / "q.onnx", calib, batch=2)
+    assert scratch[-1].parent == tmp_path / "out" and scratch[-1].name.startswith(".quant-")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["q.onnx"] and not list(system_tmp.iterdir())
+
+    proto = onnx.load(q)
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [2, 3, 16, 16]
+    assert "QuantizeLinear" in {n.op_type for n in proto.graph.node}
+    out = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"input": calib[:2]})[0]
+    assert out.shape == (2, 10) and np.isfinite(out).all()
+
+
+def test_onnx_int8_with_calibration_inputs_of_the_wrong_shape_is_one_clear_error(tmp_path):
+    """ORT refuses a calibration batch the model cannot take with its own exception type (not
+    a RuntimeError): it comes back as an ExportError naming the model, with ORT's first line."""
+    from leannet.deploy.onnx import export_onnx
+    from leannet.deploy.quantize import quantize_onnx
+    from leannet.errors import ExportError
+
+    fp32 = export_onnx(_three_convs(), tmp_path / "m.onnx", input_size=(3, 16, 16))
+    calib = np.zeros((2, 4, 16, 16), np.float32)  # 4 channels for a 3-channel model
+    with pytest.raises(ExportError) as e:
+        quantize_onnx(fp32, tmp_path / "q.onnx", calib)
+    msg = str(e.value)
+    assert msg.startswith(f"INT8 quantisation of {fp32} failed: ") and "\n" not in msg
+    assert "INVALID_ARGUMENT" in msg and "Got invalid dimensions for input" in msg
+    assert not (tmp_path / "q.onnx").exists() and not list(tmp_path.glob(".quant-*"))
 
 # --- OpenVINO INT8 on a tiny model (NNCF) ---------------------------------------------------------
 
@@ -352,3 +488,91 @@ def test_openvino_int8_of_a_tiny_model_uses_7_bit_weights_without_vnni(tiny_open
     # by 0.8-0.9 of their norm with either overflow setting.)
     out = ov.Core().compile_model(str(q), "CPU")(calib[:1])[0]
     assert out.shape == (1, 10) and np.isfinite(out).all()
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_openvino_fp32(tmp_path_factory):
+    """Three convs with biases and a linear head (16 px) as an fp32 IR of fixed batch 2, and
+    5 calibration inputs (not a multiple of 2: the last chunk must be padded)."""
+    from leannet.deploy.openvino import export_openvino
+
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    fp32 = export_openvino(_three_convs(), tmp_path_factory.mktemp("ovb2") / "m.xml", input_size=(3, 16, 16), batch=2)
+    return fp32, np.random.default_rng(0).standard_normal((5, 3, 16, 16), dtype=np.float32)
+
+
+def test_openvino_int8_of_a_fixed_batch_ir_keeps_the_batch(fixed_batch_openvino_fp32, tmp_path):
+    """An IR exported with a fixed batch of 2 accepts only [2, ...] inputs: calibration must be
+    fed in chunks of 2 (5 images: the last chunk padded), and the INT8 IR keeps that shape."""
+    import openvino as ov
+
+    from leannet.deploy import quantize
+
+    fp32, calib = fixed_batch_openvino_fp32
+    q = quantize.quantize_openvino(fp32, tmp_path / "q.xml", calib, batch=2)
+    model = ov.Core().read_model(str(q))
+    assert list(model.inputs[0].get_partial_shape().to_shape()) == [2, 3, 16, 16]
+    assert "FakeQuantize" in {op.get_type_name() for op in model.get_ordered_ops()}  # really quantised
+    out = ov.Core().compile_model(model, "CPU")(calib[:2])[0]
+    assert out.shape == (2, 10) and np.isfinite(out).all()
+
+
+def _biases(model) -> dict[str, np.ndarray]:
+    """The bias of every Convolution and MatMul of an OpenVINO model: the Constant added to its
+    output (through a Convert when the IR stores it compressed), keyed by the Add's name."""
+    out = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Add" or op.input_value(0).get_node().get_type_name() not in ("Convolution", "MatMul"):
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_type_name() != "Constant":
+            node = node.input_value(0).get_node()
+        out[op.get_friendly_name()] = node.get_data().astype(np.float64)
+    return out
+
+
+def test_openvino_int8_uses_full_bias_correction(fixed_batch_openvino_fp32, tmp_path, monkeypatch):
+    """quantize_openvino chose NNCF's full bias correction (better INT8 top-1 on the digits
+    model): its IR's biases are those NNCF's full correction gives, not the fast one's. NNCF
+    itself, called directly on the same chunks, is the reference; the two references differ,
+    so the check can tell them apart."""
+    import nncf
+    import openvino as ov
+
+    from leannet.deploy import quantize
+
+    fp32, calib = fixed_batch_openvino_fp32
+    monkeypatch.setattr(quantize, "has_vnni", lambda: True)
+    ours = _biases(ov.Core().read_model(str(quantize.quantize_openvino(fp32, tmp_path / "q.xml", calib, batch=2))))
+    chunks = [calib[0:2], calib[2:4], np.concatenate([calib[4:5], calib[0:1]])]
+
+    def reference(fast: bool) -> dict[str, np.ndarray]:
+        return _biases(nncf.quantize(
+            ov.Core().read_model(str(fp32)), nncf.Dataset(chunks), subset_size=len(chunks),
+            fast_bias_correction=fast,
+            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.FIRST_LAYER)))
+
+    full, fast = reference(False), reference(True)
+    assert len(ours) == 4 and set(ours) == set(full) == set(fast)  # 3 convs and the head
+    assert any(np.abs(full[k] - fast[k]).max() > 1e-4 for k in full)  # the two corrections differ here
+    for k in full:
+        np.testing.assert_allclose(ours[k], full[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+
+def test_openvino_int8_with_calibration_inputs_of_the_wrong_shape_is_one_clear_error(fixed_batch_openvino_fp32,
+                                                                                      tmp_path):
+    """NNCF fails on a calibration batch the IR cannot take: one ExportError naming the IR, with
+    the first line of OpenVINO's message. (That line is only where OpenVINO raised; the reason,
+    "the model input (shape=[2,3,16,16]) and the tensor ... are incompatible", is its last.)"""
+    from leannet.deploy.quantize import quantize_openvino
+    from leannet.errors import ExportError
+
+    fp32, _ = fixed_batch_openvino_fp32
+    calib = np.zeros((2, 4, 16, 16), np.float32)  # 4 channels for a 3-channel model
+    with pytest.raises(ExportError) as e:
+        quantize_openvino(fp32, tmp_path / "q.xml", calib, batch=2)
+    msg = str(e.value)
+    assert msg.startswith(f"INT8 quantisation of {fp32} failed: ") and "\n" not in msg
+    assert "Exception from src/inference" in msg and not (tmp_path / "q.xml").exists()

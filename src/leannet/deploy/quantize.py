@@ -111,7 +111,7 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, calib: np.ndarray, bat
             quantized = onnx.load(str(tmp))
             if requantize_hardsigmoid(quantized):
                 onnx.save(quantized, str(tmp))
-    except (RuntimeError, ValueError) as e:
+    except Exception as e:  # ORT's own errors (InvalidArgument, Fail, ...) derive from Exception only
         raise ExportError(f"INT8 quantisation of {fp32_path} failed: {str(e).splitlines()[0][:300]}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
