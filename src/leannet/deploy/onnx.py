@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from leannet.errors import ExportError
+from leannet.errors import ExportError, reason
 from leannet.extras import require
 from leannet.fileio import atomic_path
 
@@ -77,7 +77,7 @@ def export_onnx(
                 torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=list(output_names),
                                   dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as e:
-            raise ExportError(f"ONNX export of {type(model).__name__} failed: {str(e).splitlines()[0][:300]}") from None
+            raise ExportError(f"ONNX export of {type(model).__name__} failed: {reason(e)}") from None
         proto = onnx.load(str(tmp))
         if simplify:
             proto = simplify_onnx(proto)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from leannet.errors import ExportError
+from leannet.errors import ExportError, reason
 from leannet.extras import require
 
 
@@ -47,7 +47,7 @@ def export_openvino(
             ov_model = ov.convert_model(model, example_input=torch.randn(batch, *input_size),
                                         input=[ov.PartialShape(shape)])
     except Exception as e:  # OpenVINO's frontends raise assorted RuntimeError subclasses
-        raise ExportError(f"OpenVINO conversion of {type(model).__name__} failed: {str(e).splitlines()[0][:300]}") from None
+        raise ExportError(f"OpenVINO conversion of {type(model).__name__} failed: {reason(e)}") from None
     ov_model.inputs[0].get_tensor().set_names({"input"})
     for out, name in zip(ov_model.outputs, output_names, strict=True):
         out.get_tensor().set_names({name})

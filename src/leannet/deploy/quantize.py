@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from leannet.data.images import find_images, image_batches, list_file, report_skipped
-from leannet.errors import DataError, ExportError
+from leannet.errors import DataError, ExportError, reason
 from leannet.fileio import atomic_path
 
 CALIB_LIMIT = 300  # NNCF's default subset size; more images rarely move min/max ranges
@@ -112,7 +112,7 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, calib: np.ndarray, bat
             if requantize_hardsigmoid(quantized):
                 onnx.save(quantized, str(tmp))
     except Exception as e:  # ORT's own errors (InvalidArgument, Fail, ...) derive from Exception only
-        raise ExportError(f"INT8 quantisation of {fp32_path} failed: {str(e).splitlines()[0][:300]}") from None
+        raise ExportError(f"INT8 quantisation of {fp32_path} failed: {reason(e)}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -256,6 +256,6 @@ def quantize_openvino(fp32_xml: str | Path, out: str | Path, calib: np.ndarray, 
                           subset_size=len(chunks), fast_bias_correction=False,
                           advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=fix))
     except Exception as e:  # NNCF wraps backend failures in many types
-        raise ExportError(f"INT8 quantisation of {fp32_xml} failed: {str(e).splitlines()[0][:300]}") from None
+        raise ExportError(f"INT8 quantisation of {fp32_xml} failed: {reason(e)}") from None
     save_ir(q, Path(out))
     return Path(out)

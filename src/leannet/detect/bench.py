@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from leannet.errors import reason
 from leannet.profile import latency
 from leannet.profile.latency import Source, Sweep
 from leannet.profile.options import DEFAULT_RUNTIMES, SUPPORTED
@@ -235,7 +236,7 @@ def _prepare(cid: tuple, env: dict[str, Any], threads: int, deployed: bool, cons
 
         cell = timing.Cell(cid, call, 1)
     except Exception as e:  # one broken detector or runtime must not lose the sweep
-        row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        row["error"] = f"{type(e).__name__}: {reason(e)}"
         from rich.markup import escape
 
         console.print(f"[red]error:[/] {s.label} {rt} {prec}: {escape(row['error'])}")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
+from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError, reason
 from leannet.extras import MissingExtraError
 from leannet.fileio import sha256
 from leannet.profile import sentinel
@@ -608,7 +608,7 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
                 row |= _accuracy(p, runner, eval_set, shape, prec, row.get("published_top1"))
                 cell = timing.Cell(cid, runner.bind(x), b, runner.device_timer)
             except Exception as e:  # one broken runtime must not lose the sweep
-                row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                row["error"] = f"{type(e).__name__}: {reason(e)}"
                 console.print(f"[red]error:[/] {s.label} {rt} {prec} b{b}: {escape(row['error'])}")
                 cell = None
             row["env"] = env

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leannet.errors import LeannetError
+from leannet.errors import LeannetError, reason
 from leannet.extras import require
 from leannet.runtime.threads import torch_threads
 
@@ -138,7 +138,7 @@ def onnxruntime_runner(path: str | Path, threads: int | None = None, precision: 
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for unreadable models
-        raise LeannetError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+        raise LeannetError(f"{path}: ONNX Runtime cannot load it ({reason(e, 200)})") from None
     inp = sess.get_inputs()[0]
     name = inp.name
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
@@ -181,7 +181,7 @@ def openvino_runner(path: str | Path, threads: int | None = None, precision: str
     try:
         model = core.read_model(str(path))
     except Exception as e:  # OpenVINO raises RuntimeError subclasses with long texts
-        raise LeannetError(f"{path}: OpenVINO cannot read it ({str(e).splitlines()[0][:200]})") from None
+        raise LeannetError(f"{path}: OpenVINO cannot read it ({reason(e, 200)})") from None
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
                               "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
     if threads:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from leannet.errors import WeightsError
+from leannet.errors import WeightsError, reason
 from leannet.fileio import atomic_path
 from leannet.weights.io import load_state_dict, read_metadata, save_weights
 
@@ -70,4 +70,4 @@ def _read_state(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable state file is the same user error
-        raise WeightsError(f"{path}: corrupt training state ({str(e).splitlines()[0][:200]})") from None
+        raise WeightsError(f"{path}: corrupt training state ({reason(e, 200)})") from None
