@@ -1,12 +1,14 @@
 """Can the benchmark be trusted? Three checks of `leannet bench` on this machine (issue 14):
 
-(a) A/A repeatability: the same sweep twice on a quiet machine; per cell |log(t2 / t1)|,
-    target: median <= 5%.
+(a) A/A repeatability: the same sweep twice in a row on a quiet machine (quiet1, quiet2); per
+    cell |log(t2 / t1)|, target: median <= 5%. Also printed for two sweeps 10+ minutes apart
+    (quiet2, quiet3, with the isolated timings between them): on a VM whose host changes speed
+    over minutes, the gap shows how much of a miss is the host's and how much the sweep's.
 (b) Contention: the same sweep with one core held busy by `python -c "while True: pass"`;
     every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
     own default threading, ONNX Runtime spinning on) against the sweep's figure;
-    target: within 5%. The isolated timings run between the two quiet sweeps and are compared
+    target: within 5%. The isolated timings run between quiet2 and quiet3 and are compared
     with their geometric mean, so a machine that drifts during the run hits both sides alike.
     This is also the check that the sweep's settings (cells alternating,
     ONNX Runtime spinning as by default) do not slow a runtime measured alone.
@@ -17,7 +19,7 @@ slow with nothing in /proc to show for it, they tell whether the machine itself,
 runtime's threads, ran slower then (a busy VM host). (a) is also given over the cells whose
 probe and sentinel read the same machine in both sweeps.
 
-Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~15 min on 2 cores).
+Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~27 min on 2 cores).
 Prints a table and writes runs/bench_trust/trust.json.
 """
 
@@ -105,14 +107,17 @@ def main() -> None:
     t0 = time.time()
     print(f"# {env['cpu']} ({', '.join(env['cpu_features'])}), {threads} threads; "
           + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), flush=True)
-    # quiet1, the isolated timings, quiet2: (c) compares each isolated cell with the mean of the
-    # sweeps run before and after it, so a machine drifting over the 20 minutes cancels out.
-    # Both quiet sweeps write one results file, as a user's re-runs do: quiet2's rows are judged
-    # against the probe and sentinels quiet1 put on record.
+    # quiet1 and quiet2 back to back for (a); then the isolated timings and quiet3: (c) compares
+    # each isolated cell with the mean of the sweeps run just before and after it (quiet2,
+    # quiet3), so a machine drifting over those minutes cancels out. (Runs 8-11 put the isolated
+    # timings between the two A/A sweeps, and the host's drift over them missed (a) each time.)
+    # The quiet sweeps write one results file, as a user's re-runs do: later sweeps' rows are
+    # judged against the probe and sentinels the earlier ones put on record.
     q1 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
+    q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     iso = {} if args.skip_isolated else {
         k: isolated(*k, threads, args.min_time * 3, out / "iso") for k in q1}
-    q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
+    q3 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2) if iso else {}
     busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(1.0)
@@ -121,8 +126,8 @@ def main() -> None:
         busy_loop.kill()
         busy_loop.wait()
 
-    rows, aa, steady_aa, unflagged, slow, iso_dev, steady_dev = [], [], [], [], 0, [], []
-    for name, sw in (("quiet1", q1), ("quiet2", q2), ("busy", busy)):
+    rows, aa, gap_aa, steady_aa, unflagged, slow, iso_dev, steady_dev = [], [], [], [], [], 0, [], []
+    for name, sw in (("quiet1", q1), ("quiet2", q2), ("quiet3", q3), ("busy", busy)):
         probes = [r["probe_ms"] for r in sw.values() if r.get("probe_ms")]
         if probes:
             print(f"{name}: machine probe {statistics.median(probes):.3f} ms "
@@ -139,12 +144,14 @@ def main() -> None:
     if iso_probe:
         print(f"isolated: machine probe median {statistics.median(iso_probe):.3f} ms, "
               f"range {min(iso_probe):.3f}-{max(iso_probe):.3f}")
-    print(f"\n{'model':24} {'runtime':12} {'quiet1':>8} {'quiet2':>8} {'A/A':>7} {'busy':>8} {'busy/q':>7} "
+    print(f"\n{'model':24} {'runtime':12} {'quiet1':>8} {'quiet2':>8} {'A/A':>7} {'quiet3':>8} {'busy':>8} {'busy/q':>7} "
           f"{'flag':>5} {'others':>7} {'alone':>8} {'sweep/alone':>11}")
     for k, r1 in q1.items():
-        r2, rb, ri = q2.get(k), busy.get(k), iso.get(k)
+        r2, r3, rb, ri = q2.get(k), q3.get(k), busy.get(k), iso.get(k)
         a = math.log(r2["median_ms"] / r1["median_ms"]) if r2 else math.nan
         aa.append(abs(a))
+        if r2 and r3:
+            gap_aa.append(abs(math.log(r3["median_ms"] / r2["median_ms"])))
         steady = bool(r2) and same_machine(r1, r2)
         if steady:
             steady_aa.append(abs(a))
@@ -153,17 +160,18 @@ def main() -> None:
             slow += 1
             if not rb["contended"]:
                 unflagged.append(k)
-        both = math.sqrt(r1["median_ms"] * r2["median_ms"]) if r2 else r1["median_ms"]
+        both = math.sqrt(r2["median_ms"] * r3["median_ms"]) if r2 and r3 else math.nan
         dev = both / ri["median_ms"] if ri else math.nan
         iso_steady = False
-        if ri:
+        if ri and r3:
             iso_dev.append(dev)
             # against the sweeps' geometric mean, as the latency it is compared with
-            swept = {f: math.sqrt(r1[f] * r2[f]) for f in ("probe_ms", "sentinel_ms") if r2 and r1.get(f) and r2.get(f)}
+            swept = {f: math.sqrt(r2[f] * r3[f]) for f in ("probe_ms", "sentinel_ms") if r2 and r2.get(f) and r3.get(f)}
             iso_steady = same_machine(swept, ri)
             if iso_steady:
                 steady_dev.append(dev)
         rows.append({"model": k[0], "runtime": k[1], "quiet1_ms": r1["median_ms"], "quiet2_ms": r2 and r2["median_ms"],
+                     "quiet3_ms": r3 and r3["median_ms"], "quiet3_contended": r3 and r3["contended"],
                      "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
                      "busy_contended": rb and rb["contended"], "busy_others_cores": rb and rb["others_cores"],
                      "isolated_ms": ri and ri["median_ms"], "sweep_over_alone": dev, "isolated_contended": ri and ri["contended"],
@@ -172,6 +180,7 @@ def main() -> None:
                      "steady": steady, "quiet2_contended": r2 and r2["contended"],
                      "isolated_sentinel_ms": ri and ri.get("sentinel_ms"), "isolated_steady": iso_steady})
         print(f"{k[0]:24} {k[1]:12} {r1['median_ms']:8.3f} {r2['median_ms']:8.3f} {math.exp(a):7.3f} "
+              f"{r3['median_ms'] if r3 else math.nan:8.3f} "
               f"{rb['median_ms']:8.3f} {ratio:7.2f} {'yes' if rb['contended'] else 'NO':>5} "
               f"{rb['others_cores']:7.2f} {ri['median_ms'] if ri else math.nan:8.3f} {dev:11.3f}")
     med_aa = statistics.median(aa)
@@ -181,20 +190,24 @@ def main() -> None:
         if per:
             print(f"{rt}: quiet2 / quiet1 median {statistics.median(per):.3f} (range {min(per):.3f}-{max(per):.3f})"
                   + (f"; sweep / alone median {statistics.median(alone):.3f}" if alone else ""))
-    print(f"\n(a) A/A: median |log ratio| {100 * med_aa:.2f}% (target <= 5%), max {100 * max(aa):.2f}%; "
+    print(f"\n(a) A/A, two sweeps in a row: median |log ratio| {100 * med_aa:.2f}% (target <= 5%), max {100 * max(aa):.2f}%; "
           f"quiet cells flagged contended: quiet1 {sum(r['quiet1_contended'] for r in rows)}, "
-          f"quiet2 {sum(bool(r['quiet2_contended']) for r in rows)} of {len(rows)}")
+          f"quiet2 {sum(bool(r['quiet2_contended']) for r in rows)}, "
+          f"quiet3 {sum(bool(r['quiet3_contended']) for r in rows)} of {len(rows)}")
     if steady_aa:
         print(f"    over the {len(steady_aa)} cells whose probe and runtime sentinel read the same machine in both "
               f"sweeps (within {SLOWED:.2f}x): median {100 * statistics.median(steady_aa):.2f}%, "
               f"max {100 * max(steady_aa):.2f}%; the other {len(rows) - len(steady_aa)} saw the probe or "
               "sentinel move")
+    if gap_aa:
+        print(f"    quiet2 vs quiet3, with the isolated timings between them: median |log ratio| "
+              f"{100 * statistics.median(gap_aa):.2f}%, max {100 * max(gap_aa):.2f}%")
     print(f"(b) one core busy: {slow} of {len(rows)} cells read > 1.25x quiet; unflagged among them: "
           f"{len(unflagged)} (target 0){': ' + ', '.join('/'.join(k) for k in unflagged) if unflagged else ''}; "
           f"flagged overall: {sum(bool(r['busy_contended']) for r in rows)} of {len(rows)}")
     if iso_dev:
         devs = [abs(d - 1) for d in iso_dev]
-        print(f"(c) sweep (geometric mean of quiet1, quiet2) vs alone in a fresh process: "
+        print(f"(c) sweep (geometric mean of quiet2, quiet3) vs alone in a fresh process: "
               f"median |dev| {100 * statistics.median(devs):.2f}%, "
               f"max {100 * max(devs):.2f}%, within 5%: {sum(d <= 0.05 for d in devs)} of {len(devs)}")
         if steady_dev:
