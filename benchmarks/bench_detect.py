@@ -16,6 +16,8 @@
 
     python benchmarks/bench_detect.py                 # the full run (hours on 2 cores)
     python benchmarks/bench_detect.py --smoke         # a few minutes: checks the script, not the claim
+    python benchmarks/bench_detect.py --reuse --train-only        # part 1's training only (resumable)
+    python benchmarks/bench_detect.py --reuse --plain-seeds-only  # part 4's teacher-free runs, beside it
 
 Seed 001 claims about +180% speed (2.8x FPS) at equal accuracy for its slimmed detector.
 """
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-only", action="store_true",
                    help="train (or resume) both detectors and stop: lets training run beside other work, "
                         "while the speed part needs the machine alone")
+    p.add_argument("--plain-seeds-only", action="store_true",
+                   help="train (or resume) only the slim detector's labeled-only runs of the distillation "
+                        "comparison for the seeds after the first (they need no teacher) and stop: lets them "
+                        "train on a free core while the baseline trains")
     args = p.parse_args(argv)
     if args.smoke:
         args.heldout_images, args.unlabeled, args.seeds = 8, 8, "0,1"
@@ -158,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     heldout = make_dataset(heldout_split, slim_cfg.data, train=False)
     heldout_ann = split_files(heldout_split, slim_cfg.data)[0]
     calib = split_files(slim_cfg.data.train, slim_cfg.data)[0].parent / "images"
+
+    if args.plain_seeds_only:  # the same runs, and run directories, as part 4 below
+        for seed in seeds[1:]:
+            trained(run_config(slim_cfg, out / f"slim_plain_seed{seed}", seed), args.reuse)
+        return 0
 
     # 1. both detectors to a plateau
     runs = {"slim": run_config(slim_cfg, out / "slim", seeds[0]), "baseline": run_config(base_cfg, out / "baseline",
