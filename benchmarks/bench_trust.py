@@ -9,7 +9,8 @@
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
     own default threading, ONNX Runtime spinning on) against the sweep's figure;
     target: within 5%. The isolated timings run between quiet2 and quiet3 and are compared
-    with their geometric mean, so a machine that drifts during the run hits both sides alike.
+    with their geometric mean, so a machine that drifts during the run hits both sides alike;
+    each cell is timed alone twice, the second pass in reverse order (`--isolated-passes`).
     This is also the check that the sweep's settings (cells alternating,
     ONNX Runtime spinning as by default) do not slow a runtime measured alone.
 
@@ -19,7 +20,7 @@ slow with nothing in /proc to show for it, they tell whether the machine itself,
 runtime's threads, ran slower then (a busy VM host). (a) is also given over the cells whose
 probe and sentinel read the same machine in both sweeps.
 
-Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~27 min on 2 cores).
+Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~35 min on 2 cores).
 Prints a table and writes runs/bench_trust/trust.json.
 """
 
@@ -91,6 +92,22 @@ def isolated(model: str, runtime: str, threads: int, min_time: float, tmp: Path)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min_time: float,
+                    tmp: Path) -> dict[tuple[str, str], dict]:
+    """Each cell alone in a fresh process, `passes` times, every other pass in reverse order:
+    a slow phase of the host that covers part of one pass hits a cell once, not in every pass
+    (in run 12 the first 8 isolated processes ran in one and read up to 1.6x slow). Per cell,
+    the geometric mean of the passes' latencies, probes and sentinels, as the sweep side of (c)
+    is the geometric mean of two sweeps; each pass's latency is kept under `passes_ms`."""
+    runs: dict[tuple[str, str], list[dict]] = {k: [] for k in cells}
+    for i in range(passes):
+        for k in (cells if i % 2 == 0 else cells[::-1]):
+            runs[k].append(isolated(*k, threads, min_time, tmp))
+    return {k: rs[0] | {f: statistics.geometric_mean([r[f] for r in rs])
+                        for f in ("median_ms", "probe_ms", "sentinel_ms") if all(r.get(f) for r in rs)}
+            | {"passes_ms": [r["median_ms"] for r in rs]} for k, rs in runs.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS))
@@ -99,6 +116,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--out", default="runs/bench_trust")
     p.add_argument("--skip-isolated", action="store_true")
+    p.add_argument("--isolated-passes", type=int, default=2,
+                   help="times each cell is timed alone (every other pass in reverse order)")
     args = p.parse_args()
     models, runtimes = args.models.split(","), args.runtimes.split(",")
     out = Path(args.out)
@@ -115,8 +134,8 @@ def main() -> None:
     # judged against the probe and sentinels the earlier ones put on record.
     q1 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
-    iso = {} if args.skip_isolated else {
-        k: isolated(*k, threads, args.min_time * 3, out / "iso") for k in q1}
+    iso = {} if args.skip_isolated else isolated_passes(list(q1), args.isolated_passes, threads,
+                                                        args.min_time * 3, out / "iso")
     q3 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2) if iso else {}
     busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -174,7 +193,7 @@ def main() -> None:
                      "quiet3_ms": r3 and r3["median_ms"], "quiet3_contended": r3 and r3["contended"],
                      "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
                      "busy_contended": rb and rb["contended"], "busy_others_cores": rb and rb["others_cores"],
-                     "isolated_ms": ri and ri["median_ms"], "sweep_over_alone": dev, "isolated_contended": ri and ri["contended"],
+                     "isolated_ms": ri and ri["median_ms"], "isolated_passes_ms": ri and ri["passes_ms"], "sweep_over_alone": dev, "isolated_contended": ri and ri["contended"],
                      "quiet1_probe_ms": r1.get("probe_ms"), "isolated_probe_ms": ri and ri.get("probe_ms"),
                      "quiet1_sentinel_ms": r1.get("sentinel_ms"), "quiet2_sentinel_ms": r2 and r2.get("sentinel_ms"),
                      "steady": steady, "quiet2_contended": r2 and r2["contended"],
