@@ -477,11 +477,11 @@ def _check_machine_speed(rows: list[dict[str, Any]], fastest: dict[str, float], 
         r["machine_slowdown"] = round(slow["probe"], 3)
         if len(slow) > 1:
             r["runtime_slowdown"] = round(max(v for k, v in slow.items() if k != "probe"), 3)
-    machine = [r for r in timed if r["machine_slowdown"] > timing.SLOWED]
+    machine = [r for r in timed if _slowed(r, fastest)]
     runtime = [r for r in timed if r.get("runtime_slowdown", 0) > timing.SLOWED]
     for r in machine:
         r["contended"] = True
-        r["contended_by"] = [*r.get("contended_by", []), "slow machine"]
+        r["contended_by"] = [*(w for w in r.get("contended_by", []) if w != "slow machine"), "slow machine"]
     if machine:
         worst = max(r["machine_slowdown"] for r in machine)
         console.print(f"[yellow]{len(machine)} cells ran while this machine was up to {worst:.2f}x slower than its "

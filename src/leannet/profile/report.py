@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -454,8 +454,6 @@ def _comparison(machines: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def _reasons(rows: list[dict[str, Any]]) -> str:
     """How many contended cells each reason marked, e.g. "busy 3, slow machine 1"."""
-    from collections import Counter
-
     n = Counter(why for r in rows if r.get("contended") for why in (r.get("contended_by") or ["unrecorded"]))
     return ", ".join(f"{why} {k}" for why, k in n.most_common())
 

@@ -261,7 +261,7 @@ def summarise(cell: Cell, threads: int | None = None, contended_cores: float = C
     others, steal, pressure = cell.usage.others_cores, cell.usage.steal_cores, cell.usage.pressure
     n_cores = len(usable_cores())
     taken = None if others is None else others + (steal or 0.0)
-    why = [] if taken is None else [reason for reason, hit in (
+    why = [] if taken is None else [name for name, hit in (
         ("busy", taken > contended_cores),
         ("waiting", pressure is not None and pressure > contended_pressure),
         ("threads", threads is not None and threads > n_cores - taken + 0.5)) if hit]
