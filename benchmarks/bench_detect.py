@@ -17,7 +17,9 @@
     python benchmarks/bench_detect.py                 # the full run (hours on 2 cores)
     python benchmarks/bench_detect.py --smoke         # a few minutes: checks the script, not the claim
     python benchmarks/bench_detect.py --reuse --train-only        # part 1's training only (resumable)
+    python benchmarks/bench_detect.py --reuse --train-only baseline  # only the baseline's
     python benchmarks/bench_detect.py --reuse --plain-seeds-only  # part 4's teacher-free runs, beside it
+    python benchmarks/bench_detect.py --reuse --distill-only --seeds 1  # one of part 4's distilled runs
 
 Seed 001 claims about +180% speed (2.8x FPS) at equal accuracy for its slimmed detector.
 """
@@ -96,6 +98,53 @@ def merged_split(labeled: Path, pseudo: Path, pseudo_images: Path, out: Path) ->
     return SplitConfig(ann=str(out), images="/")
 
 
+def tag(split: SplitConfig | None) -> str:
+    return "plain" if split is None else "distill"
+
+
+def distill_split(slim_cfg: DetectConfig, teacher: Path, unlabeled: SplitConfig, out: Path, reuse: bool
+                  ) -> tuple[SplitConfig, dict[str, int]]:
+    """The teacher's pseudo-labels on the unlabeled images merged with the labeled training set;
+    with `reuse`, the labels of an earlier run by the same teacher are taken as they are."""
+    images = split_files(unlabeled, slim_cfg.data)[0].parent / "images"
+    pseudo = out / "pseudo.json"
+    old = json.loads(pseudo.read_text()) if reuse and pseudo.is_file() else None
+    if old and old["info"]["teacher"] == str(teacher):
+        counts = {"images": len(old["images"]), "boxes": len(old["annotations"])}
+    else:
+        counts = pseudo_label(teacher, images, pseudo, score_thr=0.5)
+    train_ann = split_files(slim_cfg.data.train, slim_cfg.data)[0]
+    return merged_split(train_ann, pseudo, images, out / "labeled_plus_pseudo.json"), counts
+
+
+def comparison(rows: dict[str, dict], speeds: dict[tuple, dict]) -> list[str]:
+    """The table of parts 2-3: every (detector, runtime, precision) cell, then slim/baseline ratios."""
+    lines = ["| detector | backbone | params (M) | MACs (G) | epochs (early stop) | mAP@.5 | mAP@[.5:.95] "
+             "| runtime | precision | mAP@.5 of this form | median ms (IQR) | FPS |", "|" + "---|" * 12]
+    for (name, rt, prec), s in speeds.items():
+        r, m = rows[name], rows[name][f"{rt} {prec}"]
+        lines.append(f"| {name} | {r['backbone']} | {r['params'] / 1e6:.2f} | {r['macs'] / 1e9:.2f} "
+                     f"| {r['epochs']} ({'yes' if r['stopped_early'] else 'no'}) "
+                     f"| {100 * r['eager fp32']['map50']:.1f} | {100 * r['eager fp32']['map']:.1f} | {rt} | {prec} "
+                     f"| {100 * m['map50']:.1f} | {s['median_ms']:.1f} ({s['iqr_ms']:.1f}){' †' if s['contended'] else ''} "
+                     f"| {1000 / s['median_ms']:.1f} |")
+    ratios = []
+    for rt, prec in sorted({(k[1], k[2]) for k in speeds}):
+        ratio = speeds[("baseline", rt, prec)]["median_ms"] / speeds[("slim", rt, prec)]["median_ms"]
+        d = 100 * (rows["slim"][f"{rt} {prec}"]["map50"] - rows["baseline"][f"{rt} {prec}"]["map50"])
+        ratios.append(f"| {rt} | {prec} | {ratio:.2f}x | {d:+.1f} pts |")
+    return [*lines, "", "| runtime | precision | slim FPS / baseline FPS | slim - baseline mAP@.5 |", "|---|---|---|---|",
+            *ratios, "", f"Claim: {CLAIM}."]
+
+
+def write_report(out: Path, lines: list[str], meta: str, results: dict) -> None:
+    print("\n".join(lines))
+    print(meta)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "results.json", json.dumps({**results, "meta": meta}, indent=1, default=str))
+    write_text(out / "table.md", "\n".join(lines) + "\n\n" + meta + "\n")
+
+
 def speed(pipes: dict[tuple[str, str, str], object], size: int, min_time: float, rounds: int) -> dict[tuple, dict]:
     """Every pipeline timed in the same interleaved rounds on one fixed image."""
     image = [torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))]
@@ -127,13 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench_detect")
     p.add_argument("--reuse", action="store_true", help="reuse finished runs in OUT (their summary.json)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, not the claim")
-    p.add_argument("--train-only", action="store_true",
-                   help="train (or resume) both detectors and stop: lets training run beside other work, "
-                        "while the speed part needs the machine alone")
+    p.add_argument("--train-only", nargs="?", const="slim,baseline", metavar="NAMES",
+                   help="train (or resume) the detectors of part 1 (both, or those named: slim, baseline) and "
+                        "stop: lets training run beside other work, while the speed part needs the machine alone")
     p.add_argument("--plain-seeds-only", action="store_true",
                    help="train (or resume) only the slim detector's labeled-only runs of the distillation "
                         "comparison for the seeds after the first (they need no teacher) and stop: lets them "
                         "train on a free core while the baseline trains")
+    p.add_argument("--distill-only", action="store_true",
+                   help="train (or resume) only part 4's labeled + pseudo-labeled runs for --seeds and stop "
+                        "(needs the trained baseline): one process per seed spreads them over the cores")
     args = p.parse_args(argv)
     if args.smoke:
         args.heldout_images, args.unlabeled, args.seeds = 8, 8, "0,1"
@@ -167,12 +219,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.plain_seeds_only:  # the same runs, and run directories, as part 4 below
         for seed in seeds[1:]:
-            trained(run_config(slim_cfg, out / f"slim_plain_seed{seed}", seed), args.reuse)
+            trained(run_config(slim_cfg, out / f"slim_{tag(None)}_seed{seed}", seed), args.reuse)
+        return 0
+    if args.distill_only:  # the same runs as part 4 below, for the seeds named
+        done = out / "baseline" / "summary.json"
+        if not done.is_file():
+            sys.exit(f"--distill-only needs the trained teacher ({done}): run --train-only baseline first")
+        teacher = Path(json.loads(done.read_text())["best_weights"])
+        mixed, _ = distill_split(slim_cfg, teacher, synthetic(args.unlabeled, args.unlabeled_seed), out, True)
+        for seed in seeds:
+            trained(run_config(slim_cfg, out / f"slim_{tag(mixed)}_seed{seed}", seed, mixed), args.reuse)
         return 0
 
     # 1. both detectors to a plateau
     runs = {"slim": run_config(slim_cfg, out / "slim", seeds[0]), "baseline": run_config(base_cfg, out / "baseline",
                                                                                           seeds[0])}
+    if args.train_only:
+        runs = {n: runs[n] for n in args.train_only.split(",")}
     weights, summaries = {}, {}
     for name, cfg in runs.items():
         weights[name], summaries[name] = trained(cfg, args.reuse)
@@ -204,47 +267,28 @@ def main(argv: list[str] | None = None) -> int:
     speeds = speed(pipes, size, args.min_time, args.rounds)
     del pipes
 
+    env = environment(default_threads())
+    meta = (f"held-out: {args.heldout_images} synthetic images, seed {args.heldout_seed}; image {size} px; "
+            f"{env['cpu']} ({', '.join(env['cpu_features'])}), {env['threads']} threads; "
+            + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f"; {time.strftime('%Y-%m-%d')}")
+    lines = comparison(rows, speeds)
+    # parts 1-3 are written before part 4, which takes as long again: a stopped run keeps them
+    write_report(out, lines, meta + f"; took {(time.time() - t0) / 60:.0f} min; distillation not yet run",
+                 {"rows": rows, "speed": {"/".join(k): v for k, v in speeds.items()}, "curves": series})
+
     # 4. data distillation, mean +/- std over seeds
     distill: dict[str, list[dict]] = {"labeled only": [], "labeled + pseudo": []}
     if args.unlabeled:
-        unl_split = synthetic(args.unlabeled, args.unlabeled_seed)
-        unl_images = split_files(unl_split, slim_cfg.data)[0].parent / "images"
-        pseudo = out / "pseudo.json"
-        counts = pseudo_label(weights["baseline"], unl_images, pseudo, score_thr=0.5)
-        train_ann = split_files(slim_cfg.data.train, slim_cfg.data)[0]
-        mixed = merged_split(train_ann, pseudo, unl_images, out / "labeled_plus_pseudo.json")
+        mixed, counts = distill_split(slim_cfg, weights["baseline"], synthetic(args.unlabeled, args.unlabeled_seed),
+                                      out, args.reuse)
         for seed in seeds:
             for label, split in (("labeled only", None), ("labeled + pseudo", mixed)):
                 if label == "labeled only" and seed == seeds[0]:
                     w = weights["slim"]  # the run of part 1
                 else:
-                    tag = "plain" if split is None else "distill"
-                    w, _ = trained(run_config(slim_cfg, out / f"slim_{tag}_seed{seed}", seed, split), args.reuse)
+                    w, _ = trained(run_config(slim_cfg, out / f"slim_{tag(split)}_seed{seed}", seed, split), args.reuse)
                 m, _ = load_detector(str(w))
                 distill[label].append({"seed": seed, **evaluate(m, heldout)})
-
-    # report
-    env = environment(default_threads())
-    lines = ["| detector | backbone | params (M) | MACs (G) | epochs (early stop) | mAP@.5 | mAP@[.5:.95] "
-             "| runtime | precision | mAP@.5 of this form | median ms (IQR) | FPS |", "|" + "---|" * 12]
-    for name, r in rows.items():
-        for (n, rt, prec), s in speeds.items():
-            if n != name:
-                continue
-            m = r[f"{rt} {prec}"]
-            lines.append(f"| {name} | {r['backbone']} | {r['params'] / 1e6:.2f} | {r['macs'] / 1e9:.2f} "
-                         f"| {r['epochs']} ({'yes' if r['stopped_early'] else 'no'}) "
-                         f"| {100 * r['eager fp32']['map50']:.1f} | {100 * r['eager fp32']['map']:.1f} | {rt} | {prec} "
-                         f"| {100 * m['map50']:.1f} | {s['median_ms']:.1f} ({s['iqr_ms']:.1f}){' †' if s['contended'] else ''} "
-                         f"| {1000 / s['median_ms']:.1f} |")
-    ratios = []
-    for rt, prec in sorted({(k[1], k[2]) for k in speeds}):
-        ratio = speeds[("baseline", rt, prec)]["median_ms"] / speeds[("slim", rt, prec)]["median_ms"]
-        d = 100 * (rows["slim"][f"{rt} {prec}"]["map50"] - rows["baseline"][f"{rt} {prec}"]["map50"])
-        ratios.append(f"| {rt} | {prec} | {ratio:.2f}x | {d:+.1f} pts |")
-    lines += ["", "| runtime | precision | slim FPS / baseline FPS | slim - baseline mAP@.5 |", "|---|---|---|---|",
-              *ratios, "", f"Claim: {CLAIM}."]
-    if args.unlabeled:
         lines += ["", f"Distillation: the baseline pseudo-labelled {counts['images']} unlabeled images "
                   f"({counts['boxes']} boxes at score >= 0.5); held-out mAP of the slim detector over seeds {seeds}:",
                   "", "| training data | mAP@.5 mean +/- std | mAP@[.5:.95] mean +/- std |", "|---|---|---|"]
@@ -253,17 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                 v = [100 * m[key] for m in ms]
                 return f"{statistics.mean(v):.1f} +/- {statistics.stdev(v) if len(v) > 1 else 0:.1f}"
             lines.append(f"| {label} | {ms_('map50')} | {ms_('map')} |")
-    meta = (f"held-out: {args.heldout_images} synthetic images, seed {args.heldout_seed}; image {size} px; "
-            f"{env['cpu']} ({', '.join(env['cpu_features'])}), {env['threads']} threads; "
-            + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-            + f"; {time.strftime('%Y-%m-%d')}; took {(time.time() - t0) / 60:.0f} min")
-    print("\n".join(lines))
-    print(meta)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "results.json", json.dumps(
-        {"rows": rows, "speed": {"/".join(k): v for k, v in speeds.items()}, "distill": distill,
-         "curves": series, "meta": meta}, indent=1, default=str))
-    write_text(out / "table.md", "\n".join(lines) + "\n\n" + meta + "\n")
+    write_report(out, lines, meta + f"; took {(time.time() - t0) / 60:.0f} min",
+                 {"rows": rows, "speed": {"/".join(k): v for k, v in speeds.items()}, "distill": distill,
+                  "curves": series})
     return 0
 
 

@@ -66,6 +66,17 @@ def test_amp_dtype():
         autocast_dtype(AmpConfig(dtype="fp16"), cpu)
 
 
+def test_amp_off_survives_yaml():
+    # YAML 1.1 reads a bare `off` as false: `-o amp.dtype=off` once failed validation
+    from leannet.config import apply_overrides
+
+    data = apply_overrides({}, ["amp.dtype=off"])
+    assert data["amp"]["dtype"] is False
+    assert AmpConfig(**data["amp"]).dtype == "off"
+    with pytest.raises(ValueError, match="dtype"):
+        AmpConfig(dtype=True)
+
+
 def test_ema_follows_the_exponential_average_of_weights_and_bn_buffers():
     from leannet.train.config import EmaConfig
     from leannet.train.ema import build_ema

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from leannet.config import Schema, load_config
 from leannet.data.transforms import AugmentConfig
@@ -51,6 +51,12 @@ class AmpConfig(Schema):
     # "auto": bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on GPUs that support it,
     # otherwise fp32. fp16 is GPU-only (it needs a loss scaler).
     dtype: Literal["off", "auto", "bf16", "fp16"] = "off"
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        # YAML 1.1 reads a bare `off` (in a file or in `-o amp.dtype=off`) as false
+        return "off" if v is False else v
 
 
 class CheckpointConfig(Schema):
