@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -117,6 +120,27 @@ def distill_split(slim_cfg: DetectConfig, teacher: Path, unlabeled: SplitConfig,
     return merged_split(train_ann, pseudo, images, out / "labeled_plus_pseudo.json"), counts
 
 
+def side_by_side(seeds: list[int], argv: list[str], jobs: int, out: Path) -> None:
+    """Train part 4's distilled runs for `seeds`, `jobs` processes at a time (this script with
+    --distill-only, the same arguments otherwise), each logging to OUT/slim_distill_seedS.log."""
+    if "--jobs" in argv:
+        i = argv.index("--jobs")
+        argv = argv[:i] + argv[i + 2:]
+    argv = [a for a in argv if not a.startswith("--jobs=")]
+    env = os.environ | {v: str(max(1, (os.cpu_count() or 1) // jobs)) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+    def run(seed: int) -> tuple[int, Path]:
+        log = out / f"slim_distill_seed{seed}.log"
+        with open(log, "a") as f:
+            cmd = [sys.executable, __file__, *argv, "--reuse", "--distill-only", "--seeds", str(seed)]
+            return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode, log
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for code, log in pool.map(run, seeds):
+            if code:
+                sys.exit(f"a distillation run failed (exit {code}): see {log}")
+
+
 def comparison(rows: dict[str, dict], speeds: dict[tuple, dict]) -> list[str]:
     """The table of parts 2-3: every (detector, runtime, precision) cell, then slim/baseline ratios."""
     lines = ["| detector | backbone | params (M) | MACs (G) | epochs (early stop) | mAP@.5 | mAP@[.5:.95] "
@@ -170,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout-images", type=int, default=300)
     p.add_argument("--unlabeled-seed", type=int, default=777)
     p.add_argument("--unlabeled", type=int, default=512, help="synthetic images the teacher labels (0: skip)")
-    p.add_argument("--seeds", default="0,1,2", help="training seeds of the distillation comparison")
+    p.add_argument("--seeds", help="training seeds of the distillation comparison (default 0,1,2; smoke: 0,1)")
     p.add_argument("--min-time", type=float, default=6.0, help="seconds of timed calls per speed cell")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--out", default="runs/bench_detect")
@@ -183,15 +207,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="train (or resume) only the slim detector's labeled-only runs of the distillation "
                         "comparison for the seeds after the first (they need no teacher) and stop: lets them "
                         "train on a free core while the baseline trains")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="part 4's distillation runs trained at once, each in its own process with cores/jobs "
+                        "threads (small detectors use cores poorly, so 2-3 runs side by side finish sooner)")
     p.add_argument("--distill-only", action="store_true",
                    help="train (or resume) only part 4's labeled + pseudo-labeled runs for --seeds and stop "
                         "(needs the trained baseline): one process per seed spreads them over the cores")
     args = p.parse_args(argv)
     if args.smoke:
-        args.heldout_images, args.unlabeled, args.seeds = 8, 8, "0,1"
+        args.heldout_images, args.unlabeled, args.seeds = 8, 8, args.seeds or "0,1"
         args.max_epochs, args.patience, args.min_time, args.rounds = 2, 1, 0.4, 2
     t0 = time.time()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
     stop = [f"schedule.epochs={args.max_epochs}", f"checkpoint.patience={args.patience}",
             f"checkpoint.min_delta={args.min_delta}"]
     overrides = [*(SMOKE if args.smoke else []), *stop, *args.override]
@@ -281,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.unlabeled:
         mixed, counts = distill_split(slim_cfg, weights["baseline"], synthetic(args.unlabeled, args.unlabeled_seed),
                                       out, args.reuse)
+        if args.jobs > 1:
+            side_by_side([s for s in seeds if not (out / f"slim_{tag(mixed)}_seed{s}" / "summary.json").is_file()],
+                         argv if argv is not None else sys.argv[1:], args.jobs, out)
         for seed in seeds:
             for label, split in (("labeled only", None), ("labeled + pseudo", mixed)):
                 if label == "labeled only" and seed == seeds[0]:
