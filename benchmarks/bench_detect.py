@@ -285,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         for fmt, rt in (("onnx", "onnxruntime"), ("openvino", "openvino")):
             for int8 in (False, True):
                 prec = "int8" if int8 else "fp32"
-                res = export_detector(w, fmt, out=out / "artefacts" / f"{name}-{prec}{'.onnx' if fmt == 'onnx' else '.xml'}",
+                res = export_detector(w, fmt, out=out / "artefacts" / f"{name}-{rt}-{prec}{'.onnx' if fmt == 'onnx' else '.xml'}",
                                       int8=int8, calib=calib if int8 else None, ann=heldout_ann)
-                rows[name][f"{rt} {prec}"] = next(m for k, m in res.record["map"].items() if k != "pytorch")
+                rows[name][f"{rt} {prec}"] = res.record["map"][f"{fmt} {prec}"]  # an INT8 sidecar has fp32's too
                 pipes[(name, rt, prec)] = artefact_pipeline(res.path, rt, precision=prec)
 
     # 3. speed, every cell in the same rounds

@@ -200,6 +200,17 @@ def test_export_does_not_overwrite_a_foreign_json(tiny, tmp_path):
     assert not (tmp_path / "w.onnx").exists()
 
 
+def test_export_does_not_overwrite_a_sibling_artefacts_sidecar(tiny, tmp_path):
+    # w.onnx and w.xml would share w.json: the second export would describe the wrong file
+    _, _, weights, _ = tiny
+    export_detector(weights, "onnx", out=tmp_path / "w.onnx")
+    before = (tmp_path / "w.json").read_text()
+    with pytest.raises(ConfigError, match=r"w\.json is the sidecar of w\.onnx"):
+        export_detector(weights, "openvino", out=tmp_path / "w.xml")
+    assert (tmp_path / "w.json").read_text() == before and not (tmp_path / "w.xml").exists()
+    export_detector(weights, "onnx", out=tmp_path / "w.onnx")  # re-exporting the same artefact is fine
+
+
 def test_classifier_artefact_is_not_a_detector(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"")
     (tmp_path / "m.json").write_text(json.dumps({"input_size": [3, 8, 8], "mean": [0, 0, 0], "std": [1, 1, 1],

@@ -285,19 +285,25 @@ def export_detector(
 
 def _check_sidecar_free(out: Path) -> None:
     # The sidecar is <stem>.json, the name `leannet convert` gives a checkpoint's own metadata
-    # file: never overwrite a JSON that is not an earlier export's sidecar.
+    # file, and the name of a sibling artefact's sidecar (w.onnx beside w.xml): never overwrite a
+    # JSON that is not an earlier export of this very artefact.
     from leannet.deploy.artefact import sidecar_path
 
     side = sidecar_path(out)
     if not side.exists():
         return
     try:
-        ours = json.loads(side.read_text()).get("task") == "detection"
+        record = json.loads(side.read_text())
+        ours = record.get("task") == "detection"
     except (json.JSONDecodeError, AttributeError):
         ours = False
     if not ours:
         raise ConfigError(f"{side} exists and is not a detector export's sidecar; the export would "
                           f"overwrite it: choose another --out")
+    sibling = record.get("artefact")
+    if sibling and sibling != out.name and (out.parent / sibling).exists():
+        raise ConfigError(f"{side} is the sidecar of {sibling}; exporting {out.name} would overwrite it: "
+                          f"give the artefact another name (e.g. {out.stem}-{out.suffix[1:]}{out.suffix})")
 
 
 def _write_detection_sidecar(artefact: Path, spec, precision: str) -> None:
