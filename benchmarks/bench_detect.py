@@ -101,8 +101,9 @@ def merged_split(labeled: Path, pseudo: Path, pseudo_images: Path, out: Path) ->
     return SplitConfig(ann=str(out), images="/")
 
 
-def tag(split: SplitConfig | None) -> str:
-    return "plain" if split is None else "distill"
+def seed_dir(out: Path, seed: int, split: SplitConfig | None = None) -> Path:
+    """Run folder of part 4's slim run for `seed`: labeled only, or on `split` (labeled + pseudo)."""
+    return out / f"slim_{'plain' if split is None else 'distill'}_seed{seed}"
 
 
 def distill_split(slim_cfg: DetectConfig, teacher: Path, unlabeled: SplitConfig, out: Path, reuse: bool
@@ -122,11 +123,7 @@ def distill_split(slim_cfg: DetectConfig, teacher: Path, unlabeled: SplitConfig,
 
 def side_by_side(seeds: list[int], argv: list[str], jobs: int, out: Path) -> None:
     """Train part 4's distilled runs for `seeds`, `jobs` processes at a time (this script with
-    --distill-only, the same arguments otherwise), each logging to OUT/slim_distill_seedS.log."""
-    if "--jobs" in argv:
-        i = argv.index("--jobs")
-        argv = argv[:i] + argv[i + 2:]
-    argv = [a for a in argv if not a.startswith("--jobs=")]
+    --distill-only, which ignores --jobs, the same arguments otherwise), each logging to OUT/slim_distill_seedS.log."""
     env = os.environ | {v: str(max(1, (os.cpu_count() or 1) // jobs)) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
     def run(seed: int) -> tuple[int, Path]:
@@ -246,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.plain_seeds_only:  # the same runs, and run directories, as part 4 below
         for seed in seeds[1:]:
-            trained(run_config(slim_cfg, out / f"slim_{tag(None)}_seed{seed}", seed), args.reuse)
+            trained(run_config(slim_cfg, seed_dir(out, seed), seed), args.reuse)
         return 0
     if args.distill_only:  # the same runs as part 4 below, for the seeds named
         done = out / "baseline" / "summary.json"
@@ -255,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = Path(json.loads(done.read_text())["best_weights"])
         mixed, _ = distill_split(slim_cfg, teacher, synthetic(args.unlabeled, args.unlabeled_seed), out, True)
         for seed in seeds:
-            trained(run_config(slim_cfg, out / f"slim_{tag(mixed)}_seed{seed}", seed, mixed), args.reuse)
+            trained(run_config(slim_cfg, seed_dir(out, seed, mixed), seed, mixed), args.reuse)
         return 0
 
     # 1. both detectors to a plateau
@@ -309,14 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         mixed, counts = distill_split(slim_cfg, weights["baseline"], synthetic(args.unlabeled, args.unlabeled_seed),
                                       out, args.reuse)
         if args.jobs > 1:
-            side_by_side([s for s in seeds if not (out / f"slim_{tag(mixed)}_seed{s}" / "summary.json").is_file()],
+            side_by_side([s for s in seeds if not (seed_dir(out, s, mixed) / "summary.json").is_file()],
                          argv if argv is not None else sys.argv[1:], args.jobs, out)
         for seed in seeds:
             for label, split in (("labeled only", None), ("labeled + pseudo", mixed)):
                 if label == "labeled only" and seed == seeds[0]:
                     w = weights["slim"]  # the run of part 1
                 else:
-                    w, _ = trained(run_config(slim_cfg, out / f"slim_{tag(split)}_seed{seed}", seed, split), args.reuse)
+                    w, _ = trained(run_config(slim_cfg, seed_dir(out, seed, split), seed, split), args.reuse)
                 m, _ = load_detector(str(w))
                 distill[label].append({"seed": seed, **evaluate(m, heldout)})
         lines += ["", f"Distillation: the baseline pseudo-labelled {counts['images']} unlabeled images "
