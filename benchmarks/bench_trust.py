@@ -20,8 +20,13 @@ slow with nothing in /proc to show for it, they tell whether the machine itself,
 runtime's threads, ran slower then (a busy VM host). (a) is also given over the cells whose
 probe and sentinel read the same machine in both sweeps.
 
+(a) and (c) are also given with each process's latencies in units of its own probe: on this
+workplace's VMs a process minutes later can find the host 4-6% slower (the probe moves with
+every cell), which the raw comparison reads as leannet's error.
+
 Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~35 min on 2 cores).
-Prints a table and writes runs/bench_trust/trust.json.
+Prints a table and writes runs/bench_trust/trust.json (one row per cell) and raw.json (every
+sweep's and isolated process's rows); `--analyse DIR` prints the checks again from DIR/raw.json.
 """
 
 from __future__ import annotations
@@ -118,14 +123,19 @@ def main() -> None:
     p.add_argument("--skip-isolated", action="store_true")
     p.add_argument("--isolated-passes", type=int, default=2,
                    help="times each cell is timed alone (every other pass in reverse order)")
+    p.add_argument("--analyse", metavar="DIR",
+                   help="measure nothing: print the checks again from an earlier run's DIR/raw.json")
     args = p.parse_args()
+    if args.analyse:
+        raw = json.loads((Path(args.analyse) / "raw.json").read_text())
+        sweeps = {name: {(r["model"], r["runtime"]): r for r in rows} for name, rows in raw["sweeps"].items()}
+        analyse(raw["env"], raw["runtimes"], **sweeps)
+        return
     models, runtimes = args.models.split(","), args.runtimes.split(",")
     out = Path(args.out)
     threads = default_threads()
     env = environment(threads)
     t0 = time.time()
-    print(f"# {env['cpu']} ({', '.join(env['cpu_features'])}), {threads} threads; "
-          + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), flush=True)
     # quiet1 and quiet2 back to back for (a); then the isolated timings and quiet3: (c) compares
     # each isolated cell with the mean of the sweeps run just before and after it (quiet2,
     # quiet3), so a machine drifting over those minutes cancels out. (Runs 8-11 put the isolated
@@ -144,7 +154,30 @@ def main() -> None:
     finally:
         busy_loop.kill()
         busy_loop.wait()
+    sweeps = {"q1": q1, "q2": q2, "q3": q3, "busy": busy, "iso": iso}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "raw.json").write_text(json.dumps({"env": env, "runtimes": runtimes, "sweeps": {
+        name: [dict(r, model=k[0], runtime=k[1]) for k, r in sw.items()] for name, sw in sweeps.items()}}))
+    rows = analyse(env, runtimes, **sweeps)
+    print(f"took {(time.time() - t0) / 60:.1f} min")
+    (out / "trust.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
 
+
+def normalised(row: dict, ref: dict) -> float:
+    """row's latency over ref's, each in units of its own process's machine probe: how the two
+    compare on one machine speed. The probe reads the host, not leannet (no model, no runtime), so
+    a host that ran slower in one process than in the other (seen here: 4-6% between processes
+    minutes apart, with nothing else running) cancels out; NaN without both probes."""
+    if not (row.get("probe_ms") and ref.get("probe_ms")):
+        return math.nan
+    return (row["median_ms"] / row["probe_ms"]) / (ref["median_ms"] / ref["probe_ms"])
+
+
+def analyse(env: dict, runtimes: list[str], q1: dict, q2: dict, q3: dict, busy: dict, iso: dict) -> list[dict]:
+    """Print the three checks from the sweeps' and isolated processes' rows; returns the rows."""
+    print(f"# {env['cpu']} ({', '.join(env['cpu_features'])}), {env['threads']} threads; "
+          + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), flush=True)
+    norm_aa, norm_dev = [], []
     rows, aa, gap_aa, steady_aa, unflagged, slow, iso_dev, steady_dev = [], [], [], [], [], 0, [], []
     for name, sw in (("quiet1", q1), ("quiet2", q2), ("quiet3", q3), ("busy", busy)):
         probes = [r["probe_ms"] for r in sw.values() if r.get("probe_ms")]
@@ -189,6 +222,11 @@ def main() -> None:
             iso_steady = same_machine(swept, ri)
             if iso_steady:
                 steady_dev.append(dev)
+        norm_aa.append(abs(math.log(normalised(r2, r1))) if r2 else math.nan)
+        if ri and r3:
+            both_row = {"median_ms": both, "probe_ms": math.sqrt(r2["probe_ms"] * r3["probe_ms"])
+                        if r2.get("probe_ms") and r3.get("probe_ms") else None}
+            norm_dev.append(abs(math.log(normalised(both_row, ri))))
         rows.append({"model": k[0], "runtime": k[1], "quiet1_ms": r1["median_ms"], "quiet2_ms": r2 and r2["median_ms"],
                      "quiet3_ms": r3 and r3["median_ms"], "quiet3_contended": r3 and r3["contended"],
                      "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
@@ -234,9 +272,14 @@ def main() -> None:
             print(f"    over the {len(devs)} cells whose isolated process saw the sweeps' machine (probe and "
                   f"sentinel within {SLOWED:.2f}x): median |dev| {100 * statistics.median(devs):.2f}%, "
                   f"max {100 * max(devs):.2f}%, within 5%: {sum(d <= 0.05 for d in devs)} of {len(devs)}")
-    print(f"took {(time.time() - t0) / 60:.1f} min")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "trust.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+    # The same two comparisons with each process's latencies in units of its own machine probe.
+    for label, devs in (("(a) A/A", norm_aa), ("(c) sweep vs alone", norm_dev)):
+        devs = [d for d in devs if not math.isnan(d)]
+        if devs:
+            print(f"{label}, each side in units of its process's machine probe: median |log ratio| "
+                  f"{100 * statistics.median(devs):.2f}%, max {100 * max(devs):.2f}%, "
+                  f"within 5%: {sum(d <= math.log(1.05) for d in devs)} of {len(devs)}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -189,3 +189,21 @@ def test_verify_rejects_a_wrong_fp32_artefact():
 def test_bad_options(kwargs, match, tmp_path):
     with pytest.raises(ConfigError, match=match):
         export("pplcnet_x0_25", out=tmp_path / "m.onnx", **kwargs)
+
+
+def test_export_does_not_overwrite_other_jsons(tmp_path):
+    _, weights = _trained_like("pplcnet_x0_25", tmp_path)
+    # `leannet convert` writes a checkpoint's metadata as <stem>.json, the name the sidecar takes
+    meta = tmp_path / "pplcnet_x0_25.json"
+    meta.write_text('{"arch": "pplcnet_x0_25"}')
+    with pytest.raises(ConfigError, match=r"pplcnet_x0_25\.json exists and is not a classifier export's"):
+        export(weights, img=IMG, out=tmp_path / "pplcnet_x0_25.onnx")
+    assert meta.read_text() == '{"arch": "pplcnet_x0_25"}' and not (tmp_path / "pplcnet_x0_25.onnx").exists()
+
+    # m.onnx and m.xml would share m.json: the second export would describe the wrong file
+    export(weights, img=IMG, out=tmp_path / "m.onnx")
+    before = (tmp_path / "m.json").read_text()
+    with pytest.raises(ConfigError, match=r"m\.json is the sidecar of m\.onnx"):
+        export(weights, img=IMG, format="openvino", out=tmp_path / "m.xml")
+    assert (tmp_path / "m.json").read_text() == before and not (tmp_path / "m.xml").exists()
+    export(weights, img=IMG, out=tmp_path / "m.onnx")  # re-exporting the same artefact is fine

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from leannet.errors import LeannetError, WeightsError
+from leannet.errors import ConfigError, LeannetError, WeightsError
 from leannet.fileio import write_text
 from leannet.runtime.runners import (
     ARTEFACT_SUFFIXES,
@@ -110,6 +110,30 @@ def publish(built: Path, out: Path, record: dict[str, Any]) -> Path:
     return write_sidecar(out, record)
 
 
+def check_sidecar_free(out: str | Path, task: str = "classification") -> None:
+    """Refuse an export whose sidecar would overwrite a JSON that is not an earlier export of this
+    very artefact: `leannet convert`'s metadata of a checkpoint with the same stem, a user's file,
+    or the sidecar of a sibling artefact (w.onnx and w.xml would share w.json)."""
+    out = Path(out)
+    side = sidecar_path(out)
+    if not side.exists():
+        return
+    kind = "detector" if task == "detection" else "classifier"
+    try:
+        record = json.loads(side.read_text())
+        ours = (isinstance(record, dict) and "input_size" in record
+                and record.get("task", "classification") == task)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise ConfigError(f"{side} exists and is not a {kind} export's sidecar; the export would "
+                          f"overwrite it: choose another --out")
+    sibling = record.get("artefact")
+    if sibling and sibling != out.name and (out.parent / sibling).exists():
+        raise ConfigError(f"{side} is the sidecar of {sibling}; exporting {out.name} would overwrite it: "
+                          f"give the artefact another name (e.g. {out.stem}-{out.suffix[1:]}{out.suffix})")
+
+
 def read_sidecar(artefact: str | Path) -> dict[str, Any]:
     path = sidecar_path(artefact)
     if not path.is_file():
@@ -127,5 +151,5 @@ def read_sidecar(artefact: str | Path) -> dict[str, Any]:
 
 # --- running artefacts: one runner type for every tool (leannet.runtime.runners) ------------------
 
-__all__ = ["ARTEFACT_SUFFIXES", "LoadedModel", "Runner", "load_model", "onnxruntime_runner", "open_runner",
+__all__ = ["ARTEFACT_SUFFIXES", "LoadedModel", "Runner", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
            "openvino_runner", "read_sidecar", "run_all", "sidecar_path", "torch_runner", "write_sidecar"]

@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from leannet.deploy.artefact import load_model, open_runner, publish, torch_runner
+from leannet.deploy.artefact import (
+    check_sidecar_free,
+    load_model,
+    open_runner,
+    publish,
+    torch_runner,
+)
 from leannet.deploy.reparam import reparameterize
 from leannet.deploy.verify import FP32_TOL, compare, top1_accuracy, verify
 from leannet.errors import ConfigError
@@ -91,6 +97,7 @@ def export(
     out = Path(out) if out is not None else Path(f"{loaded.arch}{'-int8' if int8 else ''}{suffix}")
     if out.suffix != suffix:
         raise ConfigError(f"--out {out}: a {format} artefact must end in {suffix}")
+    check_sidecar_free(out)
 
     # Real images make the comparison meaningful (random noise gives near-ties in arg-max).
     images = labels = None

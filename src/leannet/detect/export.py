@@ -189,7 +189,7 @@ def export_detector(
 ) -> DetectExportResult:
     """Export the detector checkpoint `weights` and verify it (module docstring). `calib`: a
     folder of images for INT8; `ann` (+ `images`): a COCO set for held-out parity and mAP."""
-    from leannet.deploy.artefact import publish
+    from leannet.deploy.artefact import check_sidecar_free, publish
     from leannet.deploy.quantize import CALIB_LIMIT
     from leannet.deploy.reparam import reparameterize
     from leannet.detect.data import CocoDetection
@@ -211,7 +211,7 @@ def export_detector(
         f"{Path(weights).stem}{'-int8' if int8 else ''}{suffix}")
     if out.suffix != suffix:
         raise ConfigError(f"--out {out}: a {format} artefact must end in {suffix}")
-    _check_sidecar_free(out)
+    check_sidecar_free(out, task="detection")
 
     dataset = None
     if ann is not None:
@@ -281,29 +281,6 @@ def export_detector(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return DetectExportResult(out, sidecar, record)
-
-
-def _check_sidecar_free(out: Path) -> None:
-    # The sidecar is <stem>.json, the name `leannet convert` gives a checkpoint's own metadata
-    # file, and the name of a sibling artefact's sidecar (w.onnx beside w.xml): never overwrite a
-    # JSON that is not an earlier export of this very artefact.
-    from leannet.deploy.artefact import sidecar_path
-
-    side = sidecar_path(out)
-    if not side.exists():
-        return
-    try:
-        record = json.loads(side.read_text())
-        ours = record.get("task") == "detection"
-    except (json.JSONDecodeError, AttributeError):
-        ours = False
-    if not ours:
-        raise ConfigError(f"{side} exists and is not a detector export's sidecar; the export would "
-                          f"overwrite it: choose another --out")
-    sibling = record.get("artefact")
-    if sibling and sibling != out.name and (out.parent / sibling).exists():
-        raise ConfigError(f"{side} is the sidecar of {sibling}; exporting {out.name} would overwrite it: "
-                          f"give the artefact another name (e.g. {out.stem}-{out.suffix[1:]}{out.suffix})")
 
 
 def _write_detection_sidecar(artefact: Path, spec, precision: str) -> None:
