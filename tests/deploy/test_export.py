@@ -4,6 +4,7 @@
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -207,3 +208,16 @@ def test_export_does_not_overwrite_other_jsons(tmp_path):
         export(weights, img=IMG, format="openvino", out=tmp_path / "m.xml")
     assert (tmp_path / "m.json").read_text() == before and not (tmp_path / "m.xml").exists()
     export(weights, img=IMG, out=tmp_path / "m.onnx")  # re-exporting the same artefact is fine
+
+
+def test_default_names_step_around_a_sibling_sidecar(tmp_path, monkeypatch):
+    """With no --out, exporting ONNX then OpenVINO gives pplcnet_x0_25.onnx and
+    pplcnet_x0_25-xml.xml, each with its own sidecar, instead of an error."""
+    _, weights = _trained_like("pplcnet_x0_25", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    onnx = export(weights, img=IMG)
+    xml = export(weights, img=IMG, format="openvino")
+    assert (onnx.path.name, xml.path.name) == ("pplcnet_x0_25.onnx", "pplcnet_x0_25-xml.xml")
+    assert json.loads(Path("pplcnet_x0_25.json").read_text())["artefact"] == "pplcnet_x0_25.onnx"
+    assert json.loads(Path("pplcnet_x0_25-xml.json").read_text())["artefact"] == "pplcnet_x0_25-xml.xml"
+    assert export(weights, img=IMG).path.name == "pplcnet_x0_25.onnx"  # its own sidecar: replaced in place

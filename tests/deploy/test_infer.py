@@ -69,7 +69,7 @@ def test_artefacts_predict_like_the_checkpoint(digits_checkpoint, digits_root, t
     ckpt, _ = digits_checkpoint
     paths = [p for (p,) in _sample(digits_root)]
     onnx_path = export(ckpt, format="onnx", out=tmp_path / "m.onnx").path
-    xml_path = export(ckpt, format="openvino", batch=4, out=tmp_path / "m.xml").path
+    xml_path = export(ckpt, format="openvino", batch=4, out=tmp_path / "m-xml.xml").path
     ref = list(Predictor(ckpt).predict(paths, topk=3))
     for source, runtime in [(onnx_path, None), (onnx_path, "openvino"), (xml_path, None)]:
         got = list(Predictor(source, runtime=runtime).predict(paths, topk=3))

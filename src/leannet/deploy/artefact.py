@@ -1,9 +1,10 @@
 """What every deploy tool shares: loading a model to deploy, the preprocessing sidecar written
 beside each artefact, and one way to run any artefact (`open_runner`).
 
-A sidecar is `<artefact stem>.json` (model.onnx -> model.json, model.xml -> model.json): size,
-crop, mean, std, interpolation, class names, precision and source, so inference needs nothing
-else. Runtimes are imported inside the functions that need them.
+A sidecar is `<artefact stem>.json` (model.onnx -> model.json): size, crop, mean, std,
+interpolation, class names, precision and source, so inference needs nothing else. Two artefacts
+of one stem would share it, so an export never takes a name whose sidecar is another file's
+(`artefact_out`). Runtimes are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -110,6 +111,26 @@ def publish(built: Path, out: Path, record: dict[str, Any]) -> Path:
     return write_sidecar(out, record)
 
 
+def artefact_out(out: str | Path | None, default: Path, format: str, suffix: str,
+                 task: str = "classification") -> Path:
+    """Where an export goes: `out` as given (checked), else `default` + suffix, or, when that name's
+    sidecar belongs to a sibling artefact (w.onnx exported before w.xml), `default-xml.xml`."""
+    if out is not None:
+        out = Path(out)
+        if out.suffix != suffix:
+            raise ConfigError(f"--out {out}: a {format} artefact must end in {suffix}")
+        check_sidecar_free(out, task)
+        return out
+    first = default.with_name(default.name + suffix)
+    try:
+        check_sidecar_free(first, task)
+        return first
+    except ConfigError:
+        second = default.with_name(f"{default.name}-{suffix[1:]}{suffix}")
+        check_sidecar_free(second, task)
+        return second
+
+
 def check_sidecar_free(out: str | Path, task: str = "classification") -> None:
     """Refuse an export whose sidecar would overwrite a JSON that is not an earlier export of this
     very artefact: `leannet convert`'s metadata of a checkpoint with the same stem, a user's file,
@@ -151,5 +172,5 @@ def read_sidecar(artefact: str | Path) -> dict[str, Any]:
 
 # --- running artefacts: one runner type for every tool (leannet.runtime.runners) ------------------
 
-__all__ = ["ARTEFACT_SUFFIXES", "LoadedModel", "Runner", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
+__all__ = ["ARTEFACT_SUFFIXES", "LoadedModel", "Runner", "artefact_out", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
            "openvino_runner", "read_sidecar", "run_all", "sidecar_path", "torch_runner", "write_sidecar"]

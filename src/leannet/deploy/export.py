@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from leannet.deploy.artefact import (
-    check_sidecar_free,
+    artefact_out,
     load_model,
     open_runner,
     publish,
@@ -94,10 +94,7 @@ def export(
     input_size = tuple(pre["input_size"])
     deployed = reparameterize(loaded.model)
     suffix = FORMATS[format]
-    out = Path(out) if out is not None else Path(f"{loaded.arch}{'-int8' if int8 else ''}{suffix}")
-    if out.suffix != suffix:
-        raise ConfigError(f"--out {out}: a {format} artefact must end in {suffix}")
-    check_sidecar_free(out)
+    out = artefact_out(out, Path(f"{loaded.arch}{'-int8' if int8 else ''}"), format, suffix)
 
     # Real images make the comparison meaningful (random noise gives near-ties in arg-max).
     images = labels = None

@@ -189,7 +189,7 @@ def export_detector(
 ) -> DetectExportResult:
     """Export the detector checkpoint `weights` and verify it (module docstring). `calib`: a
     folder of images for INT8; `ann` (+ `images`): a COCO set for held-out parity and mAP."""
-    from leannet.deploy.artefact import check_sidecar_free, publish
+    from leannet.deploy.artefact import artefact_out, publish
     from leannet.deploy.quantize import CALIB_LIMIT
     from leannet.deploy.reparam import reparameterize
     from leannet.detect.data import CocoDetection
@@ -207,11 +207,8 @@ def export_detector(
     spec = reference.spec
     deployed = reparameterize(RawDetector(model))
     suffix = FORMATS[format]
-    out = Path(out) if out is not None else Path(weights).with_name(
-        f"{Path(weights).stem}{'-int8' if int8 else ''}{suffix}")
-    if out.suffix != suffix:
-        raise ConfigError(f"--out {out}: a {format} artefact must end in {suffix}")
-    check_sidecar_free(out, task="detection")
+    out = artefact_out(out, Path(weights).with_name(f"{Path(weights).stem}{'-int8' if int8 else ''}"),
+                       format, suffix, task="detection")
 
     dataset = None
     if ann is not None:
