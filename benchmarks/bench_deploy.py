@@ -93,7 +93,7 @@ def fake_weights(name: str, path: Path) -> Path:
     with torch.no_grad():
         for _ in range(2):
             model(torch.randn(4, 3, 224, 224))
-    return save_weights(model.eval(), path, meta={"arch": name})
+    return save_weights(model.eval(), path, meta={"arch": name, "num_classes": 1000})  # create_model's default
 
 
 def latency_rows(args, work: Path, calib: Path) -> list[dict]:
@@ -116,7 +116,7 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
                     # OpenVINO: the same IR also runs in bf16 (a compile-time hint); the export checks
                     # both precisions against PyTorch on random and real (calibration) images.
                     bf16 = rt == "openvino" and not args.no_bf16
-                    ours = export(weights, format=fmt, img=args.img, batch=b, out=work / f"{name}-{b}{suffix}",
+                    ours = export(weights, format=fmt, img=args.img, batch=b, out=work / f"{name}-{b}-{fmt}{suffix}",
                                   precision="bf16" if bf16 else "fp32", calib=calib)
                     row["fp32_max_diff"] = ours.record["verification"][0]["max_abs_diff"]
                     runners = {"leannet_fp32": open_runner(ours.path, threads=args.threads, precision="fp32")}
@@ -129,7 +129,7 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
                                                                  precision="fp32")
                     if not args.no_int8:
                         q = export(weights, format=fmt, img=args.img, batch=b, int8=True, calib=calib,
-                                   out=work / f"{name}-{b}-int8{suffix}")
+                                   out=work / f"{name}-{b}-int8-{fmt}{suffix}")
                         runners["leannet_int8"] = open_runner(q.path, threads=args.threads)
                         row["int8_agreement"] = q.record["verification"][-1]["top1_agreement"]
                     row.update(timeit(runners, x, args.min_time * len(runners)))
@@ -168,7 +168,7 @@ def accuracy_rows(args, work: Path, root: Path) -> list[dict]:
     for rt in args.runtimes:
         fmt, suffix = ("onnx", ".onnx") if rt == "onnxruntime" else ("openvino", ".xml")
         q = export(ckpt, format=fmt, int8=True, calib=root / "train", eval_set=root / "val",
-                   out=work / f"digits-int8{suffix}")
+                   out=work / f"digits-int8-{fmt}{suffix}")
         top1 = q.record["top1"]
         rows.append({"runtime": rt, "precision": "int8", "checkpoint": str(ckpt), "top1_fp32": top1[f"{fmt} fp32"],
                      "top1": top1[f"{fmt} int8"], "top1_pytorch": top1["pytorch"],
