@@ -40,7 +40,7 @@ import torch
 import leannet
 from leannet.data import prepare_digits
 from leannet.deploy import export
-from leannet.deploy.artefact import open_runner
+from leannet.deploy.artefact import FORMATS, open_runner
 from leannet.errors import LeannetError
 from leannet.fileio import write_text
 from leannet.profile.latency import resolve_sources
@@ -109,7 +109,8 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
             x = np.random.default_rng(0).standard_normal((b, 3, args.img, args.img), dtype=np.float32)
             naive = naive_timm_onnx(timm_arch, work / f"timm-{name}-{b}.onnx", args.img, b) if timm_arch else None
             for rt in args.runtimes:
-                fmt, suffix = ("onnx", ".onnx") if rt == "onnxruntime" else ("openvino", ".xml")
+                fmt = "onnx" if rt == "onnxruntime" else "openvino"
+                suffix = FORMATS[fmt]
                 row = {"model": name, "timm": timm_arch, "batch": b, "runtime": rt,
                        "img": args.img, "threads": args.threads}
                 try:
@@ -166,7 +167,8 @@ def accuracy_rows(args, work: Path, root: Path) -> list[dict]:
     ckpt = digits_checkpoint(args, work)
     rows = []
     for rt in args.runtimes:
-        fmt, suffix = ("onnx", ".onnx") if rt == "onnxruntime" else ("openvino", ".xml")
+        fmt = "onnx" if rt == "onnxruntime" else "openvino"
+        suffix = FORMATS[fmt]
         q = export(ckpt, format=fmt, int8=True, calib=root / "train", eval_set=root / "val",
                    out=work / f"digits-int8-{fmt}{suffix}")
         top1 = q.record["top1"]

@@ -29,6 +29,8 @@ from leannet.runtime.runners import (
     torch_runner,
 )
 
+FORMATS = {"onnx": ".onnx", "openvino": ".xml"}  # export format -> artefact suffix
+
 
 @dataclass
 class LoadedModel:
@@ -111,10 +113,11 @@ def publish(built: Path, out: Path, record: dict[str, Any]) -> Path:
     return write_sidecar(out, record)
 
 
-def artefact_out(out: str | Path | None, default: Path, format: str, suffix: str,
-                 task: str = "classification") -> Path:
-    """Where an export goes: `out` as given (checked), else `default` + suffix, or, when that name's
-    sidecar belongs to a sibling artefact (w.onnx exported before w.xml), `default-xml.xml`."""
+def artefact_out(out: str | Path | None, default: Path, format: str, task: str = "classification") -> Path:
+    """Where an export goes: `out` as given (checked), else `default` + the format's suffix, or,
+    when that name's sidecar is taken (a sibling artefact's, w.onnx exported before w.xml, or
+    another file's), `default-xml.xml`."""
+    suffix = FORMATS[format]
     if out is not None:
         out = Path(out)
         if out.suffix != suffix:
@@ -172,5 +175,5 @@ def read_sidecar(artefact: str | Path) -> dict[str, Any]:
 
 # --- running artefacts: one runner type for every tool (leannet.runtime.runners) ------------------
 
-__all__ = ["ARTEFACT_SUFFIXES", "LoadedModel", "Runner", "artefact_out", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
+__all__ = ["ARTEFACT_SUFFIXES", "FORMATS", "LoadedModel", "Runner", "artefact_out", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
            "openvino_runner", "read_sidecar", "run_all", "sidecar_path", "torch_runner", "write_sidecar"]

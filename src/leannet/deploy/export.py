@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from leannet.deploy.artefact import (
+    FORMATS,
     artefact_out,
     load_model,
     open_runner,
@@ -30,7 +31,6 @@ from leannet.deploy.reparam import reparameterize
 from leannet.deploy.verify import FP32_TOL, compare, top1_accuracy, verify
 from leannet.errors import ConfigError
 
-FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 VERIFY_RANDOM = 8  # random inputs checked for fp32 parity, besides real images when given
 VERIFY_IMAGES = 64
 
@@ -94,7 +94,7 @@ def export(
     input_size = tuple(pre["input_size"])
     deployed = reparameterize(loaded.model)
     suffix = FORMATS[format]
-    out = artefact_out(out, Path(f"{loaded.arch}{'-int8' if int8 else ''}"), format, suffix)
+    out = artefact_out(out, Path(f"{loaded.arch}{'-int8' if int8 else ''}"), format)
 
     # Real images make the comparison meaningful (random noise gives near-ties in arg-max).
     images = labels = None

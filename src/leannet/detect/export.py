@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
+from leannet.deploy.artefact import FORMATS
 from leannet.detect.pipeline import DetectionPipeline, torch_pipeline
 from leannet.errors import ConfigError, DataError, ExportError
 
-FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 OUTPUT_NAMES = ("cls_logits", "bbox_regression")
 # The least tolerances for detections (compare_detections widens them to what the raw
 # tolerance implies when the outputs are large): pixels of the original image, and score.
@@ -208,7 +208,7 @@ def export_detector(
     deployed = reparameterize(RawDetector(model))
     suffix = FORMATS[format]
     out = artefact_out(out, Path(weights).with_name(f"{Path(weights).stem}{'-int8' if int8 else ''}"),
-                       format, suffix, task="detection")
+                       format, task="detection")
 
     dataset = None
     if ann is not None:

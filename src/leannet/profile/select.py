@@ -156,6 +156,7 @@ def select(
 def export_pick(pick: Candidate, folder: Path, calib: str | Path | None = None) -> Path:
     """Write the pick where it runs: an ONNX or OpenVINO artefact verified against PyTorch
     (leannet.deploy.export), or, for a PyTorch runtime, the checkpoint in leannet's format."""
+    from leannet.deploy.artefact import FORMATS
     from leannet.deploy.export import export
 
     row = pick.row
@@ -180,7 +181,7 @@ def export_pick(pick: Candidate, folder: Path, calib: str | Path | None = None) 
                                                "selected": {k: row[k] for k in ("runtime", "precision", "batch")}})
         return path
     fmt = "onnx" if pick.runtime == "onnxruntime" else "openvino"
-    suffix = ".onnx" if fmt == "onnx" else ".xml"
+    suffix = FORMATS[fmt]
     tag = "" if pick.precision == "fp32" else f"-{pick.precision}"
     result = export(spec, format=fmt, out=folder / f"{pick.model}{tag}{suffix}", batch=pick.batch,
                     img=row.get("img"), precision="bf16" if pick.precision == "bf16" else "fp32",
