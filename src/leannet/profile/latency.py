@@ -631,13 +631,15 @@ def _time(cells, how: Effort, console) -> None:
                 row |= timing.summarise(cell, threads, how.contended_cores)
             rows.append(row)
         if live is not None:
-            live.update(live_table(rows, label))
+            live.update(live_table(rows, label), refresh=True)
         if how.on_update is not None:
             how.on_update(rows)
 
     probe = timing.Probe(threads)
     guards = sentinel.sentinels({row["runtime"] for _, row, _ in cells}, threads)
-    with Live(console=console, refresh_per_second=2, transient=False) if how.progress else contextlib.nullcontext() as live:
+    # Redrawn between rounds only: rich's refresh thread would render the table while cells run
+    # and take the GIL and a core from them.
+    with Live(console=console, auto_refresh=False, transient=False) if how.progress else contextlib.nullcontext() as live:
         timing.time_rounds([probe, *guards.values(), *(c for _, _, c in cells)], rounds, round_time,
                            on_round=lambda r: refresh(live, f"round {r + 1}/{rounds}"))
         speed = {id(c): probe.speed() | sentinel.reading(guards, row["runtime"]) for _, row, c in cells}
