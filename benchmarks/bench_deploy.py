@@ -40,7 +40,7 @@ import torch
 import leannet
 from leannet.data import prepare_digits
 from leannet.deploy import export
-from leannet.deploy.artefact import FORMATS, open_runner
+from leannet.deploy.artefact import FORMAT_OF, FORMATS, open_runner
 from leannet.errors import LeannetError
 from leannet.fileio import write_text
 from leannet.profile.latency import resolve_sources
@@ -109,7 +109,7 @@ def latency_rows(args, work: Path, calib: Path) -> list[dict]:
             x = np.random.default_rng(0).standard_normal((b, 3, args.img, args.img), dtype=np.float32)
             naive = naive_timm_onnx(timm_arch, work / f"timm-{name}-{b}.onnx", args.img, b) if timm_arch else None
             for rt in args.runtimes:
-                fmt = "onnx" if rt == "onnxruntime" else "openvino"
+                fmt = FORMAT_OF[rt]
                 suffix = FORMATS[fmt]
                 row = {"model": name, "timm": timm_arch, "batch": b, "runtime": rt,
                        "img": args.img, "threads": args.threads}
@@ -167,10 +167,9 @@ def accuracy_rows(args, work: Path, root: Path) -> list[dict]:
     ckpt = digits_checkpoint(args, work)
     rows = []
     for rt in args.runtimes:
-        fmt = "onnx" if rt == "onnxruntime" else "openvino"
-        suffix = FORMATS[fmt]
+        fmt = FORMAT_OF[rt]
         q = export(ckpt, format=fmt, int8=True, calib=root / "train", eval_set=root / "val",
-                   out=work / f"digits-int8-{fmt}{suffix}")
+                   out=work / f"digits-int8-{fmt}{FORMATS[fmt]}")
         top1 = q.record["top1"]
         rows.append({"runtime": rt, "precision": "int8", "checkpoint": str(ckpt), "top1_fp32": top1[f"{fmt} fp32"],
                      "top1": top1[f"{fmt} int8"], "top1_pytorch": top1["pytorch"],

@@ -30,6 +30,7 @@ from leannet.runtime.runners import (
 )
 
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}  # export format -> artefact suffix
+FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino"}  # runtime -> the export format it runs
 
 
 @dataclass
@@ -175,5 +176,5 @@ def read_sidecar(artefact: str | Path) -> dict[str, Any]:
 
 # --- running artefacts: one runner type for every tool (leannet.runtime.runners) ------------------
 
-__all__ = ["ARTEFACT_SUFFIXES", "FORMATS", "LoadedModel", "Runner", "artefact_out", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
+__all__ = ["ARTEFACT_SUFFIXES", "FORMATS", "FORMAT_OF", "LoadedModel", "Runner", "artefact_out", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
            "openvino_runner", "read_sidecar", "run_all", "sidecar_path", "torch_runner", "write_sidecar"]

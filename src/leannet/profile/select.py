@@ -156,7 +156,7 @@ def select(
 def export_pick(pick: Candidate, folder: Path, calib: str | Path | None = None) -> Path:
     """Write the pick where it runs: an ONNX or OpenVINO artefact verified against PyTorch
     (leannet.deploy.export), or, for a PyTorch runtime, the checkpoint in leannet's format."""
-    from leannet.deploy.artefact import FORMATS
+    from leannet.deploy.artefact import FORMAT_OF, FORMATS
     from leannet.deploy.export import export
 
     row = pick.row
@@ -180,7 +180,7 @@ def export_pick(pick: Candidate, folder: Path, calib: str | Path | None = None) 
                                                "classes": loaded.classes, "preprocessing": loaded.preprocessing,
                                                "selected": {k: row[k] for k in ("runtime", "precision", "batch")}})
         return path
-    fmt = "onnx" if pick.runtime == "onnxruntime" else "openvino"
+    fmt = FORMAT_OF[pick.runtime]
     suffix = FORMATS[fmt]
     tag = "" if pick.precision == "fp32" else f"-{pick.precision}"
     result = export(spec, format=fmt, out=folder / f"{pick.model}{tag}{suffix}", batch=pick.batch,
