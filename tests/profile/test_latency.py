@@ -349,3 +349,14 @@ def test_a_sentinel_that_cannot_be_built_is_left_out(monkeypatch):
     monkeypatch.setattr(onnx_export, "export_onnx", broken)
     cells = sentinel.sentinels(["eager", "onnxruntime"], threads=1)
     assert sorted(cells) == ["eager"]
+
+
+def test_a_zoo_model_gets_the_same_init_every_run_and_leaves_the_callers_rng(tmp_path):
+    (source,), _ = latency.resolve_sources(["pplcnet_x0_25"])
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = latency._load(source, deployed=True, workdir=tmp_path).model.state_dict()
+    assert torch.equal(torch.rand(3), expected_next)  # the caller's stream is untouched
+    b = latency._load(source, deployed=True, workdir=tmp_path).model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

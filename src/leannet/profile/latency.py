@@ -173,7 +173,11 @@ def _load(source: Source, deployed: bool, workdir: Path) -> Prepared:
         record = read_sidecar(source.spec) if Path(source.spec).with_suffix(".json").is_file() else {}
         pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct") if k in record}
         return Prepared(source, None, pre, [str(c) for c in record.get("classes", [])], workdir)
-    loaded = load_model(source.spec)
+    # a registry name without weights gets a random init: the same one in every run, so a row's
+    # max_abs_diff reproduces; the caller's random stream is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        loaded = load_model(source.spec)
     model = reparameterize(loaded.model) if deployed else loaded.model
     return Prepared(source, model.eval(), dict(loaded.preprocessing), loaded.classes, workdir)
 
