@@ -7,8 +7,8 @@
 (b) Contention: the same sweep with one core held busy by `python -c "while True: pass"`;
     every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
-    own default threading, ONNX Runtime spinning on) against the sweep's figure;
-    target: within 5%. The isolated timings run between quiet2 and quiet3 and are compared
+    own default threading, ONNX Runtime spinning on; run untimed for STEADY seconds, then
+    timed in the sweep's rounds) against the sweep's figure; target: within 5%. The isolated timings run between quiet2 and quiet3 and are compared
     with their geometric mean, so a machine that drifts during the run hits both sides alike;
     each cell is timed alone twice, the second pass in reverse order (`--isolated-passes`).
     This is also the check that the sweep's settings (cells alternating,
@@ -24,7 +24,7 @@ probe and sentinel read the same machine in both sweeps.
 workplace's VMs a process minutes later can find the host 4-6% slower (the probe moves with
 every cell), which the raw comparison reads as leannet's error.
 
-Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~35 min on 2 cores).
+Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~45 min on 2 cores).
 Prints a table and writes runs/bench_trust/trust.json (one row per cell) and raw.json (every
 sweep's and isolated process's rows); `--analyse DIR` prints the checks again from DIR/raw.json.
 """
@@ -47,13 +47,14 @@ MODELS = ("pplcnet_x0_5", "pplcnet_x1_0", "ghostnet_x1_0", "mobileone_s0", "repv
           "mobilenetv3_large_x1_0", "shufflenetv2_x1_0", "resnet50")
 
 ISOLATED = r"""
-import json, sys
+import json, sys, time
 import numpy as np, torch
 from leannet import create_model, reparameterize
 from leannet.deploy.onnx import export_onnx
 from leannet.profile import sentinel
 from leannet.runtime import runners, timing
-name, runtime, threads, min_time, tmp = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+name, runtime, threads, min_time, rounds, steady, tmp = (sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
+                                                      int(sys.argv[5]), float(sys.argv[6]), sys.argv[7])
 torch.set_num_threads(threads)
 model = reparameterize(create_model(name).eval())
 x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
@@ -64,12 +65,26 @@ else:
     r = (runners.onnxruntime_runner(path, threads) if runtime == "onnxruntime"   # spinning on: its default
          else runners.openvino_runner(path, threads))
 call = r.bind(x)
-out = timing.measure(call, 1, min_time=min_time, rounds=5, threads=threads)
+# run flat out before timing: a process just started reads fast (see STEADY)
+t_end = time.perf_counter() + steady
+while time.perf_counter() < t_end:
+    call()
+out = timing.measure(call, 1, min_time=min_time, rounds=rounds, threads=threads)
 # the machine's and the runtime's speed right after, to tell drift from a biased sweep
 probe, guard = timing.Probe(threads), sentinel.sentinels([runtime], threads)
 timing.time_rounds([probe, *guard.values()], rounds=5, round_time=0.2)
 print(json.dumps(out | probe.speed() | sentinel.reading(guard, runtime)))
 """
+
+
+# Seconds an isolated process runs its cell untimed before timing it. Right after start-up
+# (imports, building, export: mostly one core) this VM runs 7-10% faster for a few seconds: in
+# fresh processes timing one cell in 12 rounds of 1.8 s, the first two rounds read 0.93x the
+# median of the rest (2026-12-04, 12 processes, standard error 4%; run 15's isolated processes:
+# last of 5 rounds / first 1.08, 16 of 24 rising). A sweep's cells are timed minutes into
+# sustained load, so an isolated timing started cold compares a boosted machine with a steady
+# one. OpenVINO's benchmark_app runs 60 s for the same reason.
+STEADY = 15.0
 
 
 def same_machine(ref: dict, row: dict) -> bool:
@@ -90,14 +105,17 @@ def sweep(models, runtimes, out: Path, min_time: float, rounds: int, retries: in
     return {(r["model"], r["runtime"]): r for r in rows if "error" not in r}
 
 
-def isolated(model: str, runtime: str, threads: int, min_time: float, tmp: Path) -> dict:
+def isolated(model: str, runtime: str, threads: int, min_time: float, rounds: int, tmp: Path) -> dict:
+    """One cell alone in a fresh process, timed as a sweep times it (`rounds` rounds of
+    min_time / rounds seconds) after STEADY seconds of running it untimed."""
     tmp.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([sys.executable, "-c", ISOLATED, model, runtime, str(threads), str(min_time), str(tmp)],
+    out = subprocess.run([sys.executable, "-c", ISOLATED, model, runtime, str(threads), str(min_time), str(rounds),
+                          str(STEADY), str(tmp)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min_time: float,
+def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min_time: float, rounds: int,
                     tmp: Path) -> dict[tuple[str, str], dict]:
     """Each cell alone in a fresh process, `passes` times, every other pass in reverse order:
     a slow phase of the host that covers part of one pass hits a cell once, not in every pass
@@ -107,7 +125,7 @@ def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min
     runs: dict[tuple[str, str], list[dict]] = {k: [] for k in cells}
     for i in range(passes):
         for k in (cells if i % 2 == 0 else cells[::-1]):
-            runs[k].append(isolated(*k, threads, min_time, tmp))
+            runs[k].append(isolated(*k, threads, min_time, rounds, tmp))
     return {k: rs[0] | {f: statistics.geometric_mean([r[f] for r in rs])
                         for f in ("median_ms", "probe_ms", "sentinel_ms") if all(r.get(f) for r in rs)}
             | {"passes_ms": [r["median_ms"] for r in rs]} for k, rs in runs.items()}
@@ -145,7 +163,7 @@ def main() -> None:
     q1 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     iso = {} if args.skip_isolated else isolated_passes(list(q1), args.isolated_passes, threads,
-                                                        args.min_time * 3, out / "iso")
+                                                        args.min_time, args.rounds, out / "iso")
     q3 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2) if iso else {}
     busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
