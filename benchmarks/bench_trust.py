@@ -105,18 +105,19 @@ def sweep(models, runtimes, out: Path, min_time: float, rounds: int, retries: in
     return {(r["model"], r["runtime"]): r for r in rows if "error" not in r}
 
 
-def isolated(model: str, runtime: str, threads: int, min_time: float, rounds: int, tmp: Path) -> dict:
+def isolated(model: str, runtime: str, threads: int, min_time: float, rounds: int, steady: float,
+             tmp: Path) -> dict:
     """One cell alone in a fresh process, timed as a sweep times it (`rounds` rounds of
-    min_time / rounds seconds) after STEADY seconds of running it untimed."""
+    min_time / rounds seconds) after `steady` seconds of running it untimed."""
     tmp.mkdir(parents=True, exist_ok=True)
     out = subprocess.run([sys.executable, "-c", ISOLATED, model, runtime, str(threads), str(min_time), str(rounds),
-                          str(STEADY), str(tmp)],
+                          str(steady), str(tmp)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min_time: float, rounds: int,
-                    tmp: Path) -> dict[tuple[str, str], dict]:
+                    steady: float, tmp: Path) -> dict[tuple[str, str], dict]:
     """Each cell alone in a fresh process, `passes` times, every other pass in reverse order:
     a slow phase of the host that covers part of one pass hits a cell once, not in every pass
     (in run 12 the first 8 isolated processes ran in one and read up to 1.6x slow). Per cell,
@@ -125,7 +126,7 @@ def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min
     runs: dict[tuple[str, str], list[dict]] = {k: [] for k in cells}
     for i in range(passes):
         for k in (cells if i % 2 == 0 else cells[::-1]):
-            runs[k].append(isolated(*k, threads, min_time, rounds, tmp))
+            runs[k].append(isolated(*k, threads, min_time, rounds, steady, tmp))
     return {k: rs[0] | {f: statistics.geometric_mean([r[f] for r in rs])
                         for f in ("median_ms", "probe_ms", "sentinel_ms") if all(r.get(f) for r in rs)}
             | {"passes_ms": [r["median_ms"] for r in rs]} for k, rs in runs.items()}
@@ -141,6 +142,8 @@ def main() -> None:
     p.add_argument("--skip-isolated", action="store_true")
     p.add_argument("--isolated-passes", type=int, default=2,
                    help="times each cell is timed alone (every other pass in reverse order)")
+    p.add_argument("--steady", type=float, default=STEADY,
+                   help="seconds each isolated process runs its cell untimed first (0: timed cold, as before run 16)")
     p.add_argument("--analyse", metavar="DIR",
                    help="measure nothing: print the checks again from an earlier run's DIR/raw.json")
     args = p.parse_args()
@@ -163,7 +166,7 @@ def main() -> None:
     q1 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     iso = {} if args.skip_isolated else isolated_passes(list(q1), args.isolated_passes, threads,
-                                                        args.min_time, args.rounds, out / "iso")
+                                                        args.min_time, args.rounds, args.steady, out / "iso")
     q3 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2) if iso else {}
     busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -174,7 +177,7 @@ def main() -> None:
         busy_loop.wait()
     sweeps = {"q1": q1, "q2": q2, "q3": q3, "busy": busy, "iso": iso}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "raw.json").write_text(json.dumps({"env": env, "runtimes": runtimes, "sweeps": {
+    (out / "raw.json").write_text(json.dumps({"env": env, "runtimes": runtimes, "steady_s": args.steady, "sweeps": {
         name: [dict(r, model=k[0], runtime=k[1]) for k, r in sw.items()] for name, sw in sweeps.items()}}))
     rows = analyse(env, runtimes, **sweeps)
     print(f"took {(time.time() - t0) / 60:.1f} min")
