@@ -8,8 +8,9 @@
     every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
     own default threading, ONNX Runtime spinning on; run untimed for STEADY seconds, then
-    timed in the sweep's rounds) against the sweep's figure; target: within 5%. The isolated timings run between quiet2 and quiet3 and are compared
-    with their geometric mean, so a machine that drifts during the run hits both sides alike;
+    timed in the sweep's rounds) against the sweep's figure; target: within 5%. The isolated
+    timings run between quiet2 and quiet3 and are compared with their geometric mean, so a
+    machine that drifts during the run hits both sides alike;
     each cell is timed alone twice, the second pass in reverse order (`--isolated-passes`).
     This is also the check that the sweep's settings (cells alternating,
     ONNX Runtime spinning as by default) do not slow a runtime measured alone.
