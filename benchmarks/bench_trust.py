@@ -8,12 +8,12 @@
     every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
     own default threading, ONNX Runtime spinning on; run untimed for STEADY seconds, then
-    timed in the sweep's rounds) against the sweep's figure; target: within 5%. The isolated
-    timings run between quiet2 and quiet3 and are compared with their geometric mean, so a
-    machine that drifts during the run hits both sides alike;
-    each cell is timed alone twice, the second pass in reverse order (`--isolated-passes`).
-    This is also the check that the sweep's settings (cells alternating,
-    ONNX Runtime spinning as by default) do not slow a runtime measured alone.
+    timed in the sweep's rounds, spread over SPREAD seconds with the cell running between
+    them) against the sweep's figure; target: within 5%. The isolated timings run between
+    quiet2 and quiet3 and are compared with their geometric mean, so a machine that drifts
+    during the run hits both sides alike. `--isolated-passes 2` times each cell alone twice,
+    the second pass in reverse order. This is also the check that the sweep's settings (cells
+    alternating, ONNX Runtime spinning as by default) do not slow a runtime measured alone.
 
 Every sweep and every isolated timing also times leannet's machine probe (a fixed workload
 on the same threads), and every sweep one sentinel network per runtime: when a sweep reads
@@ -25,7 +25,8 @@ probe and sentinel read the same machine in both sweeps.
 workplace's VMs a process minutes later can find the host 4-6% slower (the probe moves with
 every cell), which the raw comparison reads as leannet's error.
 
-Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~45 min on 2 cores).
+Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~50 min on 2 cores; ~70 min
+with `--isolated-passes 2`).
 Prints a table and writes runs/bench_trust/trust.json (one row per cell) and raw.json (every
 sweep's and isolated process's rows); `--analyse DIR` prints the checks again from DIR/raw.json.
 """
@@ -54,8 +55,9 @@ from leannet import create_model, reparameterize
 from leannet.deploy.onnx import export_onnx
 from leannet.profile import sentinel
 from leannet.runtime import runners, timing
-name, runtime, threads, min_time, rounds, steady, tmp = (sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
-                                                      int(sys.argv[5]), float(sys.argv[6]), sys.argv[7])
+name, runtime, threads, min_time, rounds, steady, spread, tmp = (
+    sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]),
+    float(sys.argv[7]), sys.argv[8])
 torch.set_num_threads(threads)
 model = reparameterize(create_model(name).eval())
 x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
@@ -66,14 +68,27 @@ else:
     r = (runners.onnxruntime_runner(path, threads) if runtime == "onnxruntime"   # spinning on: its default
          else runners.openvino_runner(path, threads))
 call = r.bind(x)
+
+
+def run_until(t_end):
+    while time.perf_counter() < t_end:
+        call()
+
+
 # run flat out before timing: a process just started reads fast (see STEADY)
-t_end = time.perf_counter() + steady
-while time.perf_counter() < t_end:
-    call()
-out = timing.measure(call, 1, min_time=min_time, rounds=rounds, threads=threads)
-# the machine's and the runtime's speed right after, to tell drift from a biased sweep
-probe, guard = timing.Probe(threads), sentinel.sentinels([runtime], threads)
-timing.time_rounds([probe, *guard.values()], rounds=5, round_time=0.2)
+run_until(time.perf_counter() + steady)
+# The sweep's rounds, one every spread / rounds seconds with the cell running untimed between
+# them (see SPREAD), each followed by a round of the machine probe, which so reads the same moments.
+cell, probe = timing.Cell("one", call), timing.Probe(threads)
+t0 = time.perf_counter()
+for i in range(rounds):
+    run_until(t0 + i * spread / rounds)
+    timing.time_rounds([cell], rounds=1, round_time=min_time / rounds)
+    timing.time_rounds([probe], rounds=1, round_time=0.2)
+out = timing.summarise(cell, threads)
+# the runtime's own speed right after, to tell drift from a biased sweep
+guard = sentinel.sentinels([runtime], threads)
+timing.time_rounds(list(guard.values()), rounds=5, round_time=0.2)
 print(json.dumps(out | probe.speed() | sentinel.reading(guard, runtime)))
 """
 
@@ -85,7 +100,14 @@ print(json.dumps(out | probe.speed() | sentinel.reading(guard, runtime)))
 # last of 5 rounds / first 1.08, 16 of 24 rising). A sweep's cells are timed minutes into
 # sustained load, so an isolated timing started cold compares a boosted machine with a steady
 # one. OpenVINO's benchmark_app runs 60 s for the same reason.
-STEADY = 15.0
+STEADY = 10.0
+
+# Seconds over which an isolated process spreads its timed rounds. This VM's host changes speed
+# within seconds (a 2-thread probe swung 1.37-2.26 ms across 36 s of 0.24-s rounds, its memory
+# part +-25% while one thread hashing moved +-5%: a neighbour on the shared cache), and rounds
+# timed back to back read one such moment: in run 16 a cell's two isolated passes differed by a
+# median of 16%. A sweep spreads a cell's rounds over its whole run; so does the isolated side.
+SPREAD = 30.0
 
 
 def same_machine(ref: dict, row: dict) -> bool:
@@ -107,18 +129,19 @@ def sweep(models, runtimes, out: Path, min_time: float, rounds: int, retries: in
 
 
 def isolated(model: str, runtime: str, threads: int, min_time: float, rounds: int, steady: float,
-             tmp: Path) -> dict:
+             spread: float, tmp: Path) -> dict:
     """One cell alone in a fresh process, timed as a sweep times it (`rounds` rounds of
-    min_time / rounds seconds) after `steady` seconds of running it untimed."""
+    min_time / rounds seconds, spread over `spread` seconds) after `steady` seconds of running
+    it untimed."""
     tmp.mkdir(parents=True, exist_ok=True)
     out = subprocess.run([sys.executable, "-c", ISOLATED, model, runtime, str(threads), str(min_time), str(rounds),
-                          str(steady), str(tmp)],
+                          str(steady), str(spread), str(tmp)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min_time: float, rounds: int,
-                    steady: float, tmp: Path) -> dict[tuple[str, str], dict]:
+                    steady: float, spread: float, tmp: Path) -> dict[tuple[str, str], dict]:
     """Each cell alone in a fresh process, `passes` times, every other pass in reverse order:
     a slow phase of the host that covers part of one pass hits a cell once, not in every pass
     (in run 12 the first 8 isolated processes ran in one and read up to 1.6x slow). Per cell,
@@ -127,7 +150,7 @@ def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min
     runs: dict[tuple[str, str], list[dict]] = {k: [] for k in cells}
     for i in range(passes):
         for k in (cells if i % 2 == 0 else cells[::-1]):
-            runs[k].append(isolated(*k, threads, min_time, rounds, steady, tmp))
+            runs[k].append(isolated(*k, threads, min_time, rounds, steady, spread, tmp))
     return {k: rs[0] | {f: statistics.geometric_mean([r[f] for r in rs])
                         for f in ("median_ms", "probe_ms", "sentinel_ms") if all(r.get(f) for r in rs)}
             | {"passes_ms": [r["median_ms"] for r in rs]} for k, rs in runs.items()}
@@ -141,10 +164,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--out", default="runs/bench_trust")
     p.add_argument("--skip-isolated", action="store_true")
-    p.add_argument("--isolated-passes", type=int, default=2,
+    p.add_argument("--isolated-passes", type=int, default=1,
                    help="times each cell is timed alone (every other pass in reverse order)")
     p.add_argument("--steady", type=float, default=STEADY,
                    help="seconds each isolated process runs its cell untimed first (0: timed cold, as before run 16)")
+    p.add_argument("--spread", type=float, default=SPREAD,
+                   help="seconds over which an isolated process spreads its rounds (0: back to back, as before run 17)")
     p.add_argument("--analyse", metavar="DIR",
                    help="measure nothing: print the checks again from an earlier run's DIR/raw.json")
     args = p.parse_args()
@@ -167,7 +192,8 @@ def main() -> None:
     q1 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
     iso = {} if args.skip_isolated else isolated_passes(list(q1), args.isolated_passes, threads,
-                                                        args.min_time, args.rounds, args.steady, out / "iso")
+                                                        args.min_time, args.rounds, args.steady, args.spread,
+                                                        out / "iso")
     q3 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2) if iso else {}
     busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -178,8 +204,9 @@ def main() -> None:
         busy_loop.wait()
     sweeps = {"q1": q1, "q2": q2, "q3": q3, "busy": busy, "iso": iso}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "raw.json").write_text(json.dumps({"env": env, "runtimes": runtimes, "steady_s": args.steady, "sweeps": {
-        name: [dict(r, model=k[0], runtime=k[1]) for k, r in sw.items()] for name, sw in sweeps.items()}}))
+    (out / "raw.json").write_text(json.dumps({
+        "env": env, "runtimes": runtimes, "steady_s": args.steady, "spread_s": args.spread,
+        "sweeps": {name: [dict(r, model=k[0], runtime=k[1]) for k, r in sw.items()] for name, sw in sweeps.items()}}))
     rows = analyse(env, runtimes, **sweeps)
     print(f"took {(time.time() - t0) / 60:.1f} min")
     (out / "trust.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
