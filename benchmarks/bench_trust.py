@@ -245,6 +245,11 @@ def analyse(env: dict, runtimes: list[str], q1: dict, q2: dict, q3: dict, busy: 
     if iso_probe:
         print(f"isolated: machine probe median {statistics.median(iso_probe):.3f} ms, "
               f"range {min(iso_probe):.3f}-{max(iso_probe):.3f}")
+    passes = [abs(math.log(r["passes_ms"][1] / r["passes_ms"][0])) for r in iso.values()
+              if len(r.get("passes_ms") or []) > 1]
+    if passes:
+        print(f"isolated passes 1 vs 2, per cell: median |log ratio| {100 * statistics.median(passes):.2f}%, "
+              f"max {100 * max(passes):.2f}%")
     print(f"\n{'model':24} {'runtime':12} {'quiet1':>8} {'quiet2':>8} {'A/A':>7} {'quiet3':>8} {'busy':>8} {'busy/q':>7} "
           f"{'flag':>5} {'others':>7} {'alone':>8} {'sweep/alone':>11}")
     for k, r1 in q1.items():
