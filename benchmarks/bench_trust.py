@@ -8,12 +8,12 @@
     every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
     own default threading, ONNX Runtime spinning on; run untimed for STEADY seconds, then
-    timed in the sweep's rounds, spread over SPREAD seconds with the cell running between
-    them) against the sweep's figure; target: within 5%. The isolated timings run between
-    quiet2 and quiet3 and are compared with their geometric mean, so a machine that drifts
-    during the run hits both sides alike. `--isolated-passes 2` times each cell alone twice,
-    the second pass in reverse order. This is also the check that the sweep's settings (cells
-    alternating, ONNX Runtime spinning as by default) do not slow a runtime measured alone.
+    timed in the sweep's rounds, each followed by a round of the machine probe) against the
+    sweep's figure; target: within 5%. The isolated timings run between quiet2 and quiet3 and
+    are compared with their geometric mean, so a machine that drifts during the run hits both
+    sides alike. Each cell is timed alone twice (`--isolated-passes`), the second pass in
+    reverse order. This is also the check that the sweep's settings (cells alternating, ONNX
+    Runtime spinning as by default) do not slow a runtime measured alone.
 
 Every sweep and every isolated timing also times leannet's machine probe (a fixed workload
 on the same threads), and every sweep one sentinel network per runtime: when a sweep reads
@@ -25,8 +25,8 @@ probe and sentinel read the same machine in both sweeps.
 workplace's VMs a process minutes later can find the host 4-6% slower (the probe moves with
 every cell), which the raw comparison reads as leannet's error.
 
-Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~50 min on 2 cores; ~70 min
-with `--isolated-passes 2`).
+Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~45 min on 2 cores; ~55 min
+with `--spread 30`).
 Prints a table and writes runs/bench_trust/trust.json (one row per cell) and raw.json (every
 sweep's and isolated process's rows); `--analyse DIR` prints the checks again from DIR/raw.json.
 """
@@ -100,14 +100,16 @@ print(json.dumps(out | probe.speed() | sentinel.reading(guard, runtime)))
 # last of 5 rounds / first 1.08, 16 of 24 rising). A sweep's cells are timed minutes into
 # sustained load, so an isolated timing started cold compares a boosted machine with a steady
 # one. OpenVINO's benchmark_app runs 60 s for the same reason.
-STEADY = 10.0
+STEADY = 15.0
 
-# Seconds over which an isolated process spreads its timed rounds. This VM's host changes speed
-# within seconds (a 2-thread probe swung 1.37-2.26 ms across 36 s of 0.24-s rounds, its memory
-# part +-25% while one thread hashing moved +-5%: a neighbour on the shared cache), and rounds
-# timed back to back read one such moment: in run 16 a cell's two isolated passes differed by a
-# median of 16%. A sweep spreads a cell's rounds over its whole run; so does the isolated side.
-SPREAD = 30.0
+# Seconds over which an isolated process spreads its timed rounds (0: back to back), the cell
+# running untimed between them. The host changes speed within seconds (a 2-thread probe swung
+# 1.37-2.26 ms across 36 s of 0.24-s rounds: its memory part +-25%, one thread hashing +-5%, a
+# neighbour on the shared cache), so spreading looked like it would steady the isolated side, as
+# a sweep spreads a cell's rounds over its run. Run 17 (30 s) says no: a cell's two isolated
+# passes still differed by a median of 17.9% (run 16, back to back: 16.1%); the host's slow
+# phases last minutes. Off by default; `--spread` to try it on another host.
+SPREAD = 0.0
 
 
 def same_machine(ref: dict, row: dict) -> bool:
@@ -164,12 +166,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--out", default="runs/bench_trust")
     p.add_argument("--skip-isolated", action="store_true")
-    p.add_argument("--isolated-passes", type=int, default=1,
+    p.add_argument("--isolated-passes", type=int, default=2,
                    help="times each cell is timed alone (every other pass in reverse order)")
     p.add_argument("--steady", type=float, default=STEADY,
                    help="seconds each isolated process runs its cell untimed first (0: timed cold, as before run 16)")
     p.add_argument("--spread", type=float, default=SPREAD,
-                   help="seconds over which an isolated process spreads its rounds (0: back to back, as before run 17)")
+                   help="seconds over which an isolated process spreads its rounds (0: back to back; run 17 used 30)")
     p.add_argument("--analyse", metavar="DIR",
                    help="measure nothing: print the checks again from an earlier run's DIR/raw.json")
     args = p.parse_args()
