@@ -1,17 +1,18 @@
 """Can the benchmark be trusted? Three checks of `leannet bench` on this machine (issue 14):
 
 (a) A/A repeatability: the same sweep twice in a row on a quiet machine (quiet1, quiet2); per
-    cell |log(t2 / t1)|, target: median <= 5%. Also printed for two sweeps 10+ minutes apart
-    (quiet2, quiet3, with the isolated timings between them): on a VM whose host changes speed
-    over minutes, the gap shows how much of a miss is the host's and how much the sweep's.
+    cell |log(t2 / t1)|, target: median <= 5%. Also printed for each two sweeps with a block
+    of isolated timings between them (minutes apart): on a VM whose host changes speed over
+    minutes, the gap shows how much of a miss is the host's and how much the sweep's.
 (b) Contention: the same sweep with one core held busy by `python -c "while True: pass"`;
     every cell that reads more than 1.25x its quiet value must be flagged (target: 0 unflagged).
 (c) Isolation: each cell timed alone in a fresh process (one model, one runtime, the runtime's
     own default threading, ONNX Runtime spinning on; run untimed for STEADY seconds, then
     timed in the sweep's rounds, each followed by a round of the machine probe) against the
-    sweep's figure; target: within 5%. The isolated timings run between quiet2 and quiet3 and
-    are compared with their geometric mean, so a machine that drifts during the run hits both
-    sides alike. Each cell is timed alone twice (`--isolated-passes`), the second pass in
+    sweep's figure; target: within 5%. The isolated timings run in blocks (GROUPS per pass)
+    after quiet2, with a sweep after each block; a timing is compared with the geometric mean of
+    the sweeps just before and after its block, so a machine that drifts over those minutes hits
+    both sides alike. Each cell is timed alone twice (`--isolated-passes`), the second pass in
     reverse order. This is also the check that the sweep's settings (cells alternating, ONNX
     Runtime spinning as by default) do not slow a runtime measured alone.
 
@@ -25,7 +26,7 @@ probe and sentinel read the same machine in both sweeps.
 workplace's VMs a process minutes later can find the host 4-6% slower (the probe moves with
 every cell), which the raw comparison reads as leannet's error.
 
-Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~45 min on 2 cores; ~55 min
+Run on an otherwise idle machine: `python benchmarks/bench_trust.py` (~50 min on 2 cores; ~10 more
 with `--spread 30`).
 Prints a table and writes runs/bench_trust/trust.json (one row per cell) and raw.json (every
 sweep's and isolated process's rows); `--analyse DIR` prints the checks again from DIR/raw.json.
@@ -34,12 +35,14 @@ sweep's and isolated process's rows); `--analyse DIR` prints the checks again fr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from leannet.profile.latency import default_threads, environment
@@ -111,6 +114,13 @@ STEADY = 15.0
 # phases last minutes. Off by default; `--spread` to try it on another host.
 SPREAD = 0.0
 
+# Blocks of isolated timings per pass, each followed by a sweep that with the one before it
+# brackets the block. Runs 12-18 timed all isolated processes (~20 min) between quiet2 and quiet3
+# and compared them with the two sweeps' geometric mean; the host moved 13-22% between those
+# two sweeps in runs 15-18 (quiet3 / quiet2 0.78-1.08), so the mean stood for no moment the
+# isolated processes saw. Two blocks per pass put each timing within ~8 min of both its sweeps.
+GROUPS = 2
+
 
 def same_machine(ref: dict, row: dict) -> bool:
     """Whether `row` was timed on the machine `ref` saw: its probe and its runtime's sentinel
@@ -142,20 +152,32 @@ def isolated(model: str, runtime: str, threads: int, min_time: float, rounds: in
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def isolated_passes(cells: list[tuple[str, str]], passes: int, threads: int, min_time: float, rounds: int,
-                    steady: float, spread: float, tmp: Path) -> dict[tuple[str, str], dict]:
-    """Each cell alone in a fresh process, `passes` times, every other pass in reverse order:
-    a slow phase of the host that covers part of one pass hits a cell once, not in every pass
-    (in run 12 the first 8 isolated processes ran in one and read up to 1.6x slow). Per cell,
-    the geometric mean of the passes' latencies, probes and sentinels, as the sweep side of (c)
-    is the geometric mean of two sweeps; each pass's latency is kept under `passes_ms`."""
-    runs: dict[tuple[str, str], list[dict]] = {k: [] for k in cells}
+def isolated_blocks(cells: list[tuple[str, str]], passes: int, groups: int, threads: int, min_time: float,
+                    rounds: int, steady: float, spread: float, tmp: Path,
+                    run_sweep: Callable[[], dict]) -> tuple[dict[str, dict], list[dict]]:
+    """Each cell alone in a fresh process, `passes` times, in blocks of len(cells) / `groups`
+    cells with a sweep after each block. An isolated timing is compared with the sweeps just
+    before and after its block (the first block's "before" is quiet2), minutes apart rather than
+    the whole isolated phase apart: this host's speed moves 13-22% over 20 minutes (quiet2 vs
+    quiet3 in runs 15-18), more than the 5% that (c) asks of leannet. Every other pass runs
+    in reverse order, so a slow phase of the host that covers part of one pass hits a cell once
+    (in run 12 the first 8 isolated processes ran in one and read up to 1.6x slow). Returns the
+    bracket sweeps by name (s1, s2, ...) and one row per isolated timing, with its pass and the
+    names of the sweeps around it."""
+    size = math.ceil(len(cells) / groups)
+    blocks = [cells[i:i + size] for i in range(0, len(cells), size)]
+    brackets: dict[str, dict] = {}
+    timings: list[dict] = []
+    before = "q2"
     for i in range(passes):
-        for k in (cells if i % 2 == 0 else cells[::-1]):
-            runs[k].append(isolated(*k, threads, min_time, rounds, steady, spread, tmp))
-    return {k: rs[0] | {f: statistics.geometric_mean([r[f] for r in rs])
-                        for f in ("median_ms", "probe_ms", "sentinel_ms") if all(r.get(f) for r in rs)}
-            | {"passes_ms": [r["median_ms"] for r in rs]} for k, rs in runs.items()}
+        for block in (blocks if i % 2 == 0 else [b[::-1] for b in blocks[::-1]]):
+            done = [(k, isolated(*k, threads, min_time, rounds, steady, spread, tmp)) for k in block]
+            after = f"s{len(brackets) + 1}"
+            brackets[after] = run_sweep()
+            timings += [r | {"model": k[0], "runtime": k[1], "pass": i, "before": before, "after": after}
+                        for k, r in done]
+            before = after
+    return brackets, timings
 
 
 def main() -> None:
@@ -168,6 +190,8 @@ def main() -> None:
     p.add_argument("--skip-isolated", action="store_true")
     p.add_argument("--isolated-passes", type=int, default=2,
                    help="times each cell is timed alone (every other pass in reverse order)")
+    p.add_argument("--groups", type=int, default=GROUPS,
+                   help="blocks of isolated timings per pass, each followed by a sweep (1: one block, as runs 12-18)")
     p.add_argument("--steady", type=float, default=STEADY,
                    help="seconds each isolated process runs its cell untimed first (0: timed cold, as before run 16)")
     p.add_argument("--spread", type=float, default=SPREAD,
@@ -178,40 +202,53 @@ def main() -> None:
     if args.analyse:
         raw = json.loads((Path(args.analyse) / "raw.json").read_text())
         sweeps = {name: {(r["model"], r["runtime"]): r for r in rows} for name, rows in raw["sweeps"].items()}
-        analyse(raw["env"], raw["runtimes"], **sweeps)
+        timings = raw.get("isolated") or _one_block(sweeps.pop("iso", {}))
+        analyse(raw["env"], raw["runtimes"], sweeps, timings)
         return
     models, runtimes = args.models.split(","), args.runtimes.split(",")
     out = Path(args.out)
     threads = default_threads()
     env = environment(threads)
     t0 = time.time()
-    # quiet1 and quiet2 back to back for (a); then the isolated timings and quiet3: (c) compares
-    # each isolated cell with the mean of the sweeps run just before and after it (quiet2,
-    # quiet3), so a machine drifting over those minutes cancels out. (Runs 8-11 put the isolated
-    # timings between the two A/A sweeps, and the host's drift over them missed (a) each time.)
-    # The quiet sweeps write one results file, as a user's re-runs do: later sweeps' rows are
-    # judged against the probe and sentinels the earlier ones put on record.
-    q1 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
-    q2 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
-    iso = {} if args.skip_isolated else isolated_passes(list(q1), args.isolated_passes, threads,
-                                                        args.min_time, args.rounds, args.steady, args.spread,
-                                                        out / "iso")
-    q3 = sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2) if iso else {}
+
+    def run_sweep() -> dict:
+        # one results file for the quiet sweeps, as a user's re-runs write: later sweeps' rows
+        # are judged against the probe and sentinels the earlier ones put on record
+        return sweep(models, runtimes, out / "quiet", args.min_time, args.rounds, 2)
+
+    # quiet1 and quiet2 back to back for (a); then the isolated timings in blocks, a sweep after
+    # each (runs 8-11 put the isolated timings between the two A/A sweeps, and the host's drift
+    # over them missed (a) each time)
+    sweeps = {"q1": run_sweep(), "q2": run_sweep()}
+    timings: list[dict] = []
+    if not args.skip_isolated:
+        brackets, timings = isolated_blocks(list(sweeps["q1"]), args.isolated_passes, args.groups, threads,
+                                            args.min_time, args.rounds, args.steady, args.spread, out / "iso",
+                                            run_sweep)
+        sweeps |= brackets
     busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(1.0)
-        busy = sweep(models, runtimes, out / "busy", args.min_time, args.rounds, 2)
+        sweeps["busy"] = sweep(models, runtimes, out / "busy", args.min_time, args.rounds, 2)
     finally:
         busy_loop.kill()
         busy_loop.wait()
-    sweeps = {"q1": q1, "q2": q2, "q3": q3, "busy": busy, "iso": iso}
     out.mkdir(parents=True, exist_ok=True)
     (out / "raw.json").write_text(json.dumps({
-        "env": env, "runtimes": runtimes, "steady_s": args.steady, "spread_s": args.spread,
-        "sweeps": {name: [dict(r, model=k[0], runtime=k[1]) for k, r in sw.items()] for name, sw in sweeps.items()}}))
-    rows = analyse(env, runtimes, **sweeps)
+        "env": env, "runtimes": runtimes, "steady_s": args.steady, "spread_s": args.spread, "groups": args.groups,
+        "sweeps": {name: [dict(r, model=k[0], runtime=k[1]) for k, r in sw.items()] for name, sw in sweeps.items()},
+        "isolated": timings}))
+    rows = analyse(env, runtimes, sweeps, timings)
     print(f"took {(time.time() - t0) / 60:.1f} min")
     (out / "trust.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+
+
+def _one_block(iso: dict) -> list[dict]:
+    """An earlier run's isolated rows (runs 12-18: every pass between quiet2 and quiet3, the
+    passes' geometric mean per cell) as one timing per pass; each pass takes the mean's probe
+    and sentinel, the only ones those runs kept."""
+    return [{k: v for k, v in r.items() if k != "passes_ms"} | {"median_ms": ms, "pass": i, "before": "q2", "after": "q3"}
+            for (model, runtime), r in iso.items() for i, ms in enumerate(r.get("passes_ms") or [r["median_ms"]])]
 
 
 def normalised(row: dict, ref: dict) -> float:
@@ -224,17 +261,42 @@ def normalised(row: dict, ref: dict) -> float:
     return (row["median_ms"] / row["probe_ms"]) / (ref["median_ms"] / ref["probe_ms"])
 
 
-def analyse(env: dict, runtimes: list[str], q1: dict, q2: dict, q3: dict, busy: dict, iso: dict) -> list[dict]:
-    """Print the three checks from the sweeps' and isolated processes' rows; returns the rows."""
+def _geomean(values: list[float]) -> float:
+    return statistics.geometric_mean(values) if values and all(values) else math.nan
+
+
+def bracketed(sweeps: dict[str, dict], t: dict) -> dict:
+    """The sweep side of one isolated timing `t`: the geometric mean of its cell's latency, probe
+    and sentinel in the sweeps just before and after it (each a field only where both have it)."""
+    k = (t["model"], t["runtime"])
+    pair = [sweeps[t[side]].get(k) for side in ("before", "after")]
+    if not all(pair):
+        return {}
+    return {f: math.sqrt(pair[0][f] * pair[1][f]) for f in ("median_ms", "probe_ms", "sentinel_ms")
+            if pair[0].get(f) and pair[1].get(f)}
+
+
+def _describe(label: str, devs: list[float], what: str = "|log ratio|") -> str:
+    """median and max of `devs` (fractions), and how many are within 5%"""
+    devs = [d for d in devs if not math.isnan(d)]
+    limit = math.log(1.05) if what == "|log ratio|" else 0.05
+    return (f"{label}: median {what} {100 * statistics.median(devs):.2f}%, max {100 * max(devs):.2f}%, "
+            f"within 5%: {sum(d <= limit for d in devs)} of {len(devs)}") if devs else f"{label}: none"
+
+
+def analyse(env: dict, runtimes: list[str], sweeps: dict[str, dict], timings: list[dict]) -> list[dict]:
+    """Print the three checks from the sweeps' rows (q1, q2, busy, and the sweeps between blocks of
+    isolated timings) and the isolated timings; returns one row per cell."""
     print(f"# {env['cpu']} ({', '.join(env['cpu_features'])}), {env['threads']} threads; "
           + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), flush=True)
-    norm_aa, norm_dev = [], []
-    rows, aa, gap_aa, steady_aa, unflagged, slow, iso_dev, steady_dev = [], [], [], [], [], 0, [], []
-    for name, sw in (("quiet1", q1), ("quiet2", q2), ("quiet3", q3), ("busy", busy)):
+    q1, q2, busy = sweeps["q1"], sweeps["q2"], sweeps["busy"]
+    chain = ["q2", *(n for n in sweeps if n not in ("q1", "q2", "busy"))]  # in the order they ran
+    for name, sw in sweeps.items():
         probes = [r["probe_ms"] for r in sw.values() if r.get("probe_ms")]
         if probes:
-            print(f"{name}: machine probe {statistics.median(probes):.3f} ms "
-                  f"(rows marked slowed: {sum(bool(r.get('machine_slowdown', 1) > SLOWED) for r in sw.values())})")
+            print(f"{name}: machine probe {statistics.median(probes):.3f} ms (rows marked slowed: "
+                  f"{sum(bool(r.get('machine_slowdown', 1) > SLOWED) for r in sw.values())}, "
+                  f"contended: {sum(bool(r.get('contended')) for r in sw.values())} of {len(sw)})")
     p1, p2 = ([r["probe_ms"] for r in sw.values() if r.get("probe_ms")] for sw in (q1, q2))
     if p1 and p2:
         print(f"machine probe quiet2 / quiet1: {statistics.median(p2) / statistics.median(p1):.3f} "
@@ -243,23 +305,26 @@ def analyse(env: dict, runtimes: list[str], q1: dict, q2: dict, q3: dict, busy: 
         s1, s2 = (statistics.median([r["sentinel_ms"] for k, r in sw.items() if k[1] == rt and r.get("sentinel_ms")]
                                     or [math.nan]) for sw in (q1, q2))
         print(f"{rt} sentinel: quiet1 {s1:.3f} ms, quiet2 {s2:.3f} ms, quiet2 / quiet1 {s2 / s1:.3f}")
-    iso_probe = [r["probe_ms"] for r in iso.values() if r.get("probe_ms")]
+    iso_probe = [t["probe_ms"] for t in timings if t.get("probe_ms")]
     if iso_probe:
         print(f"isolated: machine probe median {statistics.median(iso_probe):.3f} ms, "
               f"range {min(iso_probe):.3f}-{max(iso_probe):.3f}")
-    passes = [abs(math.log(r["passes_ms"][1] / r["passes_ms"][0])) for r in iso.values()
-              if len(r.get("passes_ms") or []) > 1]
+    per_cell: dict[tuple, list[dict]] = {}
+    for t in sorted(timings, key=lambda t: t["pass"]):
+        per_cell.setdefault((t["model"], t["runtime"]), []).append(t)
+    passes = [abs(math.log(ts[1]["median_ms"] / ts[0]["median_ms"])) for ts in per_cell.values() if len(ts) > 1]
     if passes:
         print(f"isolated passes 1 vs 2, per cell: median |log ratio| {100 * statistics.median(passes):.2f}%, "
               f"max {100 * max(passes):.2f}%")
-    print(f"\n{'model':24} {'runtime':12} {'quiet1':>8} {'quiet2':>8} {'A/A':>7} {'quiet3':>8} {'busy':>8} {'busy/q':>7} "
+    print(f"\n{'model':24} {'runtime':12} {'quiet1':>8} {'quiet2':>8} {'A/A':>7} {'busy':>8} {'busy/q':>7} "
           f"{'flag':>5} {'others':>7} {'alone':>8} {'sweep/alone':>11}")
+    rows, aa, steady_aa, norm_aa, unflagged, slow = [], [], [], [], [], 0
+    dev_raw, dev_steady, dev_norm = [], [], []
     for k, r1 in q1.items():
-        r2, r3, rb, ri = q2.get(k), q3.get(k), busy.get(k), iso.get(k)
+        r2, rb, ts = q2.get(k), busy.get(k), per_cell.get(k, [])
         a = math.log(r2["median_ms"] / r1["median_ms"]) if r2 else math.nan
         aa.append(abs(a))
-        if r2 and r3:
-            gap_aa.append(abs(math.log(r3["median_ms"] / r2["median_ms"])))
+        norm_aa.append(abs(math.log(normalised(r2, r1))) if r2 else math.nan)
         steady = bool(r2) and same_machine(r1, r2)
         if steady:
             steady_aa.append(abs(a))
@@ -268,73 +333,62 @@ def analyse(env: dict, runtimes: list[str], q1: dict, q2: dict, q3: dict, busy: 
             slow += 1
             if not rb["contended"]:
                 unflagged.append(k)
-        both = math.sqrt(r2["median_ms"] * r3["median_ms"]) if r2 and r3 else math.nan
-        dev = both / ri["median_ms"] if ri else math.nan
-        iso_steady = False
-        if ri and r3:
-            iso_dev.append(dev)
-            # against the sweeps' geometric mean, as the latency it is compared with
-            swept = {f: math.sqrt(r2[f] * r3[f]) for f in ("probe_ms", "sentinel_ms") if r2 and r2.get(f) and r3.get(f)}
-            iso_steady = same_machine(swept, ri)
+        # (c) per isolated timing: the sweeps around it over it, then the geometric mean over passes
+        sides = [(bracketed(sweeps, t), t) for t in ts]
+        sides = [(s, t) for s, t in sides if s]
+        dev = _geomean([s["median_ms"] / t["median_ms"] for s, t in sides])
+        iso_steady = bool(sides) and all(same_machine(s, t) for s, t in sides)
+        if sides:
+            dev_raw.append(abs(dev - 1))  # as runs 12-18 gave it
+            dev_norm.append(abs(math.log(_geomean([normalised(s, t) for s, t in sides]))))
             if iso_steady:
-                steady_dev.append(dev)
-        norm_aa.append(abs(math.log(normalised(r2, r1))) if r2 else math.nan)
-        if ri and r3:
-            both_row = {"median_ms": both, "probe_ms": math.sqrt(r2["probe_ms"] * r3["probe_ms"])
-                        if r2.get("probe_ms") and r3.get("probe_ms") else None}
-            norm_dev.append(abs(math.log(normalised(both_row, ri))))
+                dev_steady.append(abs(dev - 1))
+        alone = _geomean([t["median_ms"] for t in ts])
         rows.append({"model": k[0], "runtime": k[1], "quiet1_ms": r1["median_ms"], "quiet2_ms": r2 and r2["median_ms"],
-                     "quiet3_ms": r3 and r3["median_ms"], "quiet3_contended": r3 and r3["contended"],
-                     "quiet1_contended": r1["contended"], "busy_ms": rb and rb["median_ms"],
-                     "busy_contended": rb and rb["contended"], "busy_others_cores": rb and rb["others_cores"],
-                     "isolated_ms": ri and ri["median_ms"], "isolated_passes_ms": ri and ri["passes_ms"], "sweep_over_alone": dev, "isolated_contended": ri and ri["contended"],
-                     "quiet1_probe_ms": r1.get("probe_ms"), "isolated_probe_ms": ri and ri.get("probe_ms"),
+                     "quiet1_contended": r1["contended"], "quiet2_contended": r2 and r2["contended"], "steady": steady,
+                     "busy_ms": rb and rb["median_ms"], "busy_contended": rb and rb["contended"],
+                     "busy_others_cores": rb and rb["others_cores"],
+                     "isolated_ms": alone, "isolated_passes_ms": [t["median_ms"] for t in ts],
+                     "bracket_ms": [s["median_ms"] for s, _ in sides], "sweep_over_alone": dev,
+                     "isolated_contended": any(t.get("contended") for t in ts), "isolated_steady": iso_steady,
+                     "quiet1_probe_ms": r1.get("probe_ms"), "isolated_probe_ms": [t.get("probe_ms") for t in ts],
                      "quiet1_sentinel_ms": r1.get("sentinel_ms"), "quiet2_sentinel_ms": r2 and r2.get("sentinel_ms"),
-                     "steady": steady, "quiet2_contended": r2 and r2["contended"],
-                     "isolated_sentinel_ms": ri and ri.get("sentinel_ms"), "isolated_steady": iso_steady})
+                     "isolated_sentinel_ms": [t.get("sentinel_ms") for t in ts]})
         print(f"{k[0]:24} {k[1]:12} {r1['median_ms']:8.3f} {r2['median_ms']:8.3f} {math.exp(a):7.3f} "
-              f"{r3['median_ms'] if r3 else math.nan:8.3f} "
               f"{rb['median_ms']:8.3f} {ratio:7.2f} {'yes' if rb['contended'] else 'NO':>5} "
-              f"{rb['others_cores']:7.2f} {ri['median_ms'] if ri else math.nan:8.3f} {dev:11.3f}")
-    med_aa = statistics.median(aa)
+              f"{rb['others_cores']:7.2f} {alone:8.3f} {dev:11.3f}")
     for rt in runtimes:
         per = [r["quiet2_ms"] / r["quiet1_ms"] for r in rows if r["runtime"] == rt and r["quiet2_ms"]]
-        alone = [r["sweep_over_alone"] for r in rows if r["runtime"] == rt and r["isolated_ms"]]
+        alone = [r["sweep_over_alone"] for r in rows if r["runtime"] == rt and not math.isnan(r["sweep_over_alone"])]
         if per:
             print(f"{rt}: quiet2 / quiet1 median {statistics.median(per):.3f} (range {min(per):.3f}-{max(per):.3f})"
                   + (f"; sweep / alone median {statistics.median(alone):.3f}" if alone else ""))
-    print(f"\n(a) A/A, two sweeps in a row: median |log ratio| {100 * med_aa:.2f}% (target <= 5%), max {100 * max(aa):.2f}%; "
-          f"quiet cells flagged contended: quiet1 {sum(r['quiet1_contended'] for r in rows)}, "
-          f"quiet2 {sum(bool(r['quiet2_contended']) for r in rows)}, "
-          f"quiet3 {sum(bool(r['quiet3_contended']) for r in rows)} of {len(rows)}")
+    print(f"\n(a) A/A, two sweeps in a row: median |log ratio| {100 * statistics.median(aa):.2f}% (target <= 5%), "
+          f"max {100 * max(aa):.2f}%; quiet cells flagged contended: quiet1 {sum(r['quiet1_contended'] for r in rows)}, "
+          f"quiet2 {sum(bool(r['quiet2_contended']) for r in rows)} of {len(rows)}")
     if steady_aa:
         print(f"    over the {len(steady_aa)} cells whose probe and runtime sentinel read the same machine in both "
               f"sweeps (within {SLOWED:.2f}x): median {100 * statistics.median(steady_aa):.2f}%, "
               f"max {100 * max(steady_aa):.2f}%; the other {len(rows) - len(steady_aa)} saw the probe or "
               "sentinel move")
-    if gap_aa:
-        print(f"    quiet2 vs quiet3, with the isolated timings between them: median |log ratio| "
-              f"{100 * statistics.median(gap_aa):.2f}%, max {100 * max(gap_aa):.2f}%")
+    for before, after in itertools.pairwise(chain):
+        gap = [abs(math.log(sweeps[after][k]["median_ms"] / r["median_ms"]))
+               for k, r in sweeps[before].items() if k in sweeps[after]]
+        print(f"    {before} vs {after}, a block of isolated timings between them: median |log ratio| "
+              f"{100 * statistics.median(gap):.2f}%, max {100 * max(gap):.2f}%")
     print(f"(b) one core busy: {slow} of {len(rows)} cells read > 1.25x quiet; unflagged among them: "
           f"{len(unflagged)} (target 0){': ' + ', '.join('/'.join(k) for k in unflagged) if unflagged else ''}; "
           f"flagged overall: {sum(bool(r['busy_contended']) for r in rows)} of {len(rows)}")
-    if iso_dev:
-        devs = [abs(d - 1) for d in iso_dev]
-        print(f"(c) sweep (geometric mean of quiet2, quiet3) vs alone in a fresh process: "
-              f"median |dev| {100 * statistics.median(devs):.2f}%, "
-              f"max {100 * max(devs):.2f}%, within 5%: {sum(d <= 0.05 for d in devs)} of {len(devs)}")
-        if steady_dev:
-            devs = [abs(d - 1) for d in steady_dev]
-            print(f"    over the {len(devs)} cells whose isolated process saw the sweeps' machine (probe and "
-                  f"sentinel within {SLOWED:.2f}x): median |dev| {100 * statistics.median(devs):.2f}%, "
-                  f"max {100 * max(devs):.2f}%, within 5%: {sum(d <= 0.05 for d in devs)} of {len(devs)}")
+    if dev_raw:
+        print(_describe("(c) sweep (the sweeps before and after each block) vs alone in a fresh process", dev_raw,
+                        "|dev|"))
+        if dev_steady:
+            print("    " + _describe(f"over the {len(dev_steady)} cells whose isolated processes saw the sweeps' "
+                                     f"machine (probe and sentinel within {SLOWED:.2f}x)", dev_steady, "|dev|"))
     # The same two comparisons with each process's latencies in units of its own machine probe.
-    for label, devs in (("(a) A/A", norm_aa), ("(c) sweep vs alone", norm_dev)):
-        devs = [d for d in devs if not math.isnan(d)]
-        if devs:
-            print(f"{label}, each side in units of its process's machine probe: median |log ratio| "
-                  f"{100 * statistics.median(devs):.2f}%, max {100 * max(devs):.2f}%, "
-                  f"within 5%: {sum(d <= math.log(1.05) for d in devs)} of {len(devs)}")
+    print(_describe("(a) A/A, each side in units of its process's machine probe", norm_aa))
+    if dev_norm:
+        print(_describe("(c) sweep vs alone, each side in units of its process's machine probe", dev_norm))
     return rows
 
 
