@@ -248,7 +248,7 @@ def _one_block(iso: dict) -> list[dict]:
     passes' geometric mean per cell) as one timing per pass; each pass takes the mean's probe
     and sentinel, the only ones those runs kept."""
     return [{k: v for k, v in r.items() if k != "passes_ms"} | {"median_ms": ms, "pass": i, "before": "q2", "after": "q3"}
-            for (model, runtime), r in iso.items() for i, ms in enumerate(r.get("passes_ms") or [r["median_ms"]])]
+            for r in iso.values() for i, ms in enumerate(r.get("passes_ms") or [r["median_ms"]])]
 
 
 def normalised(row: dict, ref: dict) -> float:
@@ -276,10 +276,10 @@ def bracketed(sweeps: dict[str, dict], t: dict) -> dict:
             if pair[0].get(f) and pair[1].get(f)}
 
 
-def _describe(label: str, devs: list[float], what: str = "|log ratio|") -> str:
-    """median and max of `devs` (fractions), and how many are within 5%"""
+def _describe(label: str, devs: list[float], log: bool = True) -> str:
+    """median and max of `devs` (|log ratio|s, or |ratio - 1|s with log=False), and how many are within 5%"""
     devs = [d for d in devs if not math.isnan(d)]
-    limit = math.log(1.05) if what == "|log ratio|" else 0.05
+    what, limit = ("|log ratio|", math.log(1.05)) if log else ("|dev|", 0.05)
     return (f"{label}: median {what} {100 * statistics.median(devs):.2f}%, max {100 * max(devs):.2f}%, "
             f"within 5%: {sum(d <= limit for d in devs)} of {len(devs)}") if devs else f"{label}: none"
 
@@ -381,10 +381,10 @@ def analyse(env: dict, runtimes: list[str], sweeps: dict[str, dict], timings: li
           f"flagged overall: {sum(bool(r['busy_contended']) for r in rows)} of {len(rows)}")
     if dev_raw:
         print(_describe("(c) sweep (the sweeps before and after each block) vs alone in a fresh process", dev_raw,
-                        "|dev|"))
+                        log=False))
         if dev_steady:
             print("    " + _describe(f"over the {len(dev_steady)} cells whose isolated processes saw the sweeps' "
-                                     f"machine (probe and sentinel within {SLOWED:.2f}x)", dev_steady, "|dev|"))
+                                     f"machine (probe and sentinel within {SLOWED:.2f}x)", dev_steady, log=False))
     # The same two comparisons with each process's latencies in units of its own machine probe.
     print(_describe("(a) A/A, each side in units of its process's machine probe", norm_aa))
     if dev_norm:
