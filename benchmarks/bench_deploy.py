@@ -38,12 +38,12 @@ import numpy as np
 import torch
 
 import leannet
+from leannet.bench.sweep import resolve_sources
 from leannet.data import prepare_digits
 from leannet.deploy import export
 from leannet.deploy.artefact import FORMAT_OF, FORMATS, open_runner
 from leannet.errors import LeannetError
 from leannet.fileio import write_text
-from leannet.profile.latency import resolve_sources
 from leannet.runtime import timing
 
 DIGITS_CONFIG = "configs/pplcnet_x0_25_digits.yaml"

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from leannet.bench import sentinel
+from leannet.bench.results import default_threads, environment
 from leannet.detect.config import DetectConfig, SplitConfig, SyntheticConfig, load_detect_config
 from leannet.detect.data import make_dataset, split_files
 from leannet.detect.evaluate import complexity, evaluate
@@ -47,8 +49,6 @@ from leannet.detect.pipeline import artefact_pipeline, torch_pipeline
 from leannet.detect.predict import pseudo_label
 from leannet.detect.train import train
 from leannet.fileio import write_text
-from leannet.profile import sentinel
-from leannet.profile.results import default_threads, environment
 from leannet.runtime import timing
 from leannet.train.checkpoint import checkpoint_paths
 from leannet.train.curves import plot_curves

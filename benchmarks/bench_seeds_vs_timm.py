@@ -2,7 +2,7 @@
 
 For every model of the `seeds` preset that timm also has, both implementations are timed in
 PyTorch eager and in ONNX Runtime with the same input, threads and timing loop
-(`leannet.profile.latency.measure`). leannet runs its deployed form (`leannet.reparameterize`:
+(`leannet.bench.sweep.measure`). leannet runs its deployed form (`leannet.reparameterize`:
 branches merged, BatchNorm folded); timm runs as a user gets it (re-parameterised with
 `timm.utils.reparameterize_model` where timm supports it, BatchNorm not folded). Both are
 exported to ONNX by the same `leannet.deploy.onnx.export_onnx`. The ratio is
@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 import leannet
+from leannet.bench.sweep import PRESETS, default_threads, environment, resolve_runtimes
 from leannet.errors import UnknownModelError
 from leannet.fileio import write_text
-from leannet.profile.latency import PRESETS, default_threads, environment, resolve_runtimes
 from leannet.registry import model_info, resolve
 from leannet.runtime import runners, timing
 

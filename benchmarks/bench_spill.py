@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from leannet import create_model, reparameterize
+from leannet.bench.sweep import default_threads
 from leannet.deploy.onnx import export_onnx
-from leannet.profile.latency import default_threads
 from leannet.runtime import runners
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from leannet.profile.latency import default_threads, environment
+from leannet.bench.sweep import default_threads, environment
 from leannet.runtime.timing import SLOWED
 
 MODELS = ("pplcnet_x0_5", "pplcnet_x1_0", "ghostnet_x1_0", "mobileone_s0", "repvgg_a0",
@@ -56,7 +56,7 @@ import json, sys, time
 import numpy as np, torch
 from leannet import create_model, reparameterize
 from leannet.deploy.onnx import export_onnx
-from leannet.profile import sentinel
+from leannet.bench import sentinel
 from leannet.runtime import runners, timing
 name, runtime, threads, min_time, rounds, steady, spread, tmp = (
     sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]),

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 
 from leannet.fileio import write_text
-from leannet.report import deviation, model_rows, paper_form
 from leannet.weights.hub import weights_cell
+from leannet.zoo import deviation, model_rows, paper_form
 
 HEADER = """# Models
 

@@ -35,12 +35,12 @@ def test_import_leannet_is_lazy():
     # the lazy names still resolve, and to the functions they name
     names = _run("import leannet; print(leannet.create_model.__module__, leannet.complexity.__module__, "
                  "leannet.select.__module__, callable(leannet.reparameterize))")
-    assert names == "leannet.factory leannet.profile.complexity leannet.profile.select True"
+    assert names == "leannet.factory leannet.profile.complexity leannet.bench.select True"
 
 
 @pytest.mark.parametrize("flag", ["--version", "--help"])
 def test_version_and_help_import_no_torch(flag):
-    """The parser is built from plain data (profile.options): answering --version or --help
+    """The parser is built from plain data (bench.options, profile.options): answering --version or --help
     starts no torch (seconds), no torchvision and no runtime."""
     code = (f"import sys\nfrom leannet.cli import main\ntry:\n    main(['{flag}'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('torch', 'numpy', 'torchvision', 'onnxruntime', 'openvino', 'onnx', 'nncf', "

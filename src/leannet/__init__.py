@@ -16,7 +16,7 @@ _LAZY = {
     "list_models": "leannet.registry",
     "reparameterize": "leannet.deploy.reparam",
     "complexity": "leannet.profile.complexity",
-    "select": "leannet.profile.select",
+    "select": "leannet.bench.select",
 }
 __all__ = ["__version__", *_LAZY]
 

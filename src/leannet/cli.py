@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from leannet.report import models_table
+    from leannet.zoo import models_table
 
     print(models_table(args.pattern, with_macs=not args.no_macs, fmt=args.format))
     return 0
@@ -68,7 +68,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import json
 
     from leannet.profile.complexity import complexity
-    from leannet.profile.report import profile_table
+    from leannet.profile.table import profile_table
 
     result = complexity(args.model, img=args.img, batch=args.batch, deployed=args.deployed)
     if args.json:
@@ -81,16 +81,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    # detect.bench: classifiers through leannet.profile.latency, detector files beside them
-    from leannet.detect.bench import bench
-    from leannet.profile.latency import format_rows
+    # detect.bench: classifiers through leannet.bench.sweep, detector files beside them
+    from leannet.bench.detectors import bench
+    from leannet.bench.sweep import format_rows
 
     sweep = bench(args.models, preset=args.preset, runtimes=args.runtimes, precisions=args.precisions,
                   batches=args.batch, threads=args.threads, img=args.img, min_time=args.min_time,
                   rounds=args.rounds, retries=args.retries, out=args.out, deployed=not args.train_form,
                   force=args.force, calib=args.calib, eval_set=args.eval, progress=not args.quiet)
     if args.report:
-        from leannet.profile.report import write_report
+        from leannet.bench.report import write_report
 
         write_report(args.out)
     print(format_rows(sweep.rows, args.format))
@@ -101,7 +101,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from leannet.profile.select import select
+    from leannet.bench.select import select
 
     sel = select(args.budget_ms, models=args.models + (args.model_files or []), preset=args.preset,
                  batch=args.batch, threads=args.threads, runtimes=args.runtimes, precisions=args.precisions,
@@ -113,7 +113,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from leannet.profile.report import write_report
+    from leannet.bench.report import write_report
 
     print(f"wrote {write_report(args.out, sources=args.results)}")
     return 0
@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, help="show only the first N layers (default 15; all with --per-layer)")
     s.set_defaults(func=cmd_profile)
 
-    from leannet.profile.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES
+    from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES
 
     def measure_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("--preset", choices=sorted(PRESETS), help="a named list of models, e.g. seeds")

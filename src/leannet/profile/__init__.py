@@ -1,6 +1,6 @@
-"""What a model costs and what to ship: params, MACs, memory access and activations
-(`complexity`), measured latency (`latency`, over `leannet.runtime`), the results file
-(`results`), the report (`report`) and the choice under a budget (`select`).
+"""Static costs of a model: params, MACs, memory access and activations per layer
+(`complexity`), and `leannet profile`'s table of them (`table`). Measured latency lives in
+`leannet.bench`.
 
 `leannet.complexity(...)` is the counting function; this package keeps the name `profile`
 for the modules (the function used to share it and shadowed the package).

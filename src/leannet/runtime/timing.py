@@ -24,7 +24,7 @@ physical cores, a lowered clock) runs every cell slower with no steal, no pressu
 other process in sight; a sweep here once read 1.4-2.4x its isolated figures that way. The
 `Probe`, a fixed workload on as many threads as the cells use, timed in every round beside
 the cells, measures the machine's speed itself: a sweep whose probe reads slower than the fastest probe recorded in
-the same environment ran on a slowed machine (see `leannet.profile.latency`).
+the same environment ran on a slowed machine (see `leannet.bench.sweep`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which 
 # at its default threading and still times it as it runs alone.
 SETTLE = 0.2
 # The version of how a cell is timed (settle, probe workload, the runtimes' sentinel network of
-# leannet.profile.sentinel): part of a result's fingerprint, so rows timed another way are
+# leannet.bench.sentinel): part of a result's fingerprint, so rows timed another way are
 # re-measured rather than mixed with these.
 METHOD = 3
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

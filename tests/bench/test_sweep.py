@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from leannet.bench import sweep as latency
+from leannet.bench.sweep import bench, format_rows, read_rows
 from leannet.cli import main
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
-from leannet.profile import latency
-from leannet.profile.latency import bench, format_rows, read_rows
 from leannet.runtime import timing
 from leannet.runtime.runners import openvino_precision_supported
 
@@ -321,7 +321,7 @@ def test_bench_rows_carry_their_runtimes_sentinel(tmp_path):
 @needs_ort
 @needs_ov
 def test_each_thread_pool_gets_one_sentinel_computing_the_same_network():
-    from leannet.profile import sentinel
+    from leannet.bench import sentinel
 
     cells = sentinel.sentinels(["eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda"], threads=1)
     assert sorted(cells) == ["eager", "onnxruntime", "openvino"]
@@ -340,8 +340,8 @@ def test_each_thread_pool_gets_one_sentinel_computing_the_same_network():
 
 
 def test_a_sentinel_that_cannot_be_built_is_left_out(monkeypatch):
+    from leannet.bench import sentinel
     from leannet.deploy import onnx as onnx_export
-    from leannet.profile import sentinel
 
     def broken(*a, **k):
         raise ImportError("no onnx here")

@@ -3,16 +3,16 @@ report sections built on it, and one end-to-end run that exports the pick."""
 
 import pytest
 
-from leannet.cli import main
-from leannet.errors import LeannetError
-from leannet.profile.report import (
+from leannet.bench.report import (
     budgets_for,
     load_results,
     mac_latency_pairs,
     normalise,
     write_report,
 )
-from leannet.profile.select import choose
+from leannet.bench.select import choose
+from leannet.cli import main
+from leannet.errors import LeannetError
 
 
 def row(model, runtime="onnxruntime", precision="fp32", ms=1.0, iqr=0.0, top1=70.0, macs=100e6,
@@ -94,7 +94,7 @@ def _env(cpu, ort="1.0"):
 def _file(path, rows):
     import json
 
-    from leannet.profile.latency import fingerprint
+    from leannet.bench.sweep import fingerprint
 
     lines = []
     for r in rows:
@@ -130,7 +130,7 @@ def test_report_merges_machines_and_leaves_out_stale_rows(tmp_path):
 
 
 def test_report_says_what_the_machine_probe_saw():
-    from leannet.profile.report import _speed_line
+    from leannet.bench.report import _speed_line
 
     rows = [dict(row("a"), machine_slowdown=1.0), dict(row("b"), machine_slowdown=1.32)]
     assert _speed_line(rows) == ("Machine probe: cells ran at up to 1.32x the fastest probe time on record here; "

@@ -13,11 +13,11 @@ import json
 import pytest
 import torch
 
+from leannet.bench import detectors as detect_bench
+from leannet.bench import sweep as latency
+from leannet.bench.detectors import bench, is_detector
 from leannet.cli import main
-from leannet.detect import bench as detect_bench
-from leannet.detect.bench import bench, is_detector
 from leannet.detect.pipeline import DetectionPipeline
-from leannet.profile import latency
 from tests.detect.test_export import SIZE, _detector
 
 TINY = dict(min_time=0.02, rounds=2, threads=1, progress=False)

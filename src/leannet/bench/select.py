@@ -1,6 +1,6 @@
 """`select`: which model, runtime and precision to ship on this machine under a latency budget.
 
-The candidates are measured here by the benchmark sweep (`leannet.profile.latency.bench`,
+The candidates are measured here by the benchmark sweep (`leannet.bench.sweep.bench`,
 reusing valid cached rows). Accuracy is the paper's ImageNet top-1 for zoo models in fp32 and
 bf16, or top-1 measured on an evaluation set (`eval_set`) for every cell, INT8 included. An
 INT8 cell without a measured accuracy is not a candidate: its accuracy is unknown.
@@ -139,7 +139,7 @@ def select(
 ) -> Selection:
     """Measure the candidates here (cached rows reused), choose, and optionally export the pick
     to `export` (a folder) as a verified artefact with its sidecar."""
-    from leannet.profile.latency import bench
+    from leannet.bench.sweep import bench
 
     if not budget_ms > 0:
         raise LeannetError(f"the budget must be a positive number of milliseconds, got {budget_ms}")

@@ -7,7 +7,7 @@ Models run in their deployed form (re-parameterised, BN folded) unless `deployed
 Each cell gets one `leannet.runtime.Runner`; all cells of a sweep are then timed together by
 `leannet.runtime.timing.time_rounds` (R rounds, shuffled order), cells that ran beside other
 work are re-measured at the end (bounded retries), and one JSON row per cell is appended to
-OUT/results.jsonl (`leannet.profile.results`); `leannet.profile.report` turns it into a report.
+OUT/results.jsonl (`leannet.bench.results`); `leannet.bench.report` turns it into a report.
 
 Rows are cached: a re-run reuses the rows whose key matches, and the key includes the
 environment fingerprint (CPU model and flags, threads, torch / ONNX Runtime / OpenVINO /
@@ -35,12 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError, reason
-from leannet.extras import MissingExtraError
-from leannet.fileio import sha256
-from leannet.profile import sentinel
-from leannet.profile.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
-from leannet.profile.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
+from leannet.bench import sentinel
+from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
+from leannet.bench.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
     append_rows,
     default_threads,
@@ -50,6 +47,9 @@ from leannet.profile.results import (  # noqa: F401 (re-exported: the sweep's fi
     read_rows,
     row_key,
 )
+from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError, reason
+from leannet.extras import MissingExtraError
+from leannet.fileio import sha256
 from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES, PRECISIONS, Runner
 from leannet.runtime.threads import torch_threads
@@ -60,7 +60,7 @@ _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
 FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time form, eval mode"}
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
               "others_cores", "macs", "params", "published_top1", "top1", "top1_source", "throughput_ips",
-              "task")  # task: "detect" on detector rows (leannet.detect.bench), empty on classifiers
+              "task")  # task: "detect" on detector rows (leannet.bench.detectors), empty on classifiers
 
 
 # --- sources -------------------------------------------------------------------------------------

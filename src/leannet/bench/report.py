@@ -8,13 +8,13 @@ Pareto front.
 
 from __future__ import annotations
 
-import io
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from leannet.fileio import atomic_path, write_text
+from leannet.profile.table import human_bytes, si
 from leannet.runtime.timing import SLOWED, UNSTEADY
 
 METRICS = {  # static cost -> label
@@ -23,66 +23,6 @@ METRICS = {  # static cost -> label
     "memory_access_bytes": "memory access",
     "activations": "activations",
 }
-_SORT_FIELD = {"mac_bytes": "memory_access_bytes"}
-
-
-def _si(v: float, unit: str = "") -> str:
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.2f}{suffix}{unit}"
-    return f"{v:.0f}{unit}"
-
-
-def _bytes(v: float) -> str:
-    for div, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(v) >= div:
-            return f"{v / div:.2f} {suffix}"
-    return f"{v:.0f} B"
-
-
-# --- `leannet profile` -------------------------------------------------------------------
-
-
-def profile_table(result: dict[str, Any], sort: str = "order", top: int | None = None) -> str:
-    """Totals, then the per-layer table (largest first by `sort`, or execution order)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    t = result["totals"]
-    form = "deployed (re-parameterised, BN folded)" if result["deployed"] else "train-time form (eval mode)"
-    lines = [
-        f"{result['model']}  input {'x'.join(map(str, result['input']))}  {result['dtype']}  {form}",
-        f"  params       {t['params']:>15,}  ({_si(t['params'])})",
-        f"  MACs         {t['macs']:>15,}  ({_si(t['macs'])}; FLOPs = 2 x MACs = {_si(t['flops'])})",
-        f"  memory acc.  {t['memory_access_bytes']:>15,}  bytes ({_bytes(t['memory_access_bytes'])})",
-        f"  activations  {t['activations']:>15,}  ({_si(t['activations'])}; conv/linear outputs)",
-    ]
-    if t.get("params_unused"):
-        lines.append(f"  ({t['params_unused']:,} parameters are never used by the forward)")
-    rows = list(enumerate(result["layers"]))
-    if sort != "order":
-        field = _SORT_FIELD.get(sort, sort)
-        rows.sort(key=lambda r: r[1][field], reverse=True)
-    shown = rows[:top] if top else rows
-    table = Table(box=None, pad_edge=False, header_style="bold",
-                  title=f"{len(shown)} of {len(rows)} layers" + ("" if sort == "order" else f", by {sort}"))
-    for col in ("#", "layer", "op", "output", "params", "%", "MACs", "%", "mem. access", "%", "acts", "FLOP/B"):
-        table.add_column(col, justify="left" if col in ("layer", "op", "output") else "right")
-
-    def pct(v, total):
-        return f"{100 * v / total:.1f}" if total else "-"
-
-    for i, row in shown:
-        table.add_row(str(i), row["path"] or "(root)", row["op"], "x".join(map(str, row["output_shape"][1:])),
-                      _si(row["params"]), pct(row["params"], t["params"]),
-                      _si(row["macs"]), pct(row["macs"], t["macs"]),
-                      _bytes(row["memory_access_bytes"]), pct(row["memory_access_bytes"], t["memory_access_bytes"]),
-                      _si(row["activations"]), f"{row['intensity']:.1f}")
-    buf = io.StringIO()
-    Console(file=buf, width=160, no_color=True).print(table)
-    return "\n".join(lines) + "\n\n" + buf.getvalue()
-
-
 # --- `leannet bench --report` ------------------------------------------------------------
 
 
@@ -293,7 +233,7 @@ def _fmt_p(p: float) -> str:
 def normalise(row: dict[str, Any]) -> dict[str, Any]:
     """A row in the current schema (files written before precision and fingerprints existed
     read as fp32 rows of the environment they record)."""
-    from leannet.profile.results import fingerprint
+    from leannet.bench.results import fingerprint
 
     r = dict(row)
     if "precision" not in r:
@@ -320,7 +260,7 @@ def load_results(paths: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], li
     Within one file, a host's rows from an older environment (another torch, ONNX Runtime or
     OpenVINO version, other threads) are left out and counted: a report never mixes stale rows
     with fresh ones silently. Rows of the same cell measured twice: the latest wins."""
-    from leannet.profile.results import read_rows, row_key
+    from leannet.bench.results import read_rows, row_key
 
     machines: dict[str, list[dict[str, Any]]] = {}
     notes = []
@@ -459,7 +399,7 @@ def _reasons(rows: list[dict[str, Any]]) -> str:
 
 
 def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[str]:
-    from leannet.profile.select import choose
+    from leannet.bench.select import choose
 
     env = rows[-1]["env"]
     v = env["versions"]
@@ -515,7 +455,7 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
                 cells.append(f"{r['median_ms']:.2f}{iqr}{diff}{' †' if r.get('contended') else ''}")
             top1 = any_r.get("top1")
             mem = any_r.get("memory_access_bytes")  # absent on rows with sidecar-only counts
-            costs = (f"{_si(any_r['macs'])} | {_si(any_r['params'])} | {'-' if mem is None else _bytes(mem)}"
+            costs = (f"{si(any_r['macs'])} | {si(any_r['params'])} | {'-' if mem is None else human_bytes(mem)}"
                      if any_r.get("macs") else "- | - | -")
             md.append(f"| {m} | {costs} | {'-' if top1 is None else f'{top1:.1f}'} | " + " | ".join(cells) + " |")
         md.append("")
@@ -531,8 +471,8 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
                        "|---|---|---|---|---|---|---|---|"]
                 for p in pairs:
                     f, s = p["fast"], p["slow"]
-                    md.append(f"| {p['series']} | {f['model']} | {_si(f['macs'])} | {f['median_ms']:.2f} | "
-                              f"{s['model']} | {_si(s['macs'])} | {s['median_ms']:.2f} | {p['ratio']:.2f}x |")
+                    md.append(f"| {p['series']} | {f['model']} | {si(f['macs'])} | {f['median_ms']:.2f} | "
+                              f"{s['model']} | {si(s['macs'])} | {s['median_ms']:.2f} | {p['ratio']:.2f}x |")
             else:
                 md.append("No such pair in this sweep.")
             md.append("")

@@ -7,7 +7,7 @@ times what a user pays per photo: `DetectionPipeline([image])` on one fixed gene
 `image_size` square (resize + normalise + pad, network, torchvision's box decoding and NMS),
 batch 1, at the detector's own input size (`--img` and other batch sizes do not apply).
 
-The classifier sweep (`leannet.profile.latency`) sits below `leannet.detect` and cannot load
+The classifier sweep (`leannet.bench.sweep`) sits below `leannet.detect` and cannot load
 a detector, so this module builds the detector cells itself and reuses the rest from it:
 sources and their digests, the runtime/precision rules for artefacts, the interleaved timing
 with contention re-measurement and the machine-speed probe (`latency._time`), the cache rules,
@@ -30,14 +30,14 @@ from typing import Any
 
 import torch
 
-from leannet.errors import reason
-from leannet.profile import latency
-from leannet.profile.latency import Source, Sweep
-from leannet.profile.options import DEFAULT_RUNTIMES, SUPPORTED
-from leannet.profile.results import (
+from leannet.bench import sweep as latency
+from leannet.bench.options import DEFAULT_RUNTIMES, SUPPORTED
+from leannet.bench.results import (
     default_threads,
     environment,
 )
+from leannet.bench.sweep import Source, Sweep
+from leannet.errors import reason
 from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES
 
@@ -67,7 +67,7 @@ def is_detector(spec: str) -> bool:
 
 
 def bench(models: Sequence[str] = (), preset: str | None = None, **kwargs: Any) -> Sweep:
-    """`leannet bench`: classifiers through `leannet.profile.latency.bench`, detectors through
+    """`leannet bench`: classifiers through `leannet.bench.sweep.bench`, detectors through
     `bench_detectors`, in one Sweep (classifier rows first). Same keywords as latency.bench."""
     specs = [s.strip() for spec in models for s in str(spec).split(",") if s.strip()]
     detectors = [s for s in specs if is_detector(s)]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import leannet
-from leannet.report import deviation, model_rows, paper_form
+from leannet.zoo import deviation, model_rows, paper_form
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
