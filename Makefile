@@ -26,8 +26,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The short benchmark scripts, a few minutes in all on 2 cores (each prints its table). The long
+# ones run by name: `make bench BENCH="bench_seeds_vs_timm"` (~15 min), bench_trust (~50 min),
+# bench_deploy (~70 min), bench_detect (hours); or `$(PY) benchmarks/NAME.py --help`.
+BENCH ?= bench_reparam bench_spill bench_tresnet_snet bench_train_digits
+
 bench: $(STAMP)
-	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit $$?; done
+	@for b in $(BENCH); do f=benchmarks/$${b%.py}.py; echo "== $$f"; $(PY) $$f || exit $$?; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
