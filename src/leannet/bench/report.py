@@ -345,8 +345,9 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
 
 
 def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
-    """Write OUT/report.md and PNG plots from OUT/results.jsonl (or from the `sources` files,
-    a machine column each); return the report's path."""
+    """Write OUT/report.md and PNG plots, and OUT/report.html (the same, interactive, one file
+    with no network: `leannet.bench.html`), from OUT/results.jsonl (or from the `sources`
+    files, a machine column each); return report.md's path."""
     from leannet.errors import LeannetError
 
     out = Path(out)
@@ -366,6 +367,9 @@ def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Pa
         md += ["## Left out", ""] + [f"- {n}" for n in notes] + [""]
     path = out / "report.md"
     write_text(path, "\n".join(md))
+    from leannet.bench.html import write_html
+
+    write_html(machines, out / "report.html", notes)
     return path
 
 
