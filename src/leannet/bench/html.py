@@ -115,13 +115,6 @@ def _traces(rows, x_key: str, colors, symbols, with_front: bool) -> list:
     return traces
 
 
-def _pick_trace():
-    import plotly.graph_objects as go
-
-    return go.Scatter(x=[], y=[], mode="markers", name="pick at the budget", meta={"kind": "pick"}, hoverinfo="skip",
-                      marker={"size": 22, "symbol": "circle-open", "color": "#111111", "line": {"width": 3}})
-
-
 def _layout(title: str, xtitle: str, ytitle: str, xlog: bool, ylog: bool) -> dict[str, Any]:
     axis = {"showline": True, "linecolor": "#888", "gridcolor": "#e6e6e6", "zeroline": False}
     return {"title": {"text": title, "x": 0.01}, "height": 520, "margin": {"l": 70, "r": 10, "t": 50, "b": 60},
@@ -141,14 +134,14 @@ def _figures(rows: list[dict[str, Any]]) -> list[Figure]:
     with_top1 = [r for r in rows if r.get("top1") is not None]
     figs = []
     if with_macs:
-        fig = go.Figure(_traces(with_macs, "macs", colors, symbols, False) + [_pick_trace()],
+        fig = go.Figure(_traces(with_macs, "macs", colors, symbols, False),
                         _layout("Latency vs MACs", "MACs (millions, log scale)",
                                 "median latency (ms, log scale; whisker: IQR)", True, True))
         figs.append(Figure("Latency vs MACs", "One point per measured cell; whiskers: the inter-quartile range "
                            "over rounds; a red ring marks a contended cell. Hover a point for its row.", fig,
                            "macs", "median_ms"))
     if with_top1:
-        fig = go.Figure(_traces(with_top1, "median_ms", colors, symbols, True) + [_pick_trace()],
+        fig = go.Figure(_traces(with_top1, "median_ms", colors, symbols, True),
                         _layout("Latency vs top-1", "median latency (ms, log scale; whisker: IQR)",
                                 "top-1 (%): published, or measured where given", True, False))
         figs.append(Figure("Latency vs top-1, with each runtime's Pareto front",
@@ -427,7 +420,7 @@ _JS = r"""
     const shows = m => ["machine", "runtime", "precision"].every(k => m[k] === undefined || on[k].has(m[k]));
     for (const div of divs) {
       const idx = [], vis = [];
-      div.data.forEach((t, i) => { const m = t.meta || {}; if (m.kind !== "pick") { idx.push(i); vis.push(shows(m)); } });
+      div.data.forEach((t, i) => { idx.push(i); vis.push(shows(t.meta || {})); });
       if (idx.length) Plotly.restyle(div, {visible: vis}, idx);
     }
     for (const tr of document.querySelectorAll("tr[data-runtime]")) {
@@ -473,13 +466,18 @@ _JS = r"""
     pickP.dataset.model = pick ? pick.model : "";
     pickP.dataset.runtime = pick ? pick.runtime : "";
     pickP.dataset.precision = pick ? pick.precision : "";
+    // the pick ringed on the figures: an annotation, not a trace, so it is no extra point
     for (const div of divs) {
-      const i = div.data.findIndex(t => (t.meta || {}).kind === "pick");
-      if (i < 0) continue;
       const f = data.figures.find(f => f.id === div.id);
-      const x = pick ? [pick[f.x] / (f.x === "macs" ? 1e6 : 1)] : [];
-      const y = pick ? [pick[f.y]] : [];
-      Plotly.restyle(div, {x: [x], y: [y]}, [i]);
+      if (!f || !f.x) continue;
+      const at = (v, axis) => (div.layout[axis] || {}).type === "log" ? Math.log10(v) : v;
+      const notes = (div.layout.annotations || []).filter(a => a.name !== "pick");
+      if (pick && pick[f.x] != null && pick[f.y] != null) {
+        notes.push({name: "pick", x: at(pick[f.x] / (f.x === "macs" ? 1e6 : 1), "xaxis"), y: at(pick[f.y], "yaxis"),
+                    text: "pick", showarrow: true, arrowhead: 0, arrowwidth: 2, ax: 30, ay: -30,
+                    bgcolor: "#fff3b0", bordercolor: "#111", font: {size: 12}});
+      }
+      Plotly.relayout(div, {annotations: notes});
     }
   }
   slider.addEventListener("input", showBudget);
