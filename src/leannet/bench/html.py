@@ -290,7 +290,8 @@ def build_html(machines: dict[str, list[dict[str, Any]]], notes: list[str] | Non
 
     def section(i: int, f: Figure) -> str:
         return (f'<figure class="plot"><figcaption><b>{html.escape(f.title)}</b> {html.escape(f.caption)}'
-                f'</figcaption><div id="fig{i}" class="fig"></div></figure>')
+                f'</figcaption><div id="fig{i}" class="fig"></div>'
+                + ('<div class="ring" hidden title="the pick at the budget"></div>' if f.x else "") + "</figure>")
 
     n_cont = sum(bool(r.get("contended")) for r in rows)
     body = [
@@ -371,7 +372,9 @@ fieldset.toggle label { margin-right: 10px; white-space: nowrap; }
 #slider { width: min(520px, 60vw); vertical-align: middle; }
 #group { max-width: 70vw; }
 .pick { background: var(--pick); padding: 6px 10px; border-radius: 4px; }
-figure.plot { margin: 12px 0; break-inside: avoid; }
+figure.plot { margin: 12px 0; break-inside: avoid; position: relative; }
+.ring { position: absolute; box-sizing: border-box; width: 26px; height: 26px; margin: -13px 0 0 -13px; border: 3px solid #111;
+        border-radius: 50%; pointer-events: none; box-shadow: 0 0 0 3px #fff3b0; }
 figure.plot figcaption { color: var(--muted); margin-bottom: 4px; }
 .fig { width: 100%; min-height: 520px; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 8px 0; }
@@ -466,19 +469,28 @@ _JS = r"""
     pickP.dataset.model = pick ? pick.model : "";
     pickP.dataset.runtime = pick ? pick.runtime : "";
     pickP.dataset.precision = pick ? pick.precision : "";
-    // the pick ringed on the figures: an annotation, not a trace, so it is no extra point
-    for (const div of divs) {
-      const f = data.figures.find(f => f.id === div.id);
-      if (!f || !f.x) continue;
-      const at = (v, axis) => (div.layout[axis] || {}).type === "log" ? Math.log10(v) : v;
-      const notes = (div.layout.annotations || []).filter(a => a.name !== "pick");
-      if (pick && pick[f.x] != null && pick[f.y] != null) {
-        notes.push({name: "pick", x: at(pick[f.x] / (f.x === "macs" ? 1e6 : 1), "xaxis"), y: at(pick[f.y], "yaxis"),
-                    text: "pick", showarrow: true, arrowhead: 0, arrowwidth: 2, ax: 30, ay: -30,
-                    bgcolor: "#fff3b0", bordercolor: "#111", font: {size: 12}});
-      }
-      Plotly.relayout(div, {annotations: notes});
-    }
+    for (const div of divs) placeRing(div, pick);
+  }
+  // The pick ringed on the figures: a positioned element over the plot, not a trace or an
+  // annotation, whose edits make plotly recompute the axes and redraw (~100 ms a move).
+  function placeRing(div, pick) {
+    const f = data.figures.find(f => f.id === div.id), ring = div.parentNode.querySelector(".ring");
+    if (!f || !f.x || !ring) return;
+    ring.dataset.row = pick ? String(pick.id) : "";
+    const fl = div._fullLayout;
+    if (!pick || pick[f.x] == null || pick[f.y] == null || !fl) { ring.hidden = true; return; }
+    const px = fl.xaxis._offset + fl.xaxis.d2p(pick[f.x] / (f.x === "macs" ? 1e6 : 1));
+    const py = fl.yaxis._offset + fl.yaxis.d2p(pick[f.y]);
+    const inside = px >= fl.xaxis._offset && px <= fl.xaxis._offset + fl.xaxis._length &&
+                   py >= fl.yaxis._offset && py <= fl.yaxis._offset + fl.yaxis._length;
+    ring.hidden = !inside;
+    ring.style.left = (div.offsetLeft + px) + "px";
+    ring.style.top = (div.offsetTop + py) + "px";
+  }
+  for (const div of divs) div.on("plotly_afterplot", () => placeRing(div, currentPick()));
+  function currentPick() {
+    const id = pickP.dataset.pick;
+    return id ? rows[Number(id)] : null;
   }
   slider.addEventListener("input", showBudget);
   slider.addEventListener("change", showBudget);
