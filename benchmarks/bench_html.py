@@ -25,9 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from tests.bench.fake_rows import merged_rows, seeds_rows, write_results  # noqa: E402
+
 from leannet.bench.html import write_html  # noqa: E402
 from leannet.bench.report import load_results  # noqa: E402
-from tests.bench.fake_rows import merged_rows, seeds_rows, write_results  # noqa: E402
 
 CHROMIUM = os.environ.get("LEANNET_CHROMIUM", "/usr/bin/chromium")
 REPEATS = 5  # fresh pages per file: the median of five steadies a shared machine's figure

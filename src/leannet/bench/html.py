@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leannet.bench.report import mac_latency_pairs, machine_facts, machine_label, settings_of
+from leannet.bench.report import (
+    mac_latency_pairs,
+    machine_facts,
+    machine_label,
+    read_machines,
+    settings_of,
+)
 from leannet.bench.select import candidates_from_rows, choose, pareto_front
 from leannet.fileio import write_text
 from leannet.profile.table import human_bytes, si
@@ -352,7 +358,15 @@ def _plain(v: Any) -> Any:
     raise TypeError(f"{type(v).__name__} is not JSON serialisable")
 
 
+def write_html_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
+    """OUT/report.html from the rows `report.write_report` reads (OUT/results.jsonl or the
+    `sources` files, a machine each); return its path."""
+    machines, notes = read_machines(Path(out), sources)
+    return write_html(machines, Path(out) / "report.html", notes)
+
+
 def write_html(machines: dict[str, list[dict[str, Any]]], path: str | Path, notes: list[str] | None = None) -> Path:
+    """The page for `machines` (as `report.load_results` groups rows) at `path`."""
     path = Path(path)
     write_text(path, build_html(machines, notes))
     return path

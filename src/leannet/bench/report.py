@@ -344,13 +344,10 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
     return line
 
 
-def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
-    """Write OUT/report.md and PNG plots, and OUT/report.html (the same, interactive, one file
-    with no network: `leannet.bench.html`), from OUT/results.jsonl (or from the `sources`
-    files, a machine column each); return report.md's path."""
+def read_machines(out: Path, sources: list[str | Path] | None = None) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """`load_results` of OUT/results.jsonl or of the `sources` files; an error if none has a row."""
     from leannet.errors import LeannetError
 
-    out = Path(out)
     paths = [Path(p) for p in sources] if sources else [out / "results.jsonl"]
     for p in paths:
         if not p.is_file():
@@ -358,6 +355,15 @@ def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Pa
     machines, notes = load_results(paths)
     if not machines:
         raise LeannetError(f"no successful benchmark rows in {', '.join(map(str, paths))}")
+    return machines, notes
+
+
+def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
+    """Write OUT/report.md and PNG plots from OUT/results.jsonl (or from the `sources` files,
+    a machine column each); return the report's path. (`leannet.bench.html.write_html_report`
+    writes the same as one interactive page, report.html.)"""
+    out = Path(out)
+    machines, notes = read_machines(out, sources)
     md = ["# leannet latency report", ""]
     if len(machines) > 1:
         md += _comparison(machines)
@@ -367,9 +373,6 @@ def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Pa
         md += ["## Left out", ""] + [f"- {n}" for n in notes] + [""]
     path = out / "report.md"
     write_text(path, "\n".join(md))
-    from leannet.bench.html import write_html
-
-    write_html(machines, out / "report.html", notes)
     return path
 
 
