@@ -56,6 +56,7 @@ def pytest_collection_modifyitems(config, items):
         config.stash[_BROWSER_SKIPPED] = (len(browser), reason)
 
 
+@pytest.hookimpl(trylast=True)  # after the other summary sections, just above the short test summary
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     n, reason = config.stash.get(_BROWSER_SKIPPED, (0, ""))
     if n:
