@@ -125,8 +125,8 @@ def _layout(title: str, xtitle: str, ytitle: str, xlog: bool, ylog: bool) -> dic
     axis = {"showline": True, "linecolor": "#888", "gridcolor": "#e6e6e6", "zeroline": False}
     return {"title": {"text": title, "x": 0.01}, "height": 520, "margin": {"l": 70, "r": 10, "t": 50, "b": 60},
             "hovermode": "closest", "template": "plotly_white", "font": {"size": 12},
-            "xaxis": {**axis, "title": {"text": xtitle}, "type": "log" if xlog else "linear"},
-            "yaxis": {**axis, "title": {"text": ytitle}, "type": "log" if ylog else "linear"},
+            "xaxis": {**axis, "title": {"text": xtitle}, **({"type": "log", "dtick": "D2"} if xlog else {})},
+            "yaxis": {**axis, "title": {"text": ytitle}, **({"type": "log", "dtick": "D2"} if ylog else {})},
             "legend": {"title": {"text": "runtime · machine"}, "font": {"size": 11}}}
 
 
@@ -411,7 +411,7 @@ code { font-size: 0.95em; background: #f3f3f3; padding: 0 3px; }
   h2 { break-after: avoid; }
   figure.plot, tr, section.machine { break-inside: avoid; }
   table { font-size: 9px; } th { position: static; }
-  .fig { min-height: 0; }
+  .fig { min-height: 0; height: 520px; }
 }
 """
 
