@@ -241,28 +241,29 @@ def _mislabel(d):
     t["meta"]["runtime"] = "onnxruntime"
 
 
-BROKEN = {
-    "cdn_script": ("offline", lambda s: s.replace("</head>", '<script src="https://cdn.plot.ly/plotly-3.0.1.min.js">'
-                                                                  "</script></head>", 1)),
-    "script_error": ("offline", lambda s: s.replace("</body>", "<script>window.noSuchFunction();</script></body>")),
-    "missing_point": ("points", lambda s: _data(s, _drop_point)),
-    "hover_without_numbers": ("hover", lambda s: _data(s, _hover_without_numbers)),
-    "slider_off_by_one": ("slider", lambda s: _data(s, _off_by_one)),
-    "toggle_mislabelled": ("toggles", lambda s: _data(s, _mislabel)),
-    "sort_as_text": ("sort", lambda s: s.replace('data-type="num"', 'data-type="text"')),
+BROKEN = {  # breakage: (the check that must catch it, what it must say, how to break the page)
+    "cdn_script": ("offline", "requests left the page", lambda s: s.replace(
+        "</head>", '<script src="https://cdn.plot.ly/plotly-3.0.1.min.js"></script></head>', 1)),
+    "script_error": ("offline", "errors on the page",
+                     lambda s: s.replace("</body>", "<script>window.noSuchFunction();</script></body>")),
+    "missing_point": ("points", "not one point per row", lambda s: _data(s, _drop_point)),
+    "hover_without_numbers": ("hover", "shows", lambda s: _data(s, _hover_without_numbers)),
+    "slider_off_by_one": ("slider", "select picks", lambda s: _data(s, _off_by_one)),
+    "toggle_mislabelled": ("toggles", "hiding runtime eager left", lambda s: _data(s, _mislabel)),
+    "sort_as_text": ("sort", "the first row reads", lambda s: s.replace('data-type="num"', 'data-type="text"')),
 }
 
 
 @pytest.mark.parametrize("breakage", BROKEN)
 def test_each_check_catches_a_broken_page(breakage, browser, report, tmp_path):
     path, machines = report
-    check, breaking = BROKEN[breakage]
+    check, says, breaking = BROKEN[breakage]
     broken = tmp_path / "broken.html"
     text = path.read_text()
     broken.write_text(breaking(text))
     assert broken.read_text() != text
     page, log = open_page(browser, broken)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=says):
         CHECKS[check](page, log, machines)
     page.context.close()
 
