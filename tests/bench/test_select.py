@@ -41,6 +41,16 @@ def test_the_spread_counts_against_the_budget():
     assert choose(rows, budget_ms=5.5).pick.model == "b"
 
 
+def test_one_pareto_front_for_select_and_the_report():
+    from leannet.bench.report import pareto_front
+
+    rows = [row("a", ms=2.0, top1=70.0), row("b", ms=3.0, top1=69.0), row("c", ms=4.0, top1=75.0),
+            row("d", ms=4.0, top1=75.0), row("e", ms=1.0, top1=60.0)]
+    front = [c.model for c in choose(rows, budget_ms=5).front]
+    assert front == ["e", "a", "c"]  # b is beaten by a; d ties c and loses on the name
+    assert [p[0] for p in pareto_front([(r["model"], r["median_ms"], r["top1"]) for r in rows])] == front
+
+
 def test_ties_go_to_the_faster_then_the_name():
     rows = [row("b", ms=3.0, top1=75.0), row("a", runtime="openvino", ms=2.0, top1=75.0),
             row("c", ms=2.0, top1=75.0)]

@@ -340,22 +340,22 @@ def build_html(machines: dict[str, list[dict[str, Any]]], notes: list[str] | Non
 
 
 def _json(obj: Any) -> str:
-    """JSON safe inside a <script> element (no "</" to end it early); NaN as null."""
-    text = json.dumps(obj, default=_plain, allow_nan=True)
-    text = re.sub(r"\bNaN\b|-?\bInfinity\b", "null", text)
-    return text.replace("</", "<\\/")
+    """JSON safe inside a <script> element (no "</" to end it early); NaN and infinities as null."""
+    return json.dumps(_plain(obj), allow_nan=False).replace("</", "<\\/")
 
 
 def _plain(v: Any) -> Any:
     import numpy as np
 
-    if isinstance(v, np.ndarray):
-        return v.tolist()
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | np.ndarray):
+        return [_plain(x) for x in v]
     if isinstance(v, np.generic):
-        return v.item()
+        v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
-    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+    return v
 
 
 def write_html_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
