@@ -140,9 +140,8 @@ def test_report_merges_machines_and_leaves_out_stale_rows(tmp_path):
         assert (tmp_path / "r" / f"{png}_m1_b1_224px_t2.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", str(fa), str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r")]) == 2
     # and report.html, one file with every script inline (tests/bench/test_html.py opens it in Chromium)
-    from leannet.bench.html import write_html_report
-
-    page = write_html_report(tmp_path / "r", sources=[fa, fb]).read_text()
+    assert main(["report", str(fa), str(fb), "--out", str(tmp_path / "cli")]) == 0
+    page = (tmp_path / "cli" / "report.html").read_text()
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page) and "Plotly.newPlot" in page
     assert "1 of 3 cells stayed contended</b> (marked †; busy 1, slow machine 1)" in page
 
