@@ -23,8 +23,6 @@ from leannet.bench.select import choose
 from tests.bench.fake_rows import merged_rows, write_results
 from tests.conftest import CHROMIUM
 
-pytestmark = pytest.mark.browser
-
 VIEWPORT = {"width": 1280, "height": 800}
 SLIDER_POSITIONS = range(0, 1001, 40)  # 26 budgets per machine, log-spaced over its candidates
 
@@ -197,6 +195,7 @@ CHECKS: dict[str, Callable] = {"offline": check_offline, "points": check_points,
                                "slider": check_slider, "toggles": check_toggles, "sort": check_sort}
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("check", CHECKS)
 def test_the_page_holds(check, browser, report):
     path, machines = report
@@ -254,6 +253,7 @@ BROKEN = {  # breakage: (the check that must catch it, what it must say, how to 
 }
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("breakage", BROKEN)
 def test_each_check_catches_a_broken_page(breakage, browser, report, tmp_path):
     path, machines = report
@@ -268,6 +268,7 @@ def test_each_check_catches_a_broken_page(breakage, browser, report, tmp_path):
     page.context.close()
 
 
+@pytest.mark.browser
 def test_screenshot_for_a_person(browser, report, tmp_path):
     """A 1280x800 screenshot of the page's top to look at (benchmarks/bench_html.py --screenshot
     regenerates docs/latency/report.png from real results)."""
@@ -282,3 +283,27 @@ def test_screenshot_for_a_person(browser, report, tmp_path):
     assert pdf.read_bytes()[:4] == b"%PDF"
     check_offline(page, log, None)
     page.context.close()
+
+
+def test_more_figures_have_a_place(monkeypatch, tmp_path):
+    """The hook the roofline will use: a builder in EXTRA_FIGURES gets the rows (with their
+    machine labels) and its figures are drawn in "More figures", under the same toggles."""
+    import plotly.graph_objects as go
+
+    from leannet.bench import html
+
+    rows = merged_rows(1)
+    machines, _ = load_results([write_results(tmp_path / "a.jsonl", rows)])
+    assert "None yet (the roofline will go here" in html.build_html(machines)
+    seen = []
+
+    def roofline(rs):
+        seen.extend(rs)
+        return [html.Figure("Roofline", "MACs per byte against attained MACs/s.", go.Figure(
+            go.Scatter(x=[1], y=[2], meta={"machine": "M1", "runtime": "eager", "precision": "fp32"})))]
+
+    monkeypatch.setattr(html, "EXTRA_FIGURES", [roofline])
+    page = html.build_html(machines)
+    assert len(seen) == len(rows) and {r["machine"] for r in seen} == {"M1"}
+    more = page[page.index('<section id="more-figures">'):page.index('<section id="cells-section">')]
+    assert "<b>Roofline</b>" in more and 'id="fig2"' in more and "None yet" not in more
