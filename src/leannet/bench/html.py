@@ -183,7 +183,9 @@ def page_data(machines: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str,
             for r in rs:
                 r = dict(r, id=len(rows), machine=m, machine_label=machine_label(r["env"]), setting=gid)
                 iqr = r.get("iqr_ms") or 0.0
-                r["q25"], r["q75"] = r.get("q25_ms", r["median_ms"] - iqr / 2), r.get("q75_ms", r["median_ms"] + iqr / 2)
+                q25, q75 = r.get("q25_ms"), r.get("q75_ms")  # absent on rows older than the quartiles
+                r["q25"] = r["median_ms"] - iqr / 2 if q25 is None else q25
+                r["q75"] = r["median_ms"] + iqr / 2 if q75 is None else q75
                 r["upper_ms"] = r["median_ms"] + iqr
                 r["excluded"] = excluded.get((r["model"], r["runtime"], r["precision"], r["batch"]))
                 r["hover"] = _hover(r)
