@@ -27,3 +27,38 @@ def _sigchld():
     before = signal.getsignal(signal.SIGCHLD)
     yield
     signal.signal(signal.SIGCHLD, before)
+
+
+# --- the browser tier (tests marked `browser`: report.html in headless Chromium) -------------------
+# Part of `make test` where Debian's chromium is installed; elsewhere its tests are skipped, and
+# the summary says so in one line instead of counting them as passed.
+CHROMIUM = os.environ.get("LEANNET_CHROMIUM", "/usr/bin/chromium")
+_BROWSER_SKIPPED = pytest.StashKey[tuple[int, str]]()
+
+
+def browser_missing() -> str | None:
+    """Why the browser tier cannot run here, or None."""
+    import importlib.util
+
+    if not os.path.exists(CHROMIUM):
+        return f"no chromium at {CHROMIUM} (enable: apt-get install -y chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is not installed (enable: pip install -e '.[dev]')"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    browser = [item for item in items if "browser" in item.keywords]
+    reason = browser_missing() if browser else None
+    if reason:
+        for item in browser:
+            item.add_marker(pytest.mark.skip(reason=f"browser tier: {reason}"))
+        config.stash[_BROWSER_SKIPPED] = (len(browser), reason)
+
+
+@pytest.hookimpl(trylast=True)  # after the other summary sections, just above the short test summary
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n, reason = config.stash.get(_BROWSER_SKIPPED, (0, ""))
+    if n:
+        terminalreporter.write_line(f"BROWSER TIER DID NOT RUN: {n} tests of report.html skipped, {reason}",
+                                    yellow=True, bold=True)

@@ -13,7 +13,7 @@ from leannet.extras import EXTRA
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 # Distributions of the extras' packages, as their folders in site-packages are named.
-DISTS = {"onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "onnxslim", "matplotlib", "scipy",
+DISTS = {"onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "onnxslim", "matplotlib", "scipy", "plotly",
          "scikit_learn", "scikit_image", "pycocotools", "timm", "fvcore"}
 
 

@@ -90,13 +90,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   rounds=args.rounds, retries=args.retries, out=args.out, deployed=not args.train_form,
                   force=args.force, calib=args.calib, eval_set=args.eval, progress=not args.quiet)
     if args.report:
+        from leannet.bench.html import write_html_report
         from leannet.bench.report import write_report
 
         write_report(args.out)
+        write_html_report(args.out)
     print(format_rows(sweep.rows, args.format))
     if args.format == "table":
         print(f"results: {sweep.results} ({sweep.measured} measured, {sweep.reused} reused)"
-              + (f"\nreport: {sweep.results.parent / 'report.md'}" if args.report else ""))
+              + (f"\nreport: {sweep.results.parent / 'report.md'}, {sweep.results.parent / 'report.html'}"
+                 if args.report else ""))
     return 1 if any("error" in r for r in sweep.rows) else 0  # the failed cells are on stderr
 
 
@@ -113,9 +116,10 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from leannet.bench.html import write_html_report
     from leannet.bench.report import write_report
 
-    print(f"wrote {write_report(args.out, sources=args.results)}")
+    print(f"wrote {write_report(args.out, sources=args.results)}, {write_html_report(args.out, sources=args.results)}")
     return 0
 
 
@@ -367,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retries", type=int, default=2,
                    help="re-measure contended cells at the end up to this many times (default 2)")
     s.add_argument("--train-form", action="store_true", help="benchmark the un-folded train-time form")
-    s.add_argument("--report", action="store_true", help="also write report.md and PNG plots")
+    s.add_argument("--report", action="store_true", help="also write report.md, PNG plots and report.html")
     s.add_argument("--format", choices=["table", "csv", "json"], default="table", help="stdout format")
     s.set_defaults(func=cmd_bench)
 
@@ -383,9 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--export", metavar="DIR", help="write the pick here as a verified artefact with its sidecar")
     s.set_defaults(func=cmd_select)
 
-    s = sub.add_parser("report", help="report.md + plots from results files (several machines: a column each)")
+    s = sub.add_parser("report", help="report.md + plots and report.html from results files (several machines: a column each)")
     s.add_argument("results", nargs="+", help="results.jsonl files written by bench/select")
-    s.add_argument("--out", default="runs/report", help="folder for report.md and the PNGs")
+    s.add_argument("--out", default="runs/report", help="folder for report.md, the PNGs and report.html")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("export", help="re-parameterise, fold BN, export to ONNX/OpenVINO (fp32, bf16, INT8) and verify")

@@ -2,7 +2,7 @@
 
 The core install (`pip install leannet`) creates, profiles, converts and benchmarks models in
 PyTorch. Everything else is an extra, named in the README's Install section:
-`deploy` (ONNX, ONNX Runtime, OpenVINO, NNCF), `report` (plots and rank correlations),
+`deploy` (ONNX, ONNX Runtime, OpenVINO, NNCF), `report` (plots, rank correlations and the HTML report),
 `data` (the built-in digits and synthetic documents), `detect`, `train`, `dev`, `all`.
 """
 
@@ -16,7 +16,7 @@ from leannet.errors import LeannetError
 EXTRA = {  # importable name -> the extra that installs it
     "onnx": "deploy", "onnxscript": "deploy", "onnxruntime": "deploy", "openvino": "deploy",
     "nncf": "deploy", "onnxslim": "deploy",
-    "matplotlib": "report", "scipy": "report",
+    "matplotlib": "report", "scipy": "report", "plotly": "report",
     "sklearn": "data", "skimage": "data",
     "pycocotools": "detect",
     "timm": "dev", "fvcore": "dev",

@@ -1,6 +1,8 @@
 """`select`: the choice on fixed rows (budget, spread, ties, nothing fits, INT8 drop), the
 report sections built on it, and one end-to-end run that exports the pick."""
 
+import re
+
 import pytest
 
 from leannet.bench.report import (
@@ -37,6 +39,16 @@ def test_the_spread_counts_against_the_budget():
     sel = choose(rows, budget_ms=5)  # b's median fits, its median + IQR (5.5) does not
     assert sel.pick.model == "a"
     assert choose(rows, budget_ms=5.5).pick.model == "b"
+
+
+def test_one_pareto_front_for_select_and_the_report():
+    from leannet.bench.report import pareto_front
+
+    rows = [row("a", ms=2.0, top1=70.0), row("b", ms=3.0, top1=69.0), row("c", ms=4.0, top1=75.0),
+            row("d", ms=4.0, top1=75.0), row("e", ms=1.0, top1=60.0)]
+    front = [c.model for c in choose(rows, budget_ms=5).front]
+    assert front == ["e", "a", "c"]  # b is beaten by a; d ties c and loses on the name
+    assert [p[0] for p in pareto_front([(r["model"], r["median_ms"], r["top1"]) for r in rows])] == front
 
 
 def test_ties_go_to_the_faster_then_the_name():
@@ -127,6 +139,11 @@ def test_report_merges_machines_and_leaves_out_stale_rows(tmp_path):
     for png in ("latency_vs_macs", "spearman", "pareto"):
         assert (tmp_path / "r" / f"{png}_m1_b1_224px_t2.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", str(fa), str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r")]) == 2
+    # and report.html, one file with every script inline (tests/bench/test_html.py opens it in Chromium)
+    assert main(["report", str(fa), str(fb), "--out", str(tmp_path / "cli")]) == 0
+    page = (tmp_path / "cli" / "report.html").read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page) and "Plotly.newPlot" in page
+    assert "1 of 3 cells stayed contended</b> (marked †; busy 1, slow machine 1)" in page
 
 
 def test_report_says_what_the_machine_probe_saw():

@@ -49,13 +49,11 @@ def spearman_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """(name, latency, top-1) points no other point beats on both, by increasing latency."""
-    front, best = [], -math.inf
-    for p in sorted(points, key=lambda p: (p[1], -p[2])):
-        if p[2] > best:
-            front.append(p)
-            best = p[2]
-    return front
+    """(name, latency, top-1) points no other point beats on both, by increasing latency
+    (`leannet.bench.select.pareto_front`, the one definition, on tuples)."""
+    from leannet.bench.select import pareto_front as front
+
+    return front(points, lambda p: p[1], lambda p: p[2], lambda p: p[0])
 
 
 def _style():
@@ -346,12 +344,10 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
     return line
 
 
-def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
-    """Write OUT/report.md and PNG plots from OUT/results.jsonl (or from the `sources` files,
-    a machine column each); return the report's path."""
+def read_machines(out: Path, sources: list[str | Path] | None = None) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """`load_results` of OUT/results.jsonl or of the `sources` files; an error if none has a row."""
     from leannet.errors import LeannetError
 
-    out = Path(out)
     paths = [Path(p) for p in sources] if sources else [out / "results.jsonl"]
     for p in paths:
         if not p.is_file():
@@ -359,6 +355,15 @@ def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Pa
     machines, notes = load_results(paths)
     if not machines:
         raise LeannetError(f"no successful benchmark rows in {', '.join(map(str, paths))}")
+    return machines, notes
+
+
+def write_report(out: str | Path, sources: list[str | Path] | None = None) -> Path:
+    """Write OUT/report.md and PNG plots from OUT/results.jsonl (or from the `sources` files,
+    a machine column each); return the report's path. (`leannet.bench.html.write_html_report`
+    writes the same as one interactive page, report.html.)"""
+    out = Path(out)
+    machines, notes = read_machines(out, sources)
     md = ["# leannet latency report", ""]
     if len(machines) > 1:
         md += _comparison(machines)
@@ -398,43 +403,55 @@ def _reasons(rows: list[dict[str, Any]]) -> str:
     return ", ".join(f"{why} {k}" for why, k in n.most_common())
 
 
-def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[str]:
-    from leannet.bench.select import choose
-
+def machine_facts(rows: list[dict[str, Any]]) -> list[str]:
+    """The machine, its environment and how many cells were contended or slowed, as Markdown
+    paragraphs: the same words in report.md and report.html."""
     env = rows[-1]["env"]
     v = env["versions"]
     n_cont = sum(bool(r.get("contended")) for r in rows)
-    md = [
-        f"## {env['cpu']}, {env.get('threads', '?')} threads",
-        "",
+    return [
         f"Machine: **{env['cpu']}**, {env['usable_cores']} usable of {env['logical_cores']} logical cores, "
         f"features {', '.join(env['cpu_features']) or '-'}; {env['os']}. "
-        f"Environment fingerprint {rows[-1].get('fingerprint')}.",
+        f"Environment fingerprint {rows[-1].get('fingerprint')}.\n"
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        "",
         f"Models run in their **{rows[0]['form']}** form. Every cell was timed in interleaved rounds "
         "(all cells once per round, shuffled); latency is the median over rounds of each round's "
         "median call, ± the inter-quartile range over rounds. MACs, memory access (bytes: weights + "
         "inputs + outputs per layer) and activations (conv/linear output elements) are leannet's "
         "profiler counts for the same form and input. `rel diff` is the runtime's largest absolute "
         "difference from PyTorch eager fp32 on the same input, over eager's largest |output|.",
-        "",
         (f"**{n_cont} of {len(rows)} cells stayed contended** (marked †; {_reasons(rows)}): other "
          "processes used the cores while they ran, even after re-measuring, or the machine itself ran "
          "slow (its probe); their times read slow." if n_cont else
          f"No cell was contended: other processes used less than the threshold of the cores during "
-         f"all {len(rows)} cells, and the machine ran no slower than its fastest probe on record here."),
-        _speed_line(rows),
-        "",
+         f"all {len(rows)} cells, and the machine ran no slower than its fastest probe on record here.")
+        + "\n" + _speed_line(rows),
     ]
-    # Detector rows (task "detect": a whole per-image pipeline, NMS included) get tables of their
-    # own: set beside classifiers, their latency per MAC would compare unlike work.
-    settings = sorted({(r.get("task") or "", r["batch"], r["img"], r["threads"]) for r in rows})
-    for task, batch, img, threads in settings:
+
+
+def settings_of(rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], str, str]]:
+    """The rows split by what makes latencies comparable (task, batch, image size, threads):
+    (rows, a file tag, a heading) per setting."""
+    out = []
+    for task, batch, img, threads in sorted({(r.get("task") or "", r["batch"], r["img"], r["threads"]) for r in rows}):
         rs = [r for r in rows if (r.get("task") or "", r["batch"], r["img"], r["threads"]) == (task, batch, img, threads)]
-        t = f"{tag}{task and task + '_'}b{batch}_{img}px_t{threads}"
         where = (f"{'detectors, whole pipeline per image, ' if task == 'detect' else ''}batch {batch}, "
                  f"{img}x{img}, {threads} thread{'s' if threads != 1 else ''}")
+        out.append((rs, f"{task and task + '_'}b{batch}_{img}px_t{threads}", where))
+    return out
+
+
+def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[str]:
+    from leannet.bench.select import choose
+
+    env = rows[-1]["env"]
+    md = [f"## {env['cpu']}, {env.get('threads', '?')} threads", ""]
+    for para in machine_facts(rows):
+        md += [para, ""]
+    # Detector rows (task "detect": a whole per-image pipeline, NMS included) get tables of their
+    # own: set beside classifiers, their latency per MAC would compare unlike work.
+    for rs, t, where in settings_of(rows):
+        t = tag + t
         series = list(dict.fromkeys(r["series"] for r in rs))
         md += [f"### {where}", ""]
         models = sorted({r["model"] for r in rs}, key=lambda m: next(r.get("macs") or 0 for r in rs if r["model"] == m))

@@ -14,12 +14,27 @@ selection says so and names the fastest candidate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from leannet.errors import LeannetError
+
+T = TypeVar("T")
+
+
+def pareto_front(items: Sequence[T], latency: Callable[[T], float], accuracy: Callable[[T], float],
+                 name: Callable[[T], str] = str) -> list[T]:
+    """The items no other item beats on both latency and accuracy, by increasing latency: the
+    one definition of the front, shared by `choose` and the report. Of items equal on both, the
+    first by `name` stands for them."""
+    front, best = [], float("-inf")
+    for it in sorted(items, key=lambda it: (latency(it), -accuracy(it), name(it))):
+        if accuracy(it) > best:
+            front.append(it)
+            best = accuracy(it)
+    return front
 
 
 @dataclass
@@ -110,11 +125,7 @@ def choose(rows: Sequence[dict[str, Any]], budget_ms: float, max_int8_drop: floa
     eligible = [c for c in cands if c.excluded is None]
     fitting = sorted((c for c in eligible if c.upper_ms <= budget_ms),
                      key=lambda c: (-c.top1, c.median_ms, c.label))
-    front, best = [], float("-inf")
-    for c in sorted(eligible, key=lambda c: (c.median_ms, -c.top1, c.label)):
-        if c.top1 > best:
-            front.append(c)
-            best = c.top1
+    front = pareto_front(eligible, lambda c: c.median_ms, lambda c: c.top1, lambda c: c.label)
     return Selection(budget_ms, cands, fitting, front, fitting[0] if fitting else None,
                      cands[0] if cands else None)
 
