@@ -332,17 +332,6 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
     if moved > UNSTEADY:
         line += (f" The machine's own speed moved by up to {100 * moved:.0f}% between rounds (probe IQR): "
                  "these figures are less certain than their IQR says.")
-    by_runtime: dict[str, list[float]] = {}
-    for r in rows:
-        if r.get("runtime_slowdown"):
-            by_runtime.setdefault(r["runtime"], []).append(r["runtime_slowdown"])
-    if by_runtime:
-        line += (" Runtime sentinels (one small network per runtime, timed beside its cells): "
-                 + ", ".join(f"{rt} up to {max(v):.2f}x" + (f" ({sum(x > SLOWED for x in v)} cells over {SLOWED:.2f}x)"
-                                                           if max(v) > SLOWED else "")
-                             for rt, v in sorted(by_runtime.items()))
-                 + " of the fastest on record here (recorded, not a reason to mark a cell: not yet shown to "
-                   "predict the cells).")
     return line
 
 
