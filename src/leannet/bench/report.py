@@ -418,12 +418,14 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
     ]
     # Detector rows (task "detect": a whole per-image pipeline, NMS included) get tables of their
     # own: set beside classifiers, their latency per MAC would compare unlike work.
-    settings = sorted({(r.get("task") or "", r["batch"], r["img"], r["threads"]) for r in rows})
+    # img is a square's side (int) or "HxW" (str): sorted by its text so the two kinds compare
+    settings = sorted({(r.get("task") or "", r["batch"], r["img"], r["threads"]) for r in rows},
+                      key=lambda k: (k[0], k[1], str(k[2]), k[3]))
     for task, batch, img, threads in settings:
         rs = [r for r in rows if (r.get("task") or "", r["batch"], r["img"], r["threads"]) == (task, batch, img, threads)]
         t = f"{tag}{task and task + '_'}b{batch}_{img}px_t{threads}"
         where = (f"{'detectors, whole pipeline per image, ' if task == 'detect' else ''}batch {batch}, "
-                 f"{img}x{img}, {threads} thread{'s' if threads != 1 else ''}")
+                 f"{img if isinstance(img, str) else f'{img}x{img}'}, {threads} thread{'s' if threads != 1 else ''}")
         series = list(dict.fromkeys(r["series"] for r in rs))
         md += [f"### {where}", ""]
         models = sorted({r["model"] for r in rs}, key=lambda m: next(r.get("macs") or 0 for r in rs if r["model"] == m))

@@ -709,7 +709,7 @@ def bench(
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     ids = DataIds(eval_set, calib)
-    side = "own size" if hw is None else img_label(hw)
+    side = f"{DEFAULT_SIDE} px (artefacts, detectors: their own size)" if hw is None else f"{img_label(hw)} px"
     header = (f"{len(sources)} sources ({FORM[deployed]}) x {len(rts)} runtimes x {len(precisions)} "
               f"precisions x {len(batches)} batch sizes at {side}, {threads} threads")
     how = Effort(threads, min_time, rounds, retries, force, contended_cores, progress, on_update)
