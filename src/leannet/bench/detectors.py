@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from leannet.bench.sources import CellId, Context, Source, error_text, static_costs
+from leannet.bench.sources import CellId, Context, Source, artefact_runs, error_text, static_costs
 from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES
 
@@ -54,14 +54,10 @@ def is_detector(spec: str) -> bool:
 
 
 def _runs(source: Source, runtime: str, precision: str) -> bool:
-    """A checkpoint runs eager fp32; an artefact its own runtimes, in its sidecar's precision."""
+    """A checkpoint runs eager fp32; an artefact its own runtimes and precision."""
     if source.kind == "checkpoint":
         return runtime in CHECKPOINT_RUNTIMES and precision == "fp32"
-    from leannet.deploy.artefact import sidecar_fields
-
-    if runtime not in ("onnxruntime", "openvino") or (runtime == "onnxruntime" and not source.spec.endswith(".onnx")):
-        return False
-    return precision == sidecar_fields(source.spec).get("precision", "fp32")
+    return artefact_runs(source, runtime, precision)
 
 
 @functools.cache  # a Source carries its file's sha256: a changed file is a new key

@@ -71,6 +71,16 @@ def file_digest(path: Path) -> str:
     return digest[:16]
 
 
+def artefact_runs(source: Source, runtime: str, precision: str) -> bool:
+    """An exported artefact runs on the runtimes that read it (ONNX Runtime: .onnx; OpenVINO:
+    .onnx and .xml), in the one precision it was exported at (its sidecar's, else fp32)."""
+    from leannet.deploy.artefact import sidecar_fields
+
+    if runtime not in ("onnxruntime", "openvino") or (runtime == "onnxruntime" and not source.spec.endswith(".onnx")):
+        return False
+    return precision == sidecar_fields(source.spec).get("precision", "fp32")
+
+
 def static_costs(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
     """The row's static counts (leannet.profile) of `model` on an input of `shape`."""
     from leannet.profile.complexity import profile_model

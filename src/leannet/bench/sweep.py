@@ -67,6 +67,7 @@ from leannet.bench.sources import (
     CellId,
     Context,
     Source,
+    artefact_runs,
     error_text,
     file_digest,
     img_label,
@@ -226,21 +227,9 @@ def _pairs(rts: Sequence[str], precisions: Sequence[str], notes: list[str]) -> l
     return pairs
 
 
-def _artefact_precision(source: Source) -> str:
-    from leannet.deploy.artefact import sidecar_fields
-
-    return str(sidecar_fields(source.spec).get("precision", "fp32"))
-
-
 def _runs(source: Source, runtime: str, precision: str) -> bool:
-    """Artefacts run only on the runtimes that read them, in their own precision."""
-    if source.kind != "artefact":
-        return True
-    if runtime not in ("onnxruntime", "openvino"):
-        return False
-    if runtime == "onnxruntime" and not source.spec.endswith(".onnx"):
-        return False
-    return precision == _artefact_precision(source)
+    """A classifier from a model runs everywhere; an artefact only where `artefact_runs` says."""
+    return source.kind != "artefact" or artefact_runs(source, runtime, precision)
 
 
 @functools.cache  # a Source carries its file's sha256: a changed file is a new key
