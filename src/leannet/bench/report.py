@@ -309,14 +309,18 @@ def mac_latency_pairs(rows: list[dict[str, Any]], mac_tol: float = 0.2, ratio: f
     return sorted(pairs, key=lambda p: -p["ratio"])
 
 
+BUDGET_STEPS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000)  # round ms a reader would pick
+BUDGETS_SHOWN = 5  # budgets in the "what to pick" table: one screen, spread over the range
+BUDGET_HEADROOM = 1.2  # budgets go up to 20% past the slowest cell, so it fits the last one
+
+
 def budgets_for(rows: list[dict[str, Any]]) -> list[float]:
     """A few round budgets spanning the measured latencies."""
     ms = sorted(r["median_ms"] for r in rows)
-    steps = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000]
-    inside = [b for b in steps if ms[0] <= b <= ms[-1] * 1.2]
-    if len(inside) > 5:
-        inside = [inside[round(i * (len(inside) - 1) / 4)] for i in range(5)]
-    return list(dict.fromkeys(inside)) or [steps[-1]]
+    inside = [b for b in BUDGET_STEPS if ms[0] <= b <= ms[-1] * BUDGET_HEADROOM]
+    if len(inside) > BUDGETS_SHOWN:
+        inside = [inside[round(i * (len(inside) - 1) / (BUDGETS_SHOWN - 1))] for i in range(BUDGETS_SHOWN)]
+    return list(dict.fromkeys(inside)) or [BUDGET_STEPS[-1]]
 
 
 def _speed_line(rows: list[dict[str, Any]]) -> str:

@@ -38,6 +38,7 @@ from leannet.runtime.threads import torch_threads
 ARTEFACT_SUFFIXES = (".onnx", ".xml")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 _TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+RUN_ALL_BATCH = 32  # chunk of `run_all` for a dynamic-batch runner: bounded memory, few calls
 
 
 @dataclass
@@ -234,7 +235,7 @@ def open_runner(path: str | Path, runtime: str | None = None, threads: int | Non
     raise LeannetError(f"runtime {runtime!r} cannot run {path.suffix} files; use onnxruntime or openvino")
 
 
-def run_all(runner: Runner, x: np.ndarray, batch: int = 32) -> np.ndarray:
+def run_all(runner: Runner, x: np.ndarray, batch: int = RUN_ALL_BATCH) -> np.ndarray:
     """Outputs for every row of `x`, in chunks the artefact accepts (padded to a fixed batch)."""
     b = runner.batch or batch
     outs = []
