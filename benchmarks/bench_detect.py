@@ -36,9 +36,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import sentinel  # benchmarks/sentinel.py, beside this script
 import torch
 
-from leannet.bench import sentinel
 from leannet.bench.results import default_threads, environment
 from leannet.detect.config import DetectConfig, SplitConfig, SyntheticConfig, load_detect_config
 from leannet.detect.data import make_dataset, split_files

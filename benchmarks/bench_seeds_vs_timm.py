@@ -2,7 +2,7 @@
 
 For every model of the `seeds` preset that timm also has, both implementations are timed in
 PyTorch eager and in ONNX Runtime with the same input, threads and timing loop
-(`leannet.bench.sweep.measure`). leannet runs its deployed form (`leannet.reparameterize`:
+(`leannet.runtime.timing`: interleaved rounds, `time_rounds` + `summarise`). leannet runs its deployed form (`leannet.reparameterize`:
 branches merged, BatchNorm folded); timm runs as a user gets it (re-parameterised with
 `timm.utils.reparameterize_model` where timm supports it, BatchNorm not folded). Both are
 exported to ONNX by the same `leannet.deploy.onnx.export_onnx`. The ratio is

@@ -56,7 +56,8 @@ import json, sys, time
 import numpy as np, torch
 from leannet import create_model, reparameterize
 from leannet.deploy.onnx import export_onnx
-from leannet.bench import sentinel
+sys.path.insert(0, __BENCHMARKS__)  # benchmarks/sentinel.py
+import sentinel
 from leannet.runtime import runners, timing
 name, runtime, threads, min_time, rounds, steady, spread, tmp = (
     sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]),
@@ -146,7 +147,7 @@ def isolated(model: str, runtime: str, threads: int, min_time: float, rounds: in
     min_time / rounds seconds, spread over `spread` seconds) after `steady` seconds of running
     it untimed."""
     tmp.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([sys.executable, "-c", ISOLATED, model, runtime, str(threads), str(min_time), str(rounds),
+    out = subprocess.run([sys.executable, "-c", ISOLATED.replace("__BENCHMARKS__", repr(str(Path(__file__).parent))), model, runtime, str(threads), str(min_time), str(rounds),
                           str(steady), str(spread), str(tmp)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,7 +1,8 @@
 """`leannet` command line: parse, call the library, print. No logic lives here.
 
 User errors (LeannetError, a bad option) print one line to stderr and exit 2; `--debug`
-shows the traceback instead.
+(anywhere on the line) adds the traceback of a LeannetError raised by a command. A usage
+error (a bad option or value) is always one line.
 """
 
 from __future__ import annotations
@@ -81,12 +82,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    # detect.bench: classifiers through leannet.bench.sweep, detector files beside them
-    from leannet.bench.detectors import bench
-    from leannet.bench.sweep import format_rows
+    from leannet.bench.sweep import bench, format_rows
 
     sweep = bench(args.models, preset=args.preset, runtimes=args.runtimes, precisions=args.precisions,
-                  batches=args.batch, threads=args.threads, img=args.img, min_time=args.min_time,
+                  batches=args.batch, threads=args.threads, img=args.img, shape=args.shape, min_time=args.min_time,
                   rounds=args.rounds, retries=args.retries, out=args.out, deployed=not args.train_form,
                   force=args.force, calib=args.calib, eval_set=args.eval, progress=not args.quiet)
     if args.report:
@@ -366,8 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(.safetensors) or exported artefacts (.onnx, .xml); detector files are timed as a "
                    "whole pipeline per image at their own size, batch 1")
     measure_args(s)
-    s.add_argument("--batch", type=_int_list, default=[1], help="comma-separated batch sizes (default 1)")
-    s.add_argument("--img", type=_positive_int, help="input height and width (default 224)")
+    s.add_argument("--batch", type=_int_list, help="comma-separated batch sizes (default 1)")
+    s.add_argument("--img", type=_size, help="input size: a side (224) or HxW (256x320); default 224 for "
+                   "models, an artefact's own size")
+    s.add_argument("--shape", type=_int_list, metavar="N,C,H,W",
+                   help="the whole input shape, e.g. 1,3,256,320 (as OpenVINO benchmark_app's -shape): "
+                   "needed by artefacts with dynamic dimensions")
     s.add_argument("--retries", type=int, default=2,
                    help="re-measure contended cells at the end up to this many times (default 2)")
     s.add_argument("--train-form", action="store_true", help="benchmark the un-folded train-time form")
@@ -427,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _size(text: str) -> str:
+    h, _, w = text.lower().partition("x")
+    if not (h.isdigit() and int(h) > 0 and (not w or (w.isdigit() and int(w) > 0))):
+        raise argparse.ArgumentTypeError(f"expected a side (224) or HxW (256x320), got {text!r}")
+    return text.lower()
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -439,7 +449,8 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    debug = "--debug" in argv  # honoured anywhere on the line (`leannet bench --debug ...` too)
+    argv = [a for a in argv if a != "--debug"]
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "command", None):
@@ -447,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return args.func(args)
     except LeannetError as e:
-        if debug:
+        if debug and not isinstance(e, UsageError):  # a usage error is one line: there is no bug to trace
             traceback.print_exc()
         print(f"leannet: error: {e}", file=sys.stderr)
         return 2

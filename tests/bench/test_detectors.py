@@ -15,7 +15,8 @@ import torch
 
 from leannet.bench import detectors as detect_bench
 from leannet.bench import sweep as latency
-from leannet.bench.detectors import bench, is_detector
+from leannet.bench.detectors import is_detector
+from leannet.bench.sweep import bench
 from leannet.cli import main
 from leannet.detect.pipeline import DetectionPipeline
 from tests.detect.test_export import SIZE, _detector
@@ -161,3 +162,38 @@ def test_an_int8_artefact_is_its_own_precision(files, tmp_path):
     assert fp32_only.rows == [] and any("no cell to run" in n for n in fp32_only.notes)
     sweep = bench([str(int8)], runtimes=["onnxruntime"], precisions=["fp32", "int8"], out=tmp_path / "b", **TINY)
     assert [(r["runtime"], r["precision"], r["task"]) for r in sweep.rows] == [("onnxruntime", "int8", "detect")]
+
+
+def test_classifier_and_detector_cells_are_timed_in_one_interleaved_run(files, tmp_path, monkeypatch):
+    """One sweep for every kind of source: the detector's cells and the classifier's share
+    the rounds (one time_rounds call holds both), not two sweeps one after the other."""
+    from leannet.runtime import timing
+
+    runs = []
+    real = timing.time_rounds
+    monkeypatch.setattr(timing, "time_rounds", lambda cells, *a, **k: runs.append(
+        {"detect" if is_detector(c.key[0].spec) else "classify" for c in cells
+         if isinstance(c.key[0], latency.Source)}) or real(cells, *a, **k))
+    sweep = bench(["pplcnet_x0_25", files["checkpoint"]], runtimes=["eager"], img=32, out=tmp_path, **TINY)
+    assert [r.get("task") for r in sweep.rows] == [None, "detect"]
+    assert runs[0] == {"classify", "detect"}
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed (extra: deploy)")
+def test_a_detector_cell_this_cpu_cannot_run_is_skipped_like_a_classifiers(files, tmp_path, monkeypatch):
+    """Issue 32 (9): the detector plan applies the classifier plan's "this CPU runs this
+    precision" filter: a bf16 detector artefact on a CPU without bf16 kernels is not timed in
+    f32 and labelled bf16."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(files["onnx"])
+    bf16 = tmp_path / "det-bf16.onnx"
+    shutil.copy(src, bf16)
+    record = json.loads(src.with_suffix(".json").read_text())
+    bf16.with_suffix(".json").write_text(json.dumps({**record, "precision": "bf16"}))
+    monkeypatch.setattr(latency, "_runs_here", lambda rt, prec: not (rt == "openvino" and prec == "bf16"))
+    monkeypatch.setattr(latency, "resolve_runtimes", lambda names: (list(names), []))  # as if OpenVINO were here
+    sweep = bench([str(bf16)], runtimes=["openvino"], precisions=["bf16"], out=tmp_path, **TINY)
+    assert sweep.rows == []
+    assert any("openvino has no bf16 kernels on this CPU" in n for n in sweep.notes)

@@ -24,6 +24,14 @@ needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed
 needs_ov = pytest.mark.skipif(not HAS_OV, reason="openvino is not installed (extra: deploy)")
 
 
+@pytest.fixture(autouse=True)
+def _steady_machine(monkeypatch):
+    """Cache reuse here is about the key; a sweep also re-measures rows whose machine probe read
+    slow, which on a shared machine (or beside another pytest-xdist worker) is luck. The tests of
+    that check set SLOWED back."""
+    monkeypatch.setattr(timing, "SLOWED", float("inf"))
+
+
 def _check_row(row, model, runtime, precision, batch):
     assert (row["model"], row["runtime"], row["precision"], row["batch"], row["img"]) == \
         (model, runtime, precision, batch, 32)
@@ -78,7 +86,7 @@ def _count_timed(monkeypatch):
     timed = []
     real = timing.time_rounds
     monkeypatch.setattr(timing, "time_rounds", lambda cells, *a, **k: timed.extend(
-        c.key for c in cells if not isinstance(c, timing.Probe) and c.key[0] != "sentinel") or real(cells, *a, **k))
+        c.key for c in cells if not isinstance(c, timing.Probe)) or real(cells, *a, **k))
     return timed
 
 
@@ -256,22 +264,28 @@ def test_cli_bench_exits_1_when_a_cell_fails(tmp_path, capsys):
     bad.write_text("not a model")
     assert main(["bench", str(bad), "--runtimes", "onnxruntime", "--out", str(tmp_path / "b"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "bad onnxruntime fp32 b1" in err and "corrupt" in err
+    assert "bad onnxruntime fp32 b1" in err and "cannot load it" in err
 
 
 def test_a_slowed_machine_marks_its_rows_and_they_are_not_reused(tmp_path, monkeypatch, capsys):
     """Rows timed while the probe read > SLOWED x its fastest here are contended and, once a
     faster probe is on record, measured again instead of served from the cache."""
+    monkeypatch.setattr(timing, "SLOWED", 1.10)
     rows = [{"probe_ms": 1.0, "probe_iqr": 0.01, "contended": False},
             {"probe_ms": 1.5, "probe_iqr": 0.01, "contended": False}]
     from rich.console import Console
 
-    latency._check_machine_speed(rows, {}, Console(stderr=True))
+    latency._check_machine_speed(rows, None, Console(stderr=True))
     assert [r["contended"] for r in rows] == [False, True] and rows[1]["machine_slowdown"] == 1.5
     assert "1.50x slower" in capsys.readouterr().err
-    latency._check_machine_speed(rows := [{"probe_ms": 1.05, "probe_iqr": 0.3, "contended": False}], {"probe": 1.0},
+    latency._check_machine_speed(rows := [{"probe_ms": 1.05, "probe_iqr": 0.3, "contended": False}], 1.0,
                                  Console(stderr=True))
     assert rows[0]["contended"] is False and "moved by 30%" in capsys.readouterr().err
+    assert latency.why_contended({"contended": True, "contended_by": ["busy", "waiting"]}) == "busy, waiting"
+    assert latency.why_contended({"contended": False, "contended_by": ["busy"]}) == ""
+    slow = {"probe_ms": 1.3, "probe_iqr": 0.01, "contended": True, "contended_by": ["busy"]}
+    latency._check_machine_speed([slow], 1.0, Console(stderr=True))
+    assert slow["contended"] and latency.why_contended(slow) == "busy, slow machine"
 
     models = ["pplcnet_x0_25", "mobilenetv3_small_x1_0"]
     path = bench(models, runtimes=["eager"], out=tmp_path, **TINY).results
@@ -284,71 +298,12 @@ def test_a_slowed_machine_marks_its_rows_and_they_are_not_reused(tmp_path, monke
     assert len(timed) == 1 and saved[0]["model"] in str(timed[0])
 
 
-def test_a_runtime_sentinel_is_recorded_per_runtime_and_marks_nothing(capsys):
-    """A sentinel reading slow for one runtime is recorded on that runtime's rows (a runtime
-    sharing its thread pool, channels_last with eager, reads the same sentinel) and noted on
-    screen, but marks no row contended and keeps no row from the cache: it has not been shown
-    to predict its runtime's cells (docs/benchmarks.md, run 10)."""
-    from rich.console import Console
-
-    def row(runtime, sentinel_ms):
-        return {"runtime": runtime, "probe_ms": 1.0, "probe_iqr": 0.01, "sentinel_ms": sentinel_ms,
-                "contended": False}
-
-    rows = [row("eager", 2.0), row("channels_last", 2.1), row("onnxruntime", 1.3), row("openvino", 1.0)]
-    fastest = {"probe": 1.0, "eager": 2.0, "onnxruntime": 1.0, "openvino": 1.0}
-    latency._check_machine_speed(rows, fastest, Console(stderr=True))
-    assert [r["contended"] for r in rows] == [False] * 4
-    assert [r["runtime_slowdown"] for r in rows] == [1.0, 1.05, 1.3, 1.0]
-    assert all(r["machine_slowdown"] == 1.0 for r in rows)
-    assert not any(latency._slowed(r, fastest) for r in rows)
-    assert latency._slowed(dict(rows[0], probe_ms=1.2), fastest)  # the probe still does
-    err = capsys.readouterr().err
-    assert "onnxruntime's sentinel network read up to 1.30x" in err and "eager" not in err
-    assert latency.why_contended({"contended": True, "contended_by": ["busy", "waiting"]}) == "busy, waiting"
-    assert latency.why_contended({"contended": False, "contended_by": ["busy"]}) == ""
-    slow = dict(rows[2], probe_ms=1.3, contended_by=["busy"])
-    latency._check_machine_speed([slow], fastest, Console(stderr=True))
-    assert slow["contended"] and latency.why_contended(slow) == "busy, slow machine"
-
-
-def test_bench_rows_carry_their_runtimes_sentinel(tmp_path):
-    rows = bench(["pplcnet_x0_25", "mobilenetv3_small_x1_0"], runtimes=["eager"], out=tmp_path, **TINY).rows
-    assert all(r["sentinel_ms"] > 0 and r["runtime_slowdown"] == 1.0 for r in rows)
-    assert rows[0]["sentinel_ms"] == rows[1]["sentinel_ms"]  # one sentinel per runtime and sweep
-
-
-@needs_ort
-@needs_ov
-def test_each_thread_pool_gets_one_sentinel_computing_the_same_network():
-    from leannet.bench import sentinel
-
-    cells = sentinel.sentinels(["eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda"], threads=1)
-    assert sorted(cells) == ["eager", "onnxruntime", "openvino"]
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal(sentinel.SHAPE, dtype=np.float32))
-    with torch.no_grad():
-        ref = sentinel.network()(x).numpy()
-    outs = {"eager": cells["eager"].call().numpy(), "onnxruntime": cells["onnxruntime"].call()[0],
-            "openvino": next(iter(cells["openvino"].call().values()))}
-    for name, out in outs.items():
-        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5, err_msg=name)
-    assert np.abs(ref).max() > 1e-3  # the weights are not all near zero: the network computes something
-    timing.time_rounds(list(cells.values()), rounds=2, round_time=0.01, min_calls=2, warmup=1)
-    read = sentinel.reading(cells, "channels_last")
-    assert read["sentinel_ms"] > 0 and read == sentinel.reading(cells, "eager")
-    assert sentinel.reading(cells, "cuda") == {}
-
-
-def test_a_sentinel_that_cannot_be_built_is_left_out(monkeypatch):
-    from leannet.bench import sentinel
-    from leannet.deploy import onnx as onnx_export
-
-    def broken(*a, **k):
-        raise ImportError("no onnx here")
-
-    monkeypatch.setattr(onnx_export, "export_onnx", broken)
-    cells = sentinel.sentinels(["eager", "onnxruntime"], threads=1)
-    assert sorted(cells) == ["eager"]
+def test_rows_carry_no_sentinel_fields(tmp_path):
+    """The runtime sentinel was an experiment (benchmarks/sentinel.py): the sweep neither
+    times it nor records it."""
+    rows = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path, **TINY).rows
+    assert rows[0]["probe_ms"] > 0
+    assert not {"sentinel_ms", "sentinel_iqr", "runtime_slowdown"} & rows[0].keys()
 
 
 def test_a_zoo_model_gets_the_same_init_every_run_and_leaves_the_callers_rng(tmp_path):
@@ -360,3 +315,145 @@ def test_a_zoo_model_gets_the_same_init_every_run_and_leaves_the_callers_rng(tmp
     assert torch.equal(torch.rand(3), expected_next)  # the caller's stream is untouched
     b = latency._load(source, deployed=True, workdir=tmp_path).model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _image_set(root, seed=0, n=2):
+    """A tiny labelled ImageFolder: two classes, `n` random 40x40 images each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for cls in ("0", "1"):  # a zoo model's classes are its ImageNet indices
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def _artefact(tmp_path, name="net", **kw):
+    from leannet.deploy import export
+
+    return export("pplcnet_x0_25", format="onnx", out=tmp_path / f"{name}.onnx", img=32, **kw).path
+
+
+def _fixed_probe(monkeypatch, ms):
+    monkeypatch.setattr(timing.Probe, "speed", lambda self: {"probe_ms": ms, "probe_iqr": 0.0})
+
+
+@needs_ort
+def test_a_fixed_shape_artefact_runs_only_the_shape_it_takes(tmp_path):
+    """Issue 32 (3): a batch-1, 32 px export asked for batch 1,2 and 64 px is never relabelled:
+    the requests it cannot serve are skipped with a note; its rows record what ran."""
+    onnx = str(_artefact(tmp_path))
+    sweep = bench([onnx], runtimes=["onnxruntime"], batches=(1, 2), out=tmp_path / "b", **{**TINY, "img": None})
+    assert [(r["batch"], r["img"], r["input_shape"]) for r in sweep.rows] == [(1, 32, [1, 3, 32, 32])]
+    assert any("fixed at [1, 3, 32, 32]; N=2 asked, skipped" in n for n in sweep.notes), sweep.notes
+    bigger = bench([onnx], runtimes=["onnxruntime"], out=tmp_path / "b", **{**TINY, "img": 64})
+    assert bigger.rows == [] and any("H=64 asked, skipped" in n for n in bigger.notes)
+
+
+@needs_ort
+def test_dynamic_dims_take_their_shape_from_the_command_line(tmp_path, capsys):
+    """Issue 32 (6): a third-party ONNX with input [?, 3, ?, ?] (no sidecar) runs at --shape /
+    --img HxW; without one its cells are skipped with a line naming the input and its dims.
+    Non-square sizes flow through zoo models too."""
+    onnx = _artefact(tmp_path, dynamic_batch=True, dynamic_size=True)
+    onnx.with_suffix(".json").unlink()  # a third party's file: no sidecar
+    none = bench([str(onnx)], runtimes=["onnxruntime"], out=tmp_path / "b", **{**TINY, "img": None})
+    assert none.rows == []
+    assert any("input 'input' has dynamic dims [?, 3, ?, ?]; give its shape with --shape" in n
+               for n in none.notes), none.notes
+    sweep = bench([str(onnx)], runtimes=["onnxruntime"], shape=(2, 3, 32, 48), out=tmp_path / "b",
+                  **{**TINY, "img": None})
+    (row,) = sweep.rows
+    assert "error" not in row, row.get("error")
+    assert (row["batch"], row["img"], row["input_shape"]) == (2, "32x48", [2, 3, 32, 48])
+    zoo = bench(["pplcnet_x0_25"], runtimes=["eager", "onnxruntime"], out=tmp_path / "b", **{**TINY, "img": "32x48"})
+    assert [(r["img"], r["input_shape"], "error" in r) for r in zoo.rows] == [("32x48", [1, 3, 32, 48], False)] * 2
+    args = ["bench", str(onnx), "--runtimes", "onnxruntime", "--shape", "1,3,40,32", "--min-time", "0.02",
+            "--rounds", "2", "--threads", "1", "--out", str(tmp_path / "c"), "--quiet", "--format", "json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [1, 3, 40, 32]
+    with pytest.raises(LeannetError, match="disagree"):
+        bench(["pplcnet_x0_25"], shape=(1, 3, 32, 32), batches=(2,), out=tmp_path, **TINY)
+
+
+def test_a_slow_host_is_flagged_in_a_new_results_folder(tmp_path, monkeypatch, recwarn):
+    """Issue 32 (7): the machine's fastest probe is kept under $LEANNET_HOME, so a sweep into a
+    fresh --out folder is judged against it; the first sweep on a machine sets it; a corrupt
+    record warns and is set afresh."""
+    monkeypatch.setattr(timing, "SLOWED", 1.10)
+    _fixed_probe(monkeypatch, 1.0)
+    first = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path / "a", **TINY)
+    assert "slow machine" not in first.rows[0]["contended_by"]
+    _fixed_probe(monkeypatch, 2.0)  # the host slows down; a new results folder has no rows to compare
+    slow = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path / "b", **TINY)
+    assert slow.rows[0]["contended"] is True and "slow machine" in slow.rows[0]["contended_by"]
+    assert slow.rows[0]["machine_slowdown"] == 2.0
+    from leannet.bench.results import machine_file
+
+    home = machine_file()
+    home.write_text("{not json")
+    again = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path / "c", **TINY)
+    assert "slow machine" not in again.rows[0]["contended_by"]  # nothing on record: it sets the record
+    assert any("unreadable" in str(w.message) for w in recwarn)
+    assert json.loads(home.read_text()) == {again.rows[0]["fingerprint"]: 2.0}
+
+
+def test_top1_is_reused_only_for_the_same_eval_set(tmp_path, monkeypatch):
+    """Issue 32 (8): top-1 measured on set A is not served for --eval B, nor once A's files
+    change: the key holds each set's content hash."""
+    a, b = _image_set(tmp_path / "A"), _image_set(tmp_path / "B", seed=1)
+    args = {**TINY, "runtimes": ["eager"], "out": tmp_path / "r"}
+    first = bench(["pplcnet_x0_25"], eval_set=a, **args)
+    assert first.rows[0]["top1_source"] == f"measured on {a}"
+    assert bench(["pplcnet_x0_25"], eval_set=a, **args).reused == 1
+    other = bench(["pplcnet_x0_25"], eval_set=b, **args)
+    assert other.measured == 1 and other.rows[0]["top1_source"] == f"measured on {b}"
+    assert other.rows[0]["eval_set_id"] != first.rows[0]["eval_set_id"]
+    (a / "0" / "0.png").write_bytes((b / "0" / "0.png").read_bytes())  # A's content changes
+    assert bench(["pplcnet_x0_25"], eval_set=a, **args).measured == 1
+    assert bench(["pplcnet_x0_25"], **args).reused == 1  # no --eval: any measured row serves latency
+
+
+@needs_ort
+def test_int8_accuracy_says_how_it_was_calibrated_and_calibration_is_in_the_key(tmp_path):
+    """Issue 32 (8): an INT8 row calibrated on generated inputs does not serve a --calib run;
+    its measured top-1 says the calibration was generated; calibrated on its own eval images,
+    the row says it is optimistic."""
+    a = _image_set(tmp_path / "A")
+    args = {**TINY, "runtimes": ["onnxruntime"], "precisions": ["int8"], "out": tmp_path / "r", "eval_set": a}
+    generated = bench(["pplcnet_x0_25"], **args).rows[0]
+    assert "error" not in generated, generated.get("error")
+    assert "INT8 calibrated on generated inputs: not representative" in generated["top1_source"]
+    own = bench(["pplcnet_x0_25"], calib=a, **args)
+    assert own.measured == 1 and own.rows[0]["calib_set_id"]
+    assert "4 of its INT8 calibration images are eval images: optimistic" in own.rows[0]["top1_source"]
+    assert bench(["pplcnet_x0_25"], calib=a, **args).reused == 1
+
+
+def test_a_discarded_remeasurement_does_not_count_as_the_rows_retry(tmp_path, monkeypatch):
+    """Issue 32 (10a): a re-measurement busier than the first is discarded; the row keeps the
+    first (retries 0) and says one was tried (remeasured 1)."""
+    busy = iter([0.5, 1.0])
+    real = timing.summarise
+    seen = {}
+
+    def busier_later(cell, threads=None, contended_cores=timing.CONTENDED_CORES):
+        if id(cell) not in seen:
+            seen[id(cell)] = next(busy, 1.0)
+        return real(cell, threads, contended_cores) | {"contended": True, "others_cores": seen[id(cell)]}
+
+    monkeypatch.setattr(timing, "summarise", busier_later)
+    row = bench(["pplcnet_x0_25"], runtimes=["eager"], out=tmp_path, **{**TINY, "retries": 1}).rows[0]
+    assert (row["retries"], row["others_cores"]) == (0, 0.5)
+    assert row["remeasured"] == 1
+
+
+def test_a_usage_error_is_one_line_even_with_debug(tmp_path, capsys):
+    """Issue 32 (10c): `leannet bench --debug` with a bad option prints one line, no traceback;
+    --debug after the command is honoured (a LeannetError then shows its traceback)."""
+    assert main(["bench", "--debug", "pplcnet_x0_25", "--batch", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--batch" in err[0]
+    assert main(["bench", "--debug", "no_such_net", "--out", str(tmp_path)]) == 2
+    assert "Traceback" in capsys.readouterr().err

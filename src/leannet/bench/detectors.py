@@ -1,4 +1,4 @@
-"""`leannet bench` for detectors: FPS of the whole per-image pipeline, per runtime and precision.
+"""Detector cells of the sweep: FPS of the whole per-image pipeline, per runtime and precision.
 
 A detector checkpoint (`leannet detect train`, metadata task "detection") runs in PyTorch
 eager; a detector artefact (`leannet detect export`, sidecar task "detection") runs in ONNX
@@ -7,37 +7,23 @@ times what a user pays per photo: `DetectionPipeline([image])` on one fixed gene
 `image_size` square (resize + normalise + pad, network, torchvision's box decoding and NMS),
 batch 1, at the detector's own input size (`--img` and other batch sizes do not apply).
 
-The classifier sweep (`leannet.bench.sweep`) sits below `leannet.detect` and cannot load
-a detector, so this module builds the detector cells itself and reuses the rest from it:
-sources and their digests, the runtime/precision rules for artefacts, the interleaved timing
-with contention re-measurement and the machine-speed probe (`latency._time`), the cache rules,
-the row format, the results file and its key, the static cost counts. What it repeats is the
-plan/cache loop of `latency.bench` (~30 lines); a cell-preparation hook in latency.bench would
-remove that, at the price of touching the classifier sweep. `bench` here is the command's
-entry point: it splits the sources, runs the classifier sweep on the rest and this one on the
-detectors, and returns one `Sweep`. Detector and classifier cells are timed in two sweeps, not
-interleaved with each other.
+This module is the sweep's hook for one source kind (`leannet.bench.sweep` plans the runtime /
+precision pairs this CPU runs for every kind, then asks `plan` which of them a detector runs
+and `prepare` for each cell's row and timing cell; `finish` adds FPS once timed). Detector and
+classifier cells are timed together, interleaved, in one run. It imports the sweep's shared
+pieces from `leannet.bench.sources`, never the sweep itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from leannet.bench import sweep as latency
-from leannet.bench.options import DEFAULT_RUNTIMES, SUPPORTED
-from leannet.bench.results import (
-    default_threads,
-    environment,
-)
-from leannet.bench.sweep import Source, Sweep
-from leannet.errors import reason
+from leannet.bench.sources import CellId, Context, Source, artefact_runs, error_text, static_costs
 from leannet.runtime import timing
 from leannet.runtime.runners import ARTEFACT_SUFFIXES
 
@@ -48,7 +34,7 @@ FORM = {True: "detector: backbone re-parameterised, BatchNorm folded", False: "d
 def is_detector(spec: str) -> bool:
     """Whether `spec` names a detector file: a .safetensors whose metadata says task
     "detection", or an .onnx/.xml whose sidecar does. Anything unreadable is left to the
-    classifier sweep, which reports it."""
+    classifier path, which reports it."""
     path = Path(spec)
     if not path.is_file():
         return False
@@ -61,38 +47,17 @@ def is_detector(spec: str) -> bool:
         except (LeannetError, ValueError):  # not ours to diagnose: the classifier path names it
             return False
     if path.suffix in ARTEFACT_SUFFIXES:
-        with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
-            return json.loads(path.with_suffix(".json").read_text()).get("task") == "detection"
+        from leannet.deploy.artefact import sidecar_fields
+
+        return sidecar_fields(path).get("task") == "detection"
     return False
 
 
-def bench(models: Sequence[str] = (), preset: str | None = None, **kwargs: Any) -> Sweep:
-    """`leannet bench`: classifiers through `leannet.bench.sweep.bench`, detectors through
-    `bench_detectors`, in one Sweep (classifier rows first). Same keywords as latency.bench."""
-    specs = [s.strip() for spec in models for s in str(spec).split(",") if s.strip()]
-    detectors = [s for s in specs if is_detector(s)]
-    others = [s for s in specs if s not in detectors]
-    if not detectors:
-        return latency.bench(others, preset=preset, **kwargs)
-    sweeps = [latency.bench(others, preset=preset, **kwargs)] if others or preset else []
-    sweeps.append(bench_detectors(detectors, **kwargs))
-    merged = Sweep([r for s in sweeps for r in s.rows], sweeps[-1].results,
-                   [n for s in sweeps for n in s.notes])
-    merged.measured = sum(s.measured for s in sweeps)
-    merged.reused = sum(s.reused for s in sweeps)
-    return merged
-
-
-def _source(spec: str) -> Source:
-    path = Path(spec)
-    kind = "checkpoint" if path.suffix == ".safetensors" else "artefact"
-    return Source(str(path), kind, path.stem, latency._sha256(path))
-
-
 def _runs(source: Source, runtime: str, precision: str) -> bool:
+    """A checkpoint runs eager fp32; an artefact its own runtimes and precision."""
     if source.kind == "checkpoint":
         return runtime in CHECKPOINT_RUNTIMES and precision == "fp32"
-    return latency._runs(source, runtime, precision)  # an artefact: its runtimes, its precision
+    return artefact_runs(source, runtime, precision)
 
 
 @functools.cache  # a Source carries its file's sha256: a changed file is a new key
@@ -109,71 +74,39 @@ def _image_size(source: Source) -> int:
     return int(read_sidecar(source.spec)["detection"]["image_size"])
 
 
-def bench_detectors(
-    models: Sequence[str],
-    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
-    precisions: Sequence[str] = ("fp32",),
-    batches: Sequence[int] = (1,),
-    threads: int | None = None,
-    img: int | None = None,
-    min_time: float = 3.0,
-    rounds: int = 10,
-    retries: int = 2,
-    out: str | Path = "runs/bench",
-    deployed: bool = True,
-    force: bool = False,
-    progress: bool = True,
-    contended_cores: float = timing.CONTENDED_CORES,
-    on_update=None,
-    calib: str | Path | None = None,
-    eval_set: str | Path | None = None,
-) -> Sweep:
-    """Time detector files (checkpoints and artefacts) as `latency.bench` times classifiers:
-    one row per source x runtime x precision, appended to OUT/results.jsonl and reused by the
-    same cache key. `calib` and `eval_set` do not apply (INT8 detectors are exported by
-    `leannet detect export --int8`; mAP is `leannet detect eval`'s)."""
-    from rich.console import Console
-    from rich.markup import escape
+def plan(source: Source, pairs: Sequence[tuple[str, str]], batches: Sequence[int],
+         hw: tuple[int, int] | None, notes: list[str], data_sets: bool = False) -> list[CellId]:
+    """The cells of one detector among the runtime / precision pairs the sweep runs here:
+    batch 1 at its own image size; a note for each part of the request that does not apply."""
+    def note(text: str) -> None:
+        if text not in notes:
+            notes.append(text)
 
-    from leannet.errors import LeannetError
-    from leannet.extras import MissingExtraError
-
-    sources = [_source(s) for s in dict.fromkeys(models)]
-    rts, notes = latency.resolve_runtimes(runtimes)
-    if not rts:  # as latency.bench: say what to install rather than measure nothing
-        raise MissingExtraError("no runtime asked for can run here; " + "; ".join(notes))
-    precisions = latency.check_precisions(precisions)
-    threads = threads or default_threads()
-    if rounds < 1 or min_time <= 0:
-        raise LeannetError("rounds must be >= 1 and min_time > 0")
-    if img is not None:
-        notes.append(f"--img {img} does not apply to detectors: each runs at its own image size")
+    if hw is not None:
+        note("--img/--shape do not apply to detectors: each runs at its own image size")
     if any(b != 1 for b in batches):
-        notes.append("detectors are timed at batch 1 (one photo per call); other batch sizes skipped")
-    if eval_set is not None or calib is not None:
-        notes.append("--eval/--calib do not apply to detectors (see `leannet detect eval` / `detect export --int8`)")
-    env = environment(threads)
-    console = Console(stderr=True)
-    plan = [(s, rt, p, 1) for s in sources for rt in rts for p in precisions
-            if p in SUPPORTED[rt] and _runs(s, rt, p)]
-    for s in sources:
-        if not any(c[0] == s for c in plan):
-            notes.append(f"{s.spec}: no cell to run with runtimes {','.join(rts)} and precisions "
-                         f"{','.join(precisions)} (a detector checkpoint runs eager fp32; an artefact its "
-                         "own runtimes and precision)")
-    for note in notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        note("detectors are timed at batch 1 (one photo per call); other batch sizes skipped")
+    if data_sets:
+        note("--eval/--calib do not apply to detectors (see `leannet detect eval` / `detect export --int8`)")
+    cells = []
+    for rt, prec in pairs:
+        if not _runs(source, rt, prec):
+            continue
+        try:
+            side = _image_size(source)
+        except Exception:  # an unreadable file: prepared anyway, its error row says why
+            side = 0
+        cells.append(CellId(source, rt, prec, 1, (side, side)))
+    if not cells:
+        note(f"{source.spec}: no cell to run with runtime/precision pairs {', '.join('/'.join(p) for p in pairs)} "
+             "(a detector checkpoint runs eager fp32; an artefact its own runtimes and precision)")
+    return cells
 
-    def finish(row: dict[str, Any]) -> None:
-        if "median_ms" in row:
-            row["fps"] = 1e3 / row["median_ms"]  # batch 1: one image per call
 
-    return latency.run_plan(
-        plan, lambda c: (c[0].id, c[1], c[2], c[3], _image_size(c[0]), threads, deployed, env["fingerprint"]),
-        lambda todo: {cid: _prepare(cid, env, threads, deployed, console) for cid in todo},
-        Sweep([], Path(out) / "results.jsonl", notes), env,
-        latency.Effort(threads, min_time, rounds, retries, force, contended_cores, progress, on_update), console,
-        f"{len(sources)} detectors x {len(rts)} runtimes, {threads} threads", finish=finish)
+def finish(row: dict[str, Any]) -> None:
+    """Once timed: frames per second (batch 1, one image per call)."""
+    if "median_ms" in row:
+        row["fps"] = 1e3 / row["median_ms"]
 
 
 def _pipeline(source: Source, runtime: str, precision: str, threads: int, deployed: bool):
@@ -192,9 +125,10 @@ def _pipeline(source: Source, runtime: str, precision: str, threads: int, deploy
     return pipe, model
 
 
-def _prepare(cid: tuple, env: dict[str, Any], threads: int, deployed: bool, console):
+def prepare(cid: CellId, ctx: Context) -> tuple[dict[str, Any], timing.Cell | None]:
     """One cell's row (what it is) and timing cell; a cell that fails gets an error row."""
-    s, rt, prec, b = cid
+    s, rt, prec, b = cid.source, cid.runtime, cid.precision, cid.batch
+    env, threads, deployed, console = ctx.env, ctx.threads, ctx.deployed, ctx.console
     row: dict[str, Any] = {
         "model": s.label, "task": "detect", "source": s.id, "source_kind": s.kind, "runtime": rt,
         "precision": prec, "batch": b, "threads": threads, "deployed": deployed,
@@ -221,7 +155,7 @@ def _prepare(cid: tuple, env: dict[str, Any], threads: int, deployed: bool, cons
             row["arch"] = f"retinanet/{model.config.backbone}"
             # The classifier rows' counts (params, MACs, memory access, activations) of the
             # network the artefacts run: backbone + FPN + heads on the input square.
-            row |= latency._static_costs(RawDetector(model), (1, 3, side, side))
+            row |= static_costs(RawDetector(model), (1, 3, side, side))
         else:  # an artefact from before sidecars recorded the model: what its sidecar counted
             row["arch"] = pipe.record.get("source_model")
             row |= {k: pipe.record[k] for k in ("params", "macs") if k in pipe.record}
@@ -236,7 +170,7 @@ def _prepare(cid: tuple, env: dict[str, Any], threads: int, deployed: bool, cons
 
         cell = timing.Cell(cid, call, 1)
     except Exception as e:  # one broken detector or runtime must not lose the sweep
-        row["error"] = f"{type(e).__name__}: {reason(e)}"
+        row["error"] = error_text(e)
         from rich.markup import escape
 
         console.print(f"[red]error:[/] {s.label} {rt} {prec}: {escape(row['error'])}")

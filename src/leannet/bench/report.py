@@ -307,14 +307,18 @@ def mac_latency_pairs(rows: list[dict[str, Any]], mac_tol: float = 0.2, ratio: f
     return sorted(pairs, key=lambda p: -p["ratio"])
 
 
+BUDGET_STEPS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000)  # round ms a reader would pick
+BUDGETS_SHOWN = 5  # budgets in the "what to pick" table: one screen, spread over the range
+BUDGET_HEADROOM = 1.2  # budgets go up to 20% past the slowest cell, so it fits the last one
+
+
 def budgets_for(rows: list[dict[str, Any]]) -> list[float]:
     """A few round budgets spanning the measured latencies."""
     ms = sorted(r["median_ms"] for r in rows)
-    steps = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000]
-    inside = [b for b in steps if ms[0] <= b <= ms[-1] * 1.2]
-    if len(inside) > 5:
-        inside = [inside[round(i * (len(inside) - 1) / 4)] for i in range(5)]
-    return list(dict.fromkeys(inside)) or [steps[-1]]
+    inside = [b for b in BUDGET_STEPS if ms[0] <= b <= ms[-1] * BUDGET_HEADROOM]
+    if len(inside) > BUDGETS_SHOWN:
+        inside = [inside[round(i * (len(inside) - 1) / (BUDGETS_SHOWN - 1))] for i in range(BUDGETS_SHOWN)]
+    return list(dict.fromkeys(inside)) or [BUDGET_STEPS[-1]]
 
 
 def _speed_line(rows: list[dict[str, Any]]) -> str:
@@ -330,17 +334,6 @@ def _speed_line(rows: list[dict[str, Any]]) -> str:
     if moved > UNSTEADY:
         line += (f" The machine's own speed moved by up to {100 * moved:.0f}% between rounds (probe IQR): "
                  "these figures are less certain than their IQR says.")
-    by_runtime: dict[str, list[float]] = {}
-    for r in rows:
-        if r.get("runtime_slowdown"):
-            by_runtime.setdefault(r["runtime"], []).append(r["runtime_slowdown"])
-    if by_runtime:
-        line += (" Runtime sentinels (one small network per runtime, timed beside its cells): "
-                 + ", ".join(f"{rt} up to {max(v):.2f}x" + (f" ({sum(x > SLOWED for x in v)} cells over {SLOWED:.2f}x)"
-                                                           if max(v) > SLOWED else "")
-                             for rt, v in sorted(by_runtime.items()))
-                 + " of the fastest on record here (recorded, not a reason to mark a cell: not yet shown to "
-                   "predict the cells).")
     return line
 
 
@@ -433,10 +426,13 @@ def settings_of(rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], 
     """The rows split by what makes latencies comparable (task, batch, image size, threads):
     (rows, a file tag, a heading) per setting."""
     out = []
-    for task, batch, img, threads in sorted({(r.get("task") or "", r["batch"], r["img"], r["threads"]) for r in rows}):
+    # img is a square's side (int) or "HxW" (str): sorted by its text so the two kinds compare
+    settings = sorted({(r.get("task") or "", r["batch"], r["img"], r["threads"]) for r in rows},
+                      key=lambda k: (k[0], k[1], str(k[2]), k[3]))
+    for task, batch, img, threads in settings:
         rs = [r for r in rows if (r.get("task") or "", r["batch"], r["img"], r["threads"]) == (task, batch, img, threads)]
         where = (f"{'detectors, whole pipeline per image, ' if task == 'detect' else ''}batch {batch}, "
-                 f"{img}x{img}, {threads} thread{'s' if threads != 1 else ''}")
+                 f"{img if isinstance(img, str) else f'{img}x{img}'}, {threads} thread{'s' if threads != 1 else ''}")
         out.append((rs, f"{task and task + '_'}b{batch}_{img}px_t{threads}", where))
     return out
 

@@ -1,7 +1,12 @@
 """A benchmark's results file: one JSON row per measured cell, and the environment every row
 records (CPU, threads, versions) with its fingerprint, the cache key's part that says
-whether a row is still valid on this machine. Shared by the sweep (`latency`) and the
-report (`report`), so neither imports the other."""
+whether a row is still valid on this machine. Shared by the sweep (`leannet.bench.sweep`)
+and the report (`leannet.bench.report`), so neither imports the other.
+
+Beside the results files, the machine keeps one record of its own: the fastest probe
+(`timing.Probe`) seen per environment fingerprint, under `$LEANNET_HOME`, so that a sweep into
+any results folder is judged against the machine's best speed, not only against rows that
+happen to share its folder (`machine_probe`, `record_machine_probe`)."""
 
 from __future__ import annotations
 
@@ -11,15 +16,18 @@ import importlib.metadata
 import json
 import os
 import platform
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from leannet.fileio import write_text
 from leannet.runtime import timing
 from leannet.version import __version__
 
+MACHINE_PROBES = "machine_probes.json"  # under $LEANNET_HOME: {fingerprint: fastest probe ms}
 KEY = ("source", "runtime", "precision", "batch", "img", "threads", "deployed", "fingerprint")
 
 
@@ -109,3 +117,40 @@ def append_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
             f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def machine_file() -> Path:
+    from leannet.weights.hub import leannet_home
+
+    return leannet_home() / MACHINE_PROBES
+
+
+def _machine_probes() -> dict[str, float]:
+    path = machine_file()
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        warnings.warn(f"{path}: unreadable ({type(e).__name__}); the machine's fastest probe is set "
+                      "afresh by this sweep (delete the file to silence this)", stacklevel=3)
+        return {}
+    if not isinstance(record, dict):
+        warnings.warn(f"{path}: not a JSON object; the machine's fastest probe is set afresh by this sweep",
+                      stacklevel=3)
+        return {}
+    return {k: float(v) for k, v in record.items() if isinstance(v, int | float) and v > 0}
+
+
+def machine_probe(env_key: str) -> float | None:
+    """The fastest probe ms this machine has on record for environment `env_key`, or None."""
+    return _machine_probes().get(env_key)
+
+
+def record_machine_probe(env_key: str, probe_ms: float) -> None:
+    """Put `probe_ms` on record for `env_key` if it is the fastest yet (written atomically: a
+    kill mid-write leaves the old record)."""
+    record = _machine_probes()
+    if probe_ms < record.get(env_key, float("inf")):
+        record[env_key] = probe_ms
+        write_text(machine_file(), json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from leannet.errors import LeannetError
 
+LABEL_WIDTH = 44  # characters of the label column: the seeds preset's longest label + precision fits
+
 T = TypeVar("T")
 
 
@@ -70,14 +72,15 @@ class Selection:
     def summary(self) -> str:
         lines = [f"budget {self.budget_ms:g} ms (median + IQR must fit): "
                  f"{len(self.fitting)} of {len(self.candidates)} candidates fit"]
-        lines.append(f"{'':2}{'model / runtime / precision':44} {'median':>8} {'+IQR':>8} {'top-1':>7}  note")
+        w = LABEL_WIDTH
+        lines.append(f"{'':2}{'model / runtime / precision':{w}} {'median':>8} {'+IQR':>8} {'top-1':>7}  note")
         for c in self.candidates:
             mark = "*" if c is self.pick else ("+" if c in self.front else " ")
             note = c.excluded or ("over budget" if c not in self.fitting else "")
             if c.contended:
                 note = (note + "; " if note else "") + "contended"
             top1 = "-" if c.top1 is None else f"{c.top1:.2f}"
-            lines.append(f"{mark} {c.label:44} {c.median_ms:8.3f} {c.upper_ms:8.3f} {top1:>7}  {note}")
+            lines.append(f"{mark} {c.label:{w}} {c.median_ms:8.3f} {c.upper_ms:8.3f} {top1:>7}  {note}")
         lines.append("(* pick, + Pareto front)")
         if self.pick is not None:
             p = self.pick

@@ -2,30 +2,45 @@
 interleaved rounds with contention detection, cached by environment.
 
 Sources are registry names or shell patterns (`'pplcnet*'`), leannet checkpoints
-(`.safetensors`) and exported artefacts (`.onnx`, OpenVINO `.xml`, with their sidecars).
-Models run in their deployed form (re-parameterised, BN folded) unless `deployed=False`.
-Each cell gets one `leannet.runtime.Runner`; all cells of a sweep are then timed together by
-`leannet.runtime.timing.time_rounds` (R rounds, shuffled order), cells that ran beside other
-work are re-measured at the end (bounded retries), and one JSON row per cell is appended to
-OUT/results.jsonl (`leannet.bench.results`); `leannet.bench.report` turns it into a report.
+(`.safetensors`), exported artefacts (`.onnx`, OpenVINO `.xml`, with their sidecars) and
+detector files (a checkpoint or artefact whose metadata says task "detection"). The sweep
+plans every kind alike: the runtime / precision pairs this CPU can run, then the pairs each
+source runs (an artefact its own runtimes and precision), then its input shapes. Preparing a
+cell (loading the source once, building its runner and row) is per kind: classifiers here,
+detectors in `leannet.bench.detectors`, called as a hook. Every prepared cell of the sweep,
+classifier or detector, is then timed in one interleaved run (`leannet.runtime.timing`),
+cells that ran beside other work are re-measured at the end (bounded retries), and one JSON
+row per cell is appended to OUT/results.jsonl (`leannet.bench.results`).
 
-Rows are cached: a re-run reuses the rows whose key matches, and the key includes the
-environment fingerprint (CPU model and flags, threads, torch / ONNX Runtime / OpenVINO /
-leannet versions) and, for files, their sha256, so an upgraded runtime or a changed
-checkpoint is measured again. `force=True` re-measures everything.
+Every row records what ran: `batch` and `input_shape` as run, `img` its spatial size (the side
+of a square, else "HxW"). An artefact's fixed dimensions are never relabelled: a request it
+cannot serve is skipped with a note, and a dynamic dimension takes its size from the command
+line (`shape`, `img`) or the artefact's sidecar, else its cells are skipped with a note naming
+the input.
+
+Rows are cached: a re-run reuses the rows whose key matches (`leannet.bench.results.KEY`:
+source, settings, environment fingerprint; a file source by its sha256) and whose data sets
+match: top-1 is reused only when measured on the same eval set, an INT8 model only when
+calibrated on the same images (each set identified by the content hash of its files).
+`force=True` re-measures everything.
+
+The machine's own speed: a probe is timed beside the cells, and a sweep whose probe reads
+slower than the fastest probe this machine has on record (in any results folder: kept under
+`$LEANNET_HOME`, `leannet.bench.results.machine_probe`) ran on a slowed machine; its rows are
+marked contended. docs/dev/ holds the measurements behind these choices.
 
 INT8 cells are quantised by leannet's own path (`leannet.deploy.quantize`): calibrated on
 `calib` images when given, otherwise on generated inputs, which is fine for latency and says
-nothing about accuracy; every such row says so (`int8_calibration`).
+nothing about accuracy; every such row says so (`int8_calibration`, and its `top1_source`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
-import math
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +50,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from leannet.bench import sentinel
 from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
 from leannet.bench.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
@@ -44,10 +58,22 @@ from leannet.bench.results import (  # noqa: F401 (re-exported: the sweep's file
     drop_partial_line,
     environment,
     fingerprint,
+    machine_probe,
     read_rows,
+    record_machine_probe,
     row_key,
 )
-from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError, reason
+from leannet.bench.sources import (
+    CellId,
+    Context,
+    Source,
+    artefact_runs,
+    error_text,
+    file_digest,
+    img_label,
+    static_costs,
+)
+from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
 from leannet.extras import MissingExtraError
 from leannet.fileio import sha256
 from leannet.runtime import timing
@@ -61,36 +87,26 @@ FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
               "others_cores", "macs", "params", "published_top1", "top1", "top1_source", "throughput_ips",
               "task")  # task: "detect" on detector rows (leannet.bench.detectors), empty on classifiers
+DEFAULT_SIDE = 224  # the ImageNet input side: what zoo models are trained and published at
+CALIBRATION_INPUTS = 32  # generated INT8 calibration inputs: enough for stable ranges; latency only
+EVAL_BATCH = 64  # images decoded per chunk when measuring top-1: bounds memory, not the runner's batch
+TABLE_WIDTH = 140  # characters of `format_rows`'s table: every column fits without wrapping
+_sha256 = file_digest  # the name the tests and benchmarks know
 
 
 # --- sources -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Source:
-    """Something to time: a zoo model, a checkpoint or an exported artefact."""
+def _is_detector(path: Path) -> bool:
+    from leannet.bench.detectors import is_detector
 
-    spec: str  # as given: a registry name, or a file path
-    kind: str  # "zoo" | "checkpoint" | "artefact"
-    label: str  # the model name a table shows
-    digest: str | None = None  # sha256 prefix of a file source (part of the cache key)
-
-    @property
-    def id(self) -> str:
-        return self.label if self.kind == "zoo" else f"{self.kind}:{self.digest}"
-
-
-def _sha256(path: Path) -> str:
-    """A file source's identity: its sha256 (an OpenVINO .xml's with its .bin's), 16 hex digits."""
-    digest = sha256(path)
-    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
-        digest = hashlib.sha256((digest + sha256(path.with_suffix(".bin"))).encode()).hexdigest()
-    return digest[:16]
+    return is_detector(str(path))
 
 
 def resolve_sources(specs: Iterable[str], preset: str | None = None) -> tuple[list[Source], list[str]]:
     """Sources to benchmark, and notes for preset members not registered (yet). A spec with a
-    shell wildcard matches registry names; a path ending in .safetensors/.onnx/.xml is a file."""
+    shell wildcard matches registry names; a path ending in .safetensors/.onnx/.xml is a file
+    (a detector's when its metadata or sidecar says so)."""
     from leannet.registry import list_models, resolve
 
     sources, notes = [], []
@@ -102,7 +118,8 @@ def resolve_sources(specs: Iterable[str], preset: str | None = None) -> tuple[li
             if not path.is_file():
                 raise LeannetError(f"{path}: no such file")
             kind = "checkpoint" if path.suffix == ".safetensors" else "artefact"
-            sources.append(Source(str(path), kind, path.stem, _sha256(path)))
+            task = "detect" if _is_detector(path) else "classify"
+            sources.append(Source(str(path), kind, path.stem, file_digest(path), task))
         elif any(c in spec for c in "*?["):
             names = list_models(spec)
             if not names:
@@ -150,6 +167,210 @@ def check_precisions(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def input_request(img: int | str | Sequence[int] | None, shape: Sequence[int] | None,
+                  batches: Sequence[int] | None) -> tuple[tuple[int, int] | None, int | None, list[int]]:
+    """The input asked for: (height, width) or None (each source's own), channels or None,
+    and the batch sizes. `img` is a side, "HxW" or (H, W); `shape` is N,C,H,W (its N is the batch)."""
+    hw = None
+    if img is not None:
+        if isinstance(img, str):
+            h, _, w = img.lower().partition("x")
+            try:
+                hw = (int(h), int(w or h))
+            except ValueError:
+                raise LeannetError(f"--img {img!r}: expected a side (224) or HxW (256x320)") from None
+        elif isinstance(img, int):
+            hw = (img, img)
+        else:
+            hw = (int(img[0]), int(img[-1]))
+    channels = None
+    if shape is not None:
+        shape = [int(v) for v in shape]
+        if len(shape) != 4 or min(shape) < 1:
+            raise LeannetError(f"--shape {','.join(map(str, shape))}: expected N,C,H,W, four positive integers")
+        if hw is not None and hw != tuple(shape[2:]):
+            raise LeannetError(f"--img {img} and --shape {','.join(map(str, shape))} disagree; give one")
+        if batches and list(batches) != [shape[0]]:
+            raise LeannetError(f"--batch {','.join(map(str, batches))} and --shape's batch {shape[0]} "
+                               "disagree; give the batch in one of them")
+        hw, channels, batches = (shape[2], shape[3]), shape[1], [shape[0]]
+    batches = list(dict.fromkeys(batches or [1]))
+    if (hw is not None and min(hw) < 1) or min(batches) < 1:
+        raise LeannetError("input sizes and batch sizes must be positive")
+    return hw, channels, batches
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def _runs_here(runtime: str, precision: str) -> bool:
+    """Whether this CPU runs `precision` in `runtime` (OpenVINO bf16 needs bf16 kernels: without
+    them it runs f32 and would label it bf16)."""
+    if runtime == "openvino" and precision == "bf16":
+        from leannet.runtime.runners import openvino_precision_supported
+
+        return openvino_precision_supported("bf16")
+    return True
+
+
+def _pairs(rts: Sequence[str], precisions: Sequence[str], notes: list[str]) -> list[tuple[str, str]]:
+    """The runtime x precision pairs a sweep may run here, for every kind of source."""
+    pairs = []
+    for rt in rts:
+        for prec in precisions:
+            if prec not in SUPPORTED[rt]:
+                notes.append(f"{rt} does not run {prec} (it runs {', '.join(SUPPORTED[rt])}); skipped")
+            elif not _runs_here(rt, prec):
+                notes.append(f"{rt} has no {prec} kernels on this CPU (it would run fp32 and call it {prec}); skipped")
+            else:
+                pairs.append((rt, prec))
+    return pairs
+
+
+def _runs(source: Source, runtime: str, precision: str) -> bool:
+    """A classifier from a model runs everywhere; an artefact only where `artefact_runs` says."""
+    return source.kind != "artefact" or artefact_runs(source, runtime, precision)
+
+
+@functools.cache  # a Source carries its file's sha256: a changed file is a new key
+def artefact_input(source: Source) -> tuple[str, tuple[int | None, ...]]:
+    """An artefact's first input: its name and dims (None where dynamic: a symbolic or
+    non-positive dimension)."""
+    path = Path(source.spec)
+    if path.suffix == ".onnx":
+        import onnx
+
+        inp = onnx.load(str(path), load_external_data=False).graph.input[0]
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                     for d in inp.type.tensor_type.shape.dim)
+        return inp.name, dims
+    import openvino as ov
+
+    inp = ov.Core().read_model(str(path)).inputs[0]
+    dims = tuple(d.get_length() if d.is_static else None for d in inp.get_partial_shape())
+    return inp.get_any_name(), dims
+
+
+def _artefact_shape(source: Source, batch: int, hw: tuple[int, int] | None,
+                    channels: int | None) -> tuple[tuple[int, int, int, int] | None, str | None]:
+    """The input shape an artefact runs at for this request, or a note why it cannot: a fixed
+    dimension is never overridden, a dynamic one takes the request, else the sidecar's size."""
+    from leannet.deploy.artefact import sidecar_fields
+
+    name, dims = artefact_input(source)
+    shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+    if len(dims) != 4:
+        return None, f"{source.spec}: input {name!r} has dims {shown}, not N,C,H,W; leannet bench times image models"
+    own = sidecar_fields(source.spec).get("input_size")
+    own = list(own) if isinstance(own, list) and len(own) == 3 else [None, None, None]
+    want = [batch, channels, *(hw or (None, None))]
+    shape = []
+    for axis, fixed, asked, default in zip("NCHW", dims, want, [batch, *own], strict=True):
+        if fixed is not None and asked is not None and fixed != asked:
+            flag = "--batch" if axis == "N" else "--shape" if axis == "C" else "--img/--shape"
+            return None, (f"{source.spec}: input {name!r} is fixed at {shown}; {axis}={asked} asked, skipped "
+                          f"(its {axis} is {fixed}: ask {flag} {fixed}, or export it with that size)")
+        value = fixed or asked or default
+        if value is None:
+            return None, (f"{source.spec}: input {name!r} has dynamic dims {shown}; give its shape with "
+                          f"--shape N,C,H,W (e.g. --shape {batch},3,224,224) or --img HxW")
+        shape.append(int(value))
+    return tuple(shape), None
+
+
+def _plan(sources: Sequence[Source], pairs: Sequence[tuple[str, str]], batches: Sequence[int],
+          hw: tuple[int, int] | None, channels: int | None, notes: list[str],
+          data_sets: bool = False) -> list[CellId]:
+    """Every cell to run: per source, the pairs it runs and the input shapes it takes."""
+    plan: list[CellId] = []
+    for s in sources:
+        if s.task == "detect":
+            from leannet.bench import detectors
+
+            plan += detectors.plan(s, pairs, batches, hw, notes, data_sets)
+            continue
+        for b in batches:
+            for rt, prec in pairs:
+                if not _runs(s, rt, prec):
+                    continue
+                if s.kind == "artefact":
+                    try:
+                        shape, why = _artefact_shape(s, b, hw, channels)
+                    except Exception:  # an unreadable file: prepared anyway, its error row says why
+                        plan.append(CellId(s, rt, prec, b, hw or (DEFAULT_SIDE, DEFAULT_SIDE)))
+                        continue
+                    if why is not None:
+                        if why not in notes:
+                            notes.append(why)
+                        continue
+                    plan.append(CellId(s, rt, prec, b, shape[2:], shape))
+                else:
+                    plan.append(CellId(s, rt, prec, b, hw or (DEFAULT_SIDE, DEFAULT_SIDE)))
+    return plan
+
+
+# --- data sets: their identity is part of the cache key ------------------------------------------
+
+
+def _file_hashes(root: Path, paths: Sequence[Path], extra: Sequence[Path] = ()) -> tuple[str, dict[str, str]]:
+    """A data set's identity: sha256 over its files' sorted relative paths and contents (and
+    `extra` files, say a list file with the labels), 16 hex digits; and {sha256: relative path}."""
+    base = root if root.is_dir() else root.parent
+    files = {}
+    for p in paths:
+        try:
+            rel = str(Path(p).resolve().relative_to(base.resolve()))
+        except ValueError:
+            rel = str(Path(p).resolve())
+        files[rel] = sha256(p)
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]}\n".encode())
+    for p in extra:
+        h.update(sha256(p).encode())
+    return h.hexdigest()[:16], {v: k for k, v in files.items()}
+
+
+class DataIds:
+    """The identities of one bench call's eval and calibration sets, each computed once, when
+    first asked for (hashing every file is cheap beside measuring, but not free)."""
+
+    def __init__(self, eval_set: str | Path | None, calib: str | Path | None) -> None:
+        self.eval_set, self.calib = eval_set, calib
+
+    @functools.cached_property
+    def _eval(self) -> tuple[str, dict[str, str]] | None:
+        if self.eval_set is None:
+            return None
+        from leannet.data.images import labelled_images
+
+        root = Path(self.eval_set)
+        return _file_hashes(root, labelled_images(root).paths, [root] if root.is_file() else [])
+
+    @functools.cached_property
+    def _calib(self) -> tuple[str, dict[str, str]] | None:
+        if self.calib is None:
+            return None
+        from leannet.deploy.quantize import calibration_paths
+
+        root = Path(self.calib)
+        return _file_hashes(root, calibration_paths(root), [root] if root.is_file() else [])
+
+    @property
+    def eval_id(self) -> str | None:
+        return None if self._eval is None else self._eval[0]
+
+    @property
+    def calib_id(self) -> str | None:
+        return None if self._calib is None else self._calib[0]
+
+    def shared(self) -> int:
+        """How many calibration images are also eval images (by content)."""
+        if self._eval is None or self._calib is None:
+            return 0
+        return len(self._eval[1].keys() & self._calib[1].keys())
+
+
 # --- preparing cells -----------------------------------------------------------------------------
 
 
@@ -182,28 +403,12 @@ def _load(source: Source, deployed: bool, workdir: Path) -> Prepared:
     return Prepared(source, model.eval(), dict(loaded.preprocessing), loaded.classes, workdir)
 
 
-def _artefact_input(path: Path, img: int, batch: int) -> tuple[int, int, int, int]:
-    """The input shape an exported artefact takes (its fixed dimensions win)."""
-    if path.suffix == ".onnx":
-        import onnx
-
-        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    else:
-        import openvino as ov
-
-        ps = ov.Core().read_model(str(path)).inputs[0].get_partial_shape()
-        shape = [d.get_length() if d.is_static else None for d in ps]
-    b, c, h, w = shape
-    return b or batch, c or 3, h or img, w or img
-
-
 def _onnx(p: Prepared, shape: tuple[int, ...]) -> Path:
     from leannet.deploy.onnx import export_onnx
 
     key = ("onnx", shape)
     if key not in p.files:
-        path = p.workdir / f"{p.source.label}_b{shape[0]}_{shape[2]}.onnx"
+        path = p.workdir / f"{p.source.label}_b{shape[0]}_{shape[2]}x{shape[3]}.onnx"
         export_onnx(p.model, path, input_size=tuple(shape[1:]), batch=shape[0])
         p.files[key] = path
     return p.files[key]
@@ -230,7 +435,7 @@ def _calibration(p: Prepared, shape: tuple[int, ...], calib: str | Path | None) 
         x = calibration_inputs(calib, pre)
         return x, f"{len(x)} images from {calib}"
     rng = np.random.default_rng(0)
-    return (rng.standard_normal((32, *shape[1:]), dtype=np.float32),
+    return (rng.standard_normal((CALIBRATION_INPUTS, *shape[1:]), dtype=np.float32),
             "generated inputs: latency only, accuracy not representative")
 
 
@@ -262,16 +467,6 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
     return openvino_runner(path, threads, precision), extra
 
 
-# --- the sweep -----------------------------------------------------------------------------------
-
-
-def _static_costs(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
-    from leannet.profile.complexity import profile_model
-
-    totals = profile_model(model, tuple(shape[1:]), shape[0])["totals"]
-    return {k: totals[k] for k in ("params", "macs", "memory_access_bytes", "activations")}
-
-
 def _published(name: str) -> dict[str, Any]:
     from leannet.registry import model_info
 
@@ -289,245 +484,9 @@ def _eval_top1(runner: Runner, p: Prepared, eval_set: str | Path, shape: tuple[i
 
     pre = {**p.pre, "input_size": list(shape[1:])}
     samples = labelled_images(eval_set, classes=p.classes or None)
-    x = np.concatenate([a for _, a in image_batches(samples.paths, pre, 64)])
+    x = np.concatenate([a for _, a in image_batches(samples.paths, pre, EVAL_BATCH)])
     logits = run_all(runner, x, batch=shape[0])
     return float(100.0 * (logits.argmax(1) == np.asarray(samples.labels)).mean())
-
-
-@dataclass
-class Sweep:
-    """What a bench call measured (or reused), and what it could not."""
-
-    rows: list[dict[str, Any]]  # one per cell, in sweep order
-    results: Path
-    notes: list[str] = field(default_factory=list)
-    measured: int = 0
-    reused: int = 0
-
-    @property
-    def contended(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r.get("contended")]
-
-
-def bench(
-    models: Sequence[str] = (),
-    preset: str | None = None,
-    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
-    precisions: Sequence[str] = ("fp32",),
-    batches: Sequence[int] = (1,),
-    threads: int | None = None,
-    img: int | None = None,
-    min_time: float = 3.0,
-    rounds: int = 10,
-    retries: int = 2,
-    out: str | Path = "runs/bench",
-    deployed: bool = True,
-    force: bool = False,
-    calib: str | Path | None = None,
-    eval_set: str | Path | None = None,
-    progress: bool = True,
-    contended_cores: float = timing.CONTENDED_CORES,
-    on_update: Callable[[list[dict[str, Any]]], None] | None = None,
-) -> Sweep:
-    """Measure every source x runtime x precision x batch here; append rows to OUT/results.jsonl.
-
-    `min_time` seconds of timed calls per cell, split over `rounds` interleaved rounds; cells
-    that ran beside other work are re-measured up to `retries` times at the end. Cached rows
-    (same source, settings and environment fingerprint, measured with at least this min_time
-    and rounds) are reused unless `force`.
-    `eval_set` (labelled images) adds measured top-1 per cell; `calib` calibrates INT8.
-    """
-    from rich.console import Console
-    from rich.markup import escape
-
-    sources, notes = resolve_sources(models, preset)
-    rts, rt_notes = resolve_runtimes(runtimes)
-    if not rts:  # nothing could run: an error that says what to install, not an empty sweep
-        raise MissingExtraError("no runtime asked for can run here; " + "; ".join(rt_notes))
-    precisions = check_precisions(precisions)
-    threads = threads or default_threads()
-    if rounds < 1 or min_time <= 0:
-        raise LeannetError("rounds must be >= 1 and min_time > 0")
-    results = Path(out) / "results.jsonl"
-    env = environment(threads)
-    console = Console(stderr=True)  # notes always; progress bars and the live table only with `progress`
-    notes = notes + rt_notes
-    for rt in rts:
-        for prec in precisions:
-            if prec not in SUPPORTED[rt]:
-                notes.append(f"{rt} does not run {prec} (it runs {', '.join(SUPPORTED[rt])}); skipped")
-            elif not _runs_here(rt, prec):
-                notes.append(f"{rt} has no {prec} kernels on this CPU (it would run fp32 and call it {prec}); skipped")
-    for note in notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
-
-    plan = [(s, rt, prec, b) for s in sources for b in batches for rt in rts for prec in precisions
-            if prec in SUPPORTED[rt] and _runs_here(rt, prec) and _runs(s, rt, prec)]
-    size = img or 224
-    header = (f"{len(sources)} sources ({FORM[deployed]}) x {len(rts)} runtimes x {len(precisions)} "
-              f"precisions x {len(batches)} batch sizes, {threads} threads")
-    how = Effort(threads, min_time, rounds, retries, force, contended_cores, progress, on_update)
-    with tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp:
-        return run_plan(
-            plan, lambda c: (c[0].id, c[1], c[2], c[3], size, threads, deployed, env["fingerprint"]),
-            lambda todo: _prepare(todo, env, threads, size, deployed, calib, eval_set, Path(tmp), console, progress),
-            Sweep([], results, notes), env, how, console, header,
-            reusable=lambda row: eval_set is None or str(row.get("top1_source", "")).startswith("measured"))
-
-
-@dataclass(frozen=True)
-class Effort:
-    """How a sweep times its cells: bench's knobs, shared with the detector bench."""
-
-    threads: int
-    min_time: float = 3.0  # seconds of timed calls per cell, over all rounds
-    rounds: int = 10
-    retries: int = 2  # re-measurements of cells that ran beside other work
-    force: bool = False  # re-measure cached rows too
-    contended_cores: float = timing.CONTENDED_CORES
-    progress: bool = True  # the live table on screen
-    on_update: Callable[[list[dict[str, Any]]], None] | None = None  # the rows after every round
-
-
-def run_plan(plan: list[tuple], key_of: Callable[[tuple], tuple], prepare: Callable[[list[tuple]], dict],
-             sweep: Sweep, env: dict[str, Any], how: Effort, console, header: str,
-             reusable: Callable[[dict[str, Any]], bool] = lambda row: True,
-             finish: Callable[[dict[str, Any]], None] | None = None) -> Sweep:
-    """The sweep every kind of source shares (classifiers here, detectors in leannet.detect):
-    reuse cached rows (same key, enough effort, not timed on a slowed machine), `prepare` the
-    cells to measure ({cell id: (row, timing cell or None)}), time them in interleaved rounds,
-    mark rows timed while the machine ran slow, `finish` each row, append to the results file."""
-    drop_partial_line(sweep.results)
-    earlier = [r for r in read_rows(sweep.results) if "error" not in r]
-    fastest = _fastest(earlier, env["fingerprint"])
-    cached = {} if how.force else {row_key(r): r for r in earlier if not _slowed(r, fastest)}
-    done: dict[tuple, dict[str, Any]] = {}
-    todo = []
-    for cid in plan:
-        try:
-            row = cached.get(key_of(cid))
-        except Exception:  # a source whose key cannot be read: measured, and its error row says why
-            row = None
-        if row is not None and _enough(row, how) and reusable(row):
-            done[cid] = row
-        else:
-            todo.append(cid)
-    sweep.reused = len(done)
-    console.print(f"{header}: {len(todo)} cells to measure, {sweep.reused} reused from {sweep.results} "
-                  f"(environment {env['fingerprint']})")
-    if todo:
-        with torch_threads(how.threads):
-            prepared = prepare(todo)
-            cells = [(cid, row, cell) for cid, (row, cell) in prepared.items() if cell is not None]
-            if cells:
-                _time(cells, how, console)
-        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        fresh = []
-        for cid, (row, _) in prepared.items():
-            if finish is not None:
-                finish(row)
-            row["time"] = stamp
-            done[cid] = row
-            fresh.append(row)
-        _check_machine_speed(fresh, fastest, console)
-        append_rows(sweep.results, fresh)
-        sweep.measured = sum("error" not in r for r in fresh)
-    sweep.rows = [done[c] for c in plan if c in done]
-    return sweep
-
-
-def _references(row: dict[str, Any]) -> dict[str, float]:
-    """The reference workloads timed beside a row's cell: {"probe": ms, sentinel name: ms}."""
-    refs = {"probe": row.get("probe_ms")}
-    if row.get("sentinel_ms") and row.get("runtime") in sentinel.SENTINEL_OF:
-        refs[sentinel.SENTINEL_OF[row["runtime"]]] = row["sentinel_ms"]
-    return {k: v for k, v in refs.items() if v}
-
-
-def _fastest(rows: list[dict[str, Any]], env_key: str | None = None,
-             start: dict[str, float] | None = None) -> dict[str, float]:
-    """The fastest probe and fastest sentinel per runtime among `rows` (those of environment
-    `env_key` when given) and `start`."""
-    best = dict(start or {})
-    for r in rows:
-        if env_key is None or r.get("fingerprint") == env_key:
-            for k, v in _references(r).items():
-                best[k] = min(v, best.get(k, math.inf))
-    return best
-
-
-def _slowdowns(row: dict[str, Any], fastest: dict[str, float]) -> dict[str, float]:
-    return {k: v / fastest[k] for k, v in _references(row).items() if fastest.get(k)}
-
-
-def _slowed(row: dict[str, Any], fastest: dict[str, float]) -> bool:
-    # the probe only: a runtime's sentinel is recorded, but has not been shown to predict its
-    # cells (bench_trust run 10: ONNX Runtime's sentinel read 1.24x, its cells 0.96x)
-    return _slowdowns(row, fastest).get("probe", 0.0) > timing.SLOWED
-
-
-def _check_machine_speed(rows: list[dict[str, Any]], fastest: dict[str, float], console) -> None:
-    """Mark rows timed while the machine itself ran slow (a busy VM host, a lowered clock):
-    /proc shows nothing then, but the probe beside the cells slows down. Such rows are
-    contended: they are not reused from the cache once a faster probe is on record. Each row
-    also gets its runtime's sentinel reading against the fastest on record
-    (`runtime_slowdown`), reported but not (yet) a reason to mark it: see `_slowed`."""
-    timed = [r for r in rows if r.get("probe_ms")]
-    if not timed:
-        return
-    fastest = _fastest(timed, start=fastest)
-    for r in timed:
-        slow = _slowdowns(r, fastest)
-        r["machine_slowdown"] = round(slow["probe"], 3)
-        if len(slow) > 1:
-            r["runtime_slowdown"] = round(max(v for k, v in slow.items() if k != "probe"), 3)
-    machine = [r for r in timed if _slowed(r, fastest)]
-    runtime = [r for r in timed if r.get("runtime_slowdown", 0) > timing.SLOWED]
-    for r in machine:
-        r["contended"] = True
-        r["contended_by"] = [*(w for w in r.get("contended_by", []) if w != "slow machine"), "slow machine"]
-    if machine:
-        worst = max(r["machine_slowdown"] for r in machine)
-        console.print(f"[yellow]{len(machine)} cells ran while this machine was up to {worst:.2f}x slower than its "
-                      f"fastest probe on record here (a busy VM host or a lowered clock: no other process "
-                      f"showed); marked contended, re-run them later[/]")
-    for name in sorted({r["runtime"] for r in runtime}):
-        hit = [r for r in runtime if r["runtime"] == name]
-        worst = max(r["runtime_slowdown"] for r in hit)
-        console.print(f"[yellow]note: {name}'s sentinel network read up to {worst:.2f}x its fastest on record "
-                      f"here during {len(hit)} of its cells (recorded as runtime_slowdown; not marked "
-                      f"contended: the sentinel has not yet been shown to predict its runtime's cells)[/]")
-    unsteady = max(r["probe_iqr"] for r in timed)
-    if unsteady > timing.UNSTEADY:
-        console.print(f"[yellow]the machine's own speed moved by {100 * unsteady:.0f}% between rounds "
-                      f"(probe IQR): figures of this sweep are less certain than their IQR says[/]")
-
-
-def _runs_here(runtime: str, precision: str) -> bool:
-    if runtime == "openvino" and precision == "bf16":
-        from leannet.runtime.runners import openvino_precision_supported
-
-        return openvino_precision_supported("bf16")
-    return True
-
-
-def _runs(source: Source, runtime: str, precision: str) -> bool:
-    """Artefacts run only on the runtimes that read them, in their own precision."""
-    if source.kind != "artefact":
-        return True
-    if runtime not in ("onnxruntime", "openvino"):
-        return False
-    if runtime == "onnxruntime" and not source.spec.endswith(".onnx"):
-        return False
-    return precision == _artefact_precision(source)
-
-
-def _artefact_precision(source: Source) -> str:
-    sidecar = Path(source.spec).with_suffix(".json")
-    if sidecar.is_file():
-        with contextlib.suppress(json.JSONDecodeError, AttributeError):
-            return json.loads(sidecar.read_text()).get("precision", "fp32")
-    return "fp32"
 
 
 def _arch(p: Prepared) -> str | None:
@@ -554,76 +513,326 @@ def _accuracy(p: Prepared, runner: Runner, eval_set: str | Path | None, shape: t
     return {"top1": published, "top1_source": "published (paper, ImageNet-1k)"}
 
 
-def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set, tmp: Path, console,
-             progress: bool) -> dict[tuple, tuple[dict[str, Any], timing.Cell | None]]:
-    """Load each source once and build every cell's runner; a cell that fails gets an error row
-    (one broken runtime must not lose the sweep); pairs this CPU cannot run never reach here
-    (`_runs_here`)."""
+def _int8_caveat(ids: DataIds) -> str:
+    """What a measured INT8 top-1 must say about its calibration: generated inputs make it
+    unrepresentative; calibration images that are also eval images make it optimistic."""
+    if ids.calib is None:
+        return "; INT8 calibrated on generated inputs: not representative"
+    shared = ids.shared()
+    if shared:
+        return f"; {shared} of its INT8 calibration images are eval images: optimistic"
+    return f"; INT8 calibrated on {ids.calib}"
+
+
+def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[Source, Prepared],
+                        refs: dict[tuple, np.ndarray]) -> tuple[dict[str, Any], timing.Cell | None]:
+    """One classifier cell's row (what ran) and timing cell; a cell that fails gets an error row
+    (one broken runtime must not lose the sweep)."""
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from leannet.runtime.runners import torch_runner
 
-    prepared: dict[tuple, tuple[dict[str, Any], timing.Cell | None]] = {}
+    s, rt, prec, b = cid.source, cid.runtime, cid.precision, cid.batch
+    made_here = s.kind != "artefact"
+    row: dict[str, Any] = {
+        "model": s.label, "source": s.id, "source_kind": s.kind, "runtime": rt, "precision": prec,
+        "batch": b, "img": img_label(cid.hw), "threads": ctx.threads, "deployed": ctx.deployed,
+        "form": FORM[ctx.deployed] if made_here else "exported artefact",
+        "fingerprint": ctx.env["fingerprint"],
+        "eval_set_id": ids.eval_id if ctx.eval_set is not None else None,
+        "calib_set_id": ids.calib_id if prec == "int8" and made_here else None}
+    if s.kind != "zoo":
+        row["path"] = s.spec
+    try:
+        if s not in loaded:
+            work = ctx.workdir / f"src{len(loaded)}"
+            work.mkdir(parents=True)
+            loaded[s] = _load(s, ctx.deployed, work)
+        p = loaded[s]
+        if p.model is None:
+            shape = cid.shape
+        else:
+            channels = p.pre["input_size"][0]
+            if ctx.channels is not None and ctx.channels != channels:
+                raise LeannetError(f"--shape asks for {ctx.channels} input channels; {s.label} takes {channels}")
+            shape = (b, channels, *cid.hw)
+        row["arch"] = _arch(p)
+        row |= _published(row["arch"]) if row["arch"] else {"published_top1": None}
+        base = timing.reset_peak_rss()
+        runner, extra = make_runner(p, rt, prec, shape or (b, 3, *cid.hw), ctx.threads, ctx.calib)
+        if shape is None:  # an artefact unreadable at planning: its runner said why, or this does
+            shape, why = _artefact_shape(s, b, cid.hw, ctx.channels)
+            if why:
+                raise LeannetError(why)
+        row["input_shape"] = list(shape)
+        if p.model is not None:
+            row |= static_costs(p.model, shape)
+        row |= extra
+        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        got = np.asarray(runner(x), dtype=np.float32)
+        runner(x)
+        row["peak_mem_mb"] = timing.peak_rss_growth_mb(base)
+        if p.model is not None:
+            if (s, shape) not in refs:
+                refs[(s, shape)] = torch_runner(p.model)(x)
+            ref = refs[(s, shape)]
+            diff = float(np.abs(got - ref).max())
+            row |= {"max_abs_diff": diff, "max_rel_diff": diff / max(float(np.abs(ref).max()), 1e-12)}
+        row["runtime_info"] = runner.info
+        row |= _accuracy(p, runner, ctx.eval_set, shape, prec, row.get("published_top1"))
+        if prec == "int8" and made_here and ctx.eval_set is not None and row.get("top1") is not None:
+            row["top1_source"] += _int8_caveat(ids)
+        cell = timing.Cell(cid, runner.bind(x), b, runner.device_timer)
+    except Exception as e:  # one broken runtime must not lose the sweep
+        row["error"] = error_text(e)
+        ctx.console.print(f"[red]error:[/] {s.label} {rt} {prec} b{b}: {escape(row['error'])}")
+        cell = None
+    row["env"] = ctx.env
+    return row, cell
+
+
+def _prepare(todo: Sequence[CellId], ctx: Context, ids: DataIds,
+             progress: bool) -> dict[CellId, tuple[dict[str, Any], timing.Cell | None]]:
+    """Every cell's row and timing cell, by its kind's preparer (detectors: leannet.bench.detectors)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prepared: dict[CellId, tuple[dict[str, Any], timing.Cell | None]] = {}
     loaded: dict[Source, Prepared] = {}
     refs: dict[tuple, np.ndarray] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
+    with Progress(*columns, console=ctx.console, disable=not progress, transient=True) as bar:
         task = bar.add_task("preparing", total=len(todo))
         for cid in todo:
-            s, rt, prec, b = cid
-            bar.update(task, description=f"preparing {s.label} {rt} {prec} b{b}")
-            row: dict[str, Any] = {
-                "model": s.label, "source": s.id, "source_kind": s.kind, "runtime": rt, "precision": prec,
-                "batch": b, "img": size, "threads": threads, "deployed": deployed,
-                "form": FORM[deployed] if s.kind != "artefact" else "exported artefact",
-                "fingerprint": env["fingerprint"]}
-            if s.kind != "zoo":
-                row["path"] = s.spec
-            try:
-                if s not in loaded:
-                    work = tmp / f"src{len(loaded)}"
-                    work.mkdir(parents=True)
-                    loaded[s] = _load(s, deployed, work)
-                p = loaded[s]
-                if p.model is None:
-                    shape = _artefact_input(Path(s.spec), size, b)
-                else:
-                    shape = (b, p.pre["input_size"][0], size, size)
-                row["input_shape"] = list(shape)
-                row["arch"] = _arch(p)
-                row |= _published(row["arch"]) if row["arch"] else {"published_top1": None}
-                if p.model is not None:
-                    row |= _static_costs(p.model, shape)
-                base = timing.reset_peak_rss()
-                runner, extra = make_runner(p, rt, prec, shape, threads, calib)
-                row |= extra
-                x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-                got = np.asarray(runner(x), dtype=np.float32)
-                runner(x)
-                row["peak_mem_mb"] = timing.peak_rss_growth_mb(base)
-                if p.model is not None:
-                    if (s, shape) not in refs:
-                        refs[(s, shape)] = torch_runner(p.model)(x)
-                    ref = refs[(s, shape)]
-                    diff = float(np.abs(got - ref).max())
-                    row |= {"max_abs_diff": diff, "max_rel_diff": diff / max(float(np.abs(ref).max()), 1e-12)}
-                row["runtime_info"] = runner.info
-                row |= _accuracy(p, runner, eval_set, shape, prec, row.get("published_top1"))
-                cell = timing.Cell(cid, runner.bind(x), b, runner.device_timer)
-            except Exception as e:  # one broken runtime must not lose the sweep
-                row["error"] = f"{type(e).__name__}: {reason(e)}"
-                console.print(f"[red]error:[/] {s.label} {rt} {prec} b{b}: {escape(row['error'])}")
-                cell = None
-            row["env"] = env
-            prepared[cid] = (row, cell)
+            bar.update(task, description=f"preparing {cid.source.label} {cid.runtime} {cid.precision} b{cid.batch}")
+            if cid.source.task == "detect":
+                from leannet.bench import detectors
+
+                prepared[cid] = detectors.prepare(cid, ctx)
+            else:
+                prepared[cid] = _prepare_classifier(cid, ctx, ids, loaded, refs)
             bar.advance(task)
     return prepared
 
 
+# --- the sweep -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sweep:
+    """What a bench call measured (or reused), and what it could not."""
+
+    rows: list[dict[str, Any]]  # one per cell, in sweep order
+    results: Path
+    notes: list[str] = field(default_factory=list)
+    measured: int = 0
+    reused: int = 0
+
+    @property
+    def contended(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r.get("contended")]
+
+
+@dataclass(frozen=True)
+class Effort:
+    """How a sweep times its cells: bench's knobs."""
+
+    threads: int
+    min_time: float = 3.0  # seconds of timed calls per cell, over all rounds
+    rounds: int = 10
+    retries: int = 2  # re-measurements of cells that ran beside other work
+    force: bool = False  # re-measure cached rows too
+    contended_cores: float = timing.CONTENDED_CORES
+    progress: bool = True  # the live table on screen
+    on_update: Callable[[list[dict[str, Any]]], None] | None = None  # the rows after every round
+
+
+def bench(
+    models: Sequence[str] = (),
+    preset: str | None = None,
+    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
+    precisions: Sequence[str] = ("fp32",),
+    batches: Sequence[int] | None = None,
+    threads: int | None = None,
+    img: int | str | Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
+    min_time: float = 3.0,
+    rounds: int = 10,
+    retries: int = 2,
+    out: str | Path = "runs/bench",
+    deployed: bool = True,
+    force: bool = False,
+    calib: str | Path | None = None,
+    eval_set: str | Path | None = None,
+    progress: bool = True,
+    contended_cores: float = timing.CONTENDED_CORES,
+    on_update: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> Sweep:
+    """Measure every source x runtime x precision x batch here; append rows to OUT/results.jsonl.
+
+    `img` (a side or "HxW") or `shape` (N,C,H,W, like OpenVINO benchmark_app's -shape) sets
+    the input; by default zoo models and checkpoints run at DEFAULT_SIDE and artefacts at their
+    own size, batch 1 (`batches`). `min_time` seconds of timed calls per cell, split over
+    `rounds` interleaved rounds; cells that ran beside other work are re-measured up to
+    `retries` times at the end. Cached rows (same source, settings, environment fingerprint and
+    data sets, measured with at least this min_time and rounds) are reused unless `force`.
+    `eval_set` (labelled images) adds measured top-1 per cell; `calib` calibrates INT8.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    hw, channels, batches = input_request(img, shape, batches)
+    sources, notes = resolve_sources(models, preset)
+    rts, rt_notes = resolve_runtimes(runtimes)
+    if not rts:  # nothing could run: an error that says what to install, not an empty sweep
+        raise MissingExtraError("no runtime asked for can run here; " + "; ".join(rt_notes))
+    precisions = check_precisions(precisions)
+    threads = threads or default_threads()
+    if rounds < 1 or min_time <= 0:
+        raise LeannetError("rounds must be >= 1 and min_time > 0")
+    results = Path(out) / "results.jsonl"
+    env = environment(threads)
+    console = Console(stderr=True)  # notes always; progress bars and the live table only with `progress`
+    notes = notes + rt_notes
+    plan = _plan(sources, _pairs(rts, precisions, notes), batches, hw, channels, notes,
+                 eval_set is not None or calib is not None)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    ids = DataIds(eval_set, calib)
+    side = f"{DEFAULT_SIDE} px (artefacts, detectors: their own size)" if hw is None else f"{img_label(hw)} px"
+    header = (f"{len(sources)} sources ({FORM[deployed]}) x {len(rts)} runtimes x {len(precisions)} "
+              f"precisions x {len(batches)} batch sizes at {side}, {threads} threads")
+    how = Effort(threads, min_time, rounds, retries, force, contended_cores, progress, on_update)
+
+    def key_of(c: CellId) -> tuple:
+        img_key = c.hw[0] if c.source.task == "detect" else img_label(c.hw)
+        return (c.source.id, c.runtime, c.precision, c.batch, img_key, threads, deployed, env["fingerprint"])
+
+    def reusable(row: dict[str, Any], c: CellId) -> bool:
+        if c.source.task == "detect":
+            return True
+        if eval_set is not None and (row.get("eval_set_id") != ids.eval_id
+                                     or not str(row.get("top1_source", "")).startswith("measured")):
+            return False
+        if c.precision == "int8" and c.source.kind != "artefact":
+            if row.get("calib_set_id") != ids.calib_id:
+                return False
+            if calib is None and not str(row.get("int8_calibration", "")).startswith("generated"):
+                return False
+        return True
+
+    def finish(row: dict[str, Any], c: CellId) -> None:
+        if c.source.task == "detect":
+            from leannet.bench import detectors
+
+            detectors.finish(row)
+
+    with tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp:
+        ctx = Context(env, threads, deployed, Path(tmp), console, channels, calib, eval_set)
+        return run_plan(plan, key_of, lambda todo: _prepare(todo, ctx, ids, progress),
+                        Sweep([], results, notes), env, how, console, header, reusable, finish)
+
+
+def run_plan(plan: list[CellId], key_of: Callable[[CellId], tuple], prepare: Callable[[list[CellId]], dict],
+             sweep: Sweep, env: dict[str, Any], how: Effort, console, header: str,
+             reusable: Callable[[dict[str, Any], CellId], bool] = lambda row, c: True,
+             finish: Callable[[dict[str, Any], CellId], None] | None = None) -> Sweep:
+    """Reuse cached rows (same key, enough effort, `reusable`, not timed on a slowed machine),
+    `prepare` the cells to measure ({cell id: (row, timing cell or None)}), time them all in one
+    interleaved run, mark rows timed while the machine ran slow, `finish` each row, append them
+    to the results file and put this machine's fastest probe on record."""
+    drop_partial_line(sweep.results)
+    earlier = [r for r in read_rows(sweep.results) if "error" not in r]
+    fastest = _fastest(earlier, env["fingerprint"], machine_probe(env["fingerprint"]))
+    cached: dict[tuple, list[dict[str, Any]]] = {}
+    if not how.force:
+        for r in earlier:
+            if not _slowed(r, fastest):
+                cached.setdefault(row_key(r), []).append(r)
+    done: dict[CellId, dict[str, Any]] = {}
+    todo = []
+    for cid in plan:
+        try:
+            candidates = cached.get(key_of(cid), [])
+        except Exception:  # a source whose key cannot be read: measured, and its error row says why
+            candidates = []
+        row = next((r for r in reversed(candidates) if _enough(r, how) and reusable(r, cid)), None)
+        if row is not None:
+            done[cid] = row
+        else:
+            todo.append(cid)
+    sweep.reused = len(done)
+    console.print(f"{header}: {len(todo)} cells to measure, {sweep.reused} reused from {sweep.results} "
+                  f"(environment {env['fingerprint']})")
+    if todo:
+        with torch_threads(how.threads):
+            prepared = prepare(todo)
+            cells = [(cid, row, cell) for cid, (row, cell) in prepared.items() if cell is not None]
+            if cells:
+                _time(cells, how, console)
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        fresh = []
+        for cid, (row, _) in prepared.items():
+            if finish is not None:
+                finish(row, cid)
+            row["time"] = stamp
+            done[cid] = row
+            fresh.append(row)
+        _check_machine_speed(fresh, fastest, console)
+        append_rows(sweep.results, fresh)
+        probes = [r["probe_ms"] for r in fresh if r.get("probe_ms")]
+        if probes:
+            record_machine_probe(env["fingerprint"], min(probes))
+        sweep.measured = sum("error" not in r for r in fresh)
+    sweep.rows = [done[c] for c in plan if c in done]
+    return sweep
+
+
+# --- the machine's own speed ---------------------------------------------------------------------
+
+
+def _fastest(rows: list[dict[str, Any]], env_key: str | None = None, start: float | None = None) -> float | None:
+    """The fastest probe among `rows` (those of environment `env_key` when given) and `start`."""
+    probes = [r["probe_ms"] for r in rows if r.get("probe_ms") and (env_key is None or r.get("fingerprint") == env_key)]
+    best = min([*probes, *([start] if start else [])], default=None)
+    return best
+
+
+def _slowed(row: dict[str, Any], fastest: float | None) -> bool:
+    return bool(fastest and row.get("probe_ms")) and row["probe_ms"] / fastest > timing.SLOWED
+
+
+def _check_machine_speed(rows: list[dict[str, Any]], fastest: float | None, console) -> None:
+    """Mark rows timed while the machine itself ran slow (a busy VM host, a lowered clock):
+    /proc shows nothing then, but the probe beside the cells slows down. Such rows are
+    contended: they are not reused from the cache once a faster probe is on record."""
+    timed = [r for r in rows if r.get("probe_ms")]
+    if not timed:
+        return
+    fastest = _fastest(timed, start=fastest)
+    for r in timed:
+        r["machine_slowdown"] = round(r["probe_ms"] / fastest, 3)
+    machine = [r for r in timed if _slowed(r, fastest)]
+    for r in machine:
+        r["contended"] = True
+        r["contended_by"] = [*(w for w in r.get("contended_by", []) if w != "slow machine"), "slow machine"]
+    if machine:
+        worst = max(r["machine_slowdown"] for r in machine)
+        console.print(f"[yellow]{len(machine)} cells ran while this machine was up to {worst:.2f}x slower than its "
+                      f"fastest probe on record (a busy VM host or a lowered clock: no other process "
+                      f"showed); marked contended, re-run them later[/]")
+    unsteady = max(r["probe_iqr"] for r in timed)
+    if unsteady > timing.UNSTEADY:
+        console.print(f"[yellow]the machine's own speed moved by {100 * unsteady:.0f}% between rounds "
+                      f"(probe IQR): figures of this sweep are less certain than their IQR says[/]")
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+
 def _time(cells, how: Effort, console) -> None:
     """Interleaved rounds over every cell, then up to `retries` re-measurements of the cells
-    that ran beside other work (the least contended measurement is kept)."""
+    that ran beside other work (the least contended measurement is kept; `retries` on a row
+    is the attempt whose measurement it keeps, 0 for the first)."""
     from rich.live import Live
 
     threads, rounds, round_time = how.threads, how.rounds, how.min_time / how.rounds
@@ -640,13 +849,13 @@ def _time(cells, how: Effort, console) -> None:
             how.on_update(rows)
 
     probe = timing.Probe(threads)
-    guards = sentinel.sentinels({row["runtime"] for _, row, _ in cells}, threads)
     # Redrawn between rounds only: rich's refresh thread would render the table while cells run
     # and take the GIL and a core from them.
     with Live(console=console, auto_refresh=False, transient=False) if how.progress else contextlib.nullcontext() as live:
-        timing.time_rounds([probe, *guards.values(), *(c for _, _, c in cells)], rounds, round_time,
+        timing.time_rounds([probe, *(c for _, _, c in cells)], rounds, round_time,
                            on_round=lambda r: refresh(live, f"round {r + 1}/{rounds}"))
-        speed = {id(c): probe.speed() | sentinel.reading(guards, row["runtime"]) for _, row, c in cells}
+        speed = {id(c): probe.speed() for _, _, c in cells}
+        kept = {id(c): 0 for _, _, c in cells}
         for attempt in range(1, how.retries + 1):
             suspect = [(cid, row, c) for cid, row, c in cells if row.get("contended")]
             if not suspect:
@@ -655,20 +864,19 @@ def _time(cells, how: Effort, console) -> None:
                           f"(attempt {attempt}/{how.retries})[/]")
             fresh = [(cid, row, timing.Cell(cid, c.call, c.batch, c.device_timer)) for cid, row, c in suspect]
             probe = timing.Probe(threads)
-            for guard in guards.values():  # their first readings are taken: time them afresh
-                guard.reset()
-            timing.time_rounds([probe, *guards.values(), *(c for _, _, c in fresh)], rounds, round_time,
-                               seed=attempt)
+            timing.time_rounds([probe, *(c for _, _, c in fresh)], rounds, round_time, seed=attempt)
             for (cid, row, new), i in zip(fresh, [cells.index(t) for t in suspect], strict=True):
                 again = timing.summarise(new, threads, how.contended_cores)
-                row["retries"] = attempt
+                row["remeasured"] = attempt
                 if _busyness(again) <= _busyness(row):
                     cells[i] = (cid, row, new)
-                    speed[id(new)] = probe.speed() | sentinel.reading(guards, row["runtime"])
+                    speed[id(new)] = probe.speed()
+                    kept[id(new)] = attempt
             refresh(live, f"re-measured ({attempt})")
     for _, row, cell in cells:
         row |= timing.summarise(cell, threads, how.contended_cores) | speed[id(cell)]
-        row.setdefault("retries", 0)
+        row["retries"] = kept[id(cell)]  # the attempt whose measurement the row keeps
+        row.setdefault("remeasured", 0)  # re-measurements tried, kept or not
         row["min_time"] = how.min_time  # the effort asked for: a later, more demanding run re-measures
         row["rounds_asked"] = rounds
 
@@ -699,16 +907,17 @@ def live_table(rows: list[dict[str, Any]], title: str = ""):
     from rich.table import Table
 
     t = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for col in ("model", "runtime", "precision", "batch", "median ms", "IQR ms", "others"):
+    for col in ("model", "runtime", "precision", "batch", "input", "median ms", "IQR ms", "others"):
         t.add_column(col, justify="left" if col in ("model", "runtime", "precision") else "right")
     for r in rows:
+        size = str(r.get("img", ""))
         if "error" in r:
-            t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), "error", "", "")
+            t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), size, "error", "", "")
             continue
         med = r.get("median_ms")
         flag = f" [red]contended: {why_contended(r)}[/]" if r.get("contended") else ""
         others = r.get("others_cores")
-        t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]),
+        t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), size,
                   "-" if med is None else f"{med:.3f}", "-" if med is None else f"{r['iqr_ms']:.3f}",
                   ("-" if others is None else f"{others:.2f} cores") + flag)
     return t
@@ -738,7 +947,7 @@ def format_rows(rows: list[dict[str, Any]], fmt: str = "table") -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    Console(file=buf, width=140, no_color=True).print(live_table(rows))
+    Console(file=buf, width=TABLE_WIDTH, no_color=True).print(live_table(rows))
     n = sum(bool(r.get("contended")) for r in rows)
     tail = f"\n{n} of {len(rows)} cells stayed contended: their times read slow." if n else ""
     return buf.getvalue().rstrip("\n") + tail

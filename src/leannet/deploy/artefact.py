@@ -174,7 +174,19 @@ def read_sidecar(artefact: str | Path) -> dict[str, Any]:
     return record
 
 
+def sidecar_fields(artefact: str | Path) -> dict[str, Any]:
+    """The sidecar's record as it is, or {} when there is none or it is not a JSON object:
+    for callers that only look up optional fields (precision, task, source model) and must
+    not fail on a third-party artefact; `read_sidecar` is the checked reader."""
+    path = sidecar_path(artefact)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 # --- running artefacts: one runner type for every tool (leannet.runtime.runners) ------------------
 
 __all__ = ["ARTEFACT_SUFFIXES", "FORMATS", "FORMAT_OF", "LoadedModel", "Runner", "artefact_out", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
-           "openvino_runner", "read_sidecar", "run_all", "sidecar_path", "torch_runner", "write_sidecar"]
+           "openvino_runner", "read_sidecar", "run_all", "sidecar_fields", "sidecar_path", "torch_runner", "write_sidecar"]

@@ -38,6 +38,7 @@ from leannet.runtime.threads import torch_threads
 ARTEFACT_SUFFIXES = (".onnx", ".xml")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 _TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+RUN_ALL_BATCH = 32  # chunk of `run_all` for a dynamic-batch runner: bounded memory, few calls
 
 
 @dataclass
@@ -68,14 +69,15 @@ class Runner:
 
 def torch_runner(model: nn.Module, precision: str = "fp32", channels_last: bool = False,
                  compile: bool = False, device: str = "cpu", threads: int | None = None) -> Runner:
-    """PyTorch in eval mode. bf16/fp16 run under autocast (weights stay fp32, as a user of
+    """PyTorch in eval mode (a module in training mode is copied, never switched: the caller's
+    model is left as it was). bf16/fp16 run under autocast (weights stay fp32, as a user of
     autocast would run them); `channels_last` converts the model and every input;
     `compile` wraps a copy in torch.compile (the first call compiles: warm up before timing)."""
     if precision not in ("fp32", *_TORCH_DTYPES):
         raise LeannetError(f"PyTorch runs fp32, bf16 or fp16, not {precision}")
+    if channels_last or compile or device != "cpu" or any(m.training for m in model.modules()):
+        model = copy.deepcopy(model)  # the caller's module keeps its mode, layout and device
     model = model.eval()
-    if channels_last or compile or device != "cpu":
-        model = copy.deepcopy(model)
     model = model.to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
@@ -233,7 +235,7 @@ def open_runner(path: str | Path, runtime: str | None = None, threads: int | Non
     raise LeannetError(f"runtime {runtime!r} cannot run {path.suffix} files; use onnxruntime or openvino")
 
 
-def run_all(runner: Runner, x: np.ndarray, batch: int = 32) -> np.ndarray:
+def run_all(runner: Runner, x: np.ndarray, batch: int = RUN_ALL_BATCH) -> np.ndarray:
     """Outputs for every row of `x`, in chunks the artefact accepts (padded to a fixed batch)."""
     b = runner.batch or batch
     outs = []

@@ -21,10 +21,11 @@ Where /proc is missing (macOS, Windows) the monitor reports None, never a false 
 
 What /proc cannot show: a virtual machine whose host is busy (neighbours on the same
 physical cores, a lowered clock) runs every cell slower with no steal, no pressure and no
-other process in sight; a sweep here once read 1.4-2.4x its isolated figures that way. The
-`Probe`, a fixed workload on as many threads as the cells use, timed in every round beside
-the cells, measures the machine's speed itself: a sweep whose probe reads slower than the fastest probe recorded in
-the same environment ran on a slowed machine (see `leannet.bench.sweep`).
+other process in sight. The `Probe`, a fixed workload on as many threads as the cells use,
+timed in every round beside the cells, measures the machine's speed itself: a sweep whose
+probe reads slower than the fastest probe this machine has on record in the same environment
+ran on a slowed machine (see `leannet.bench.sweep`). The measurements behind the thresholds
+below are in docs/dev/.
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ UNSTEADY = 0.10  # the probe's round-to-round spread (IQR / median) above which 
 # OpenVINO after an ORT cell; recovered by 0.1-0.2 s). A settle past that keeps every runtime
 # at its default threading and still times it as it runs alone.
 SETTLE = 0.2
-# The version of how a cell is timed (settle, probe workload, the runtimes' sentinel network of
-# leannet.bench.sentinel): part of a result's fingerprint, so rows timed another way are
-# re-measured rather than mixed with these.
+# The version of how a cell is timed (settle, warm-up, probe workload): part of a result's
+# fingerprint, so rows timed another way are re-measured rather than mixed with these.
 METHOD = 3
+WARMUP_FRACTION = 0.2  # of each round, run untimed first: caches, clocks and thread pools settle
+MIN_CALLS = 3  # timed calls per round at least: a round median of fewer is one call's noise
+WARMUP_CALLS = 2  # untimed calls per round at least: the first call of a round picks kernels
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -168,7 +171,7 @@ class Cell:
 
 
 def _time_round(cell: Cell, round_time: float, min_calls: int, warmup: int, cores, settle: float) -> None:
-    t_end = time.perf_counter() + max(0.2 * round_time, settle)
+    t_end = time.perf_counter() + max(WARMUP_FRACTION * round_time, settle)
     n = 0
     while n < warmup or time.perf_counter() < t_end:  # caches and clocks settle per round
         cell.once()
@@ -182,11 +185,11 @@ def _time_round(cell: Cell, round_time: float, min_calls: int, warmup: int, core
     cell.rounds.append(times)
 
 
-def time_rounds(cells: Sequence[Cell], rounds: int = 5, round_time: float = 0.2, min_calls: int = 3,
-                warmup: int = 2, seed: int = 0, on_round: Callable[[int], None] | None = None,
+def time_rounds(cells: Sequence[Cell], rounds: int = 5, round_time: float = 0.2, min_calls: int = MIN_CALLS,
+                warmup: int = WARMUP_CALLS, seed: int = 0, on_round: Callable[[int], None] | None = None,
                 settle: float | None = None) -> None:
     """Time every cell in each of `rounds` rounds, cells shuffled anew each round. Each round
-    starts with an untimed warm-up of 20% of `round_time`, and at least `settle` seconds
+    starts with an untimed warm-up of WARMUP_FRACTION of `round_time`, and at least `settle` seconds
     (default `SETTLE` when several cells alternate, none for one cell that follows itself)."""
     rng = random.Random(seed)
     cores = usable_cores()
@@ -201,22 +204,29 @@ def time_rounds(cells: Sequence[Cell], rounds: int = 5, round_time: float = 0.2,
             on_round(r)
 
 
+# The probe's work per thread (part of timing.METHOD: change them and bump it). Sized together
+# to about 1.5 ms: long enough to read, short beside a round.
+PROBE_HASH_BYTES = 1 << 19  # 512 KiB hashed: integer work
+PROBE_SINES = 1 << 15  # 32 Ki sines: float math
+PROBE_STREAM_BYTES = 8 << 20  # 8 MiB summed: larger than a core's share of last-level cache
+
+
 class Probe(Cell):
     """The machine's own speed: a fixed workload run at once on `threads` threads, as a model's
     parallel region runs, so one slowed core slows it as it slows a 2-thread model. Each thread
-    hashes 512 KiB (SHA-256, integer work), takes the sine of 32 Ki values (float math) and sums
-    8 MiB of its own (the last-level cache and memory a model's weights stream through: once
-    every model of a sweep read ~15% slow while the compute part read 3% slow, likely a
-    neighbour on the shared cache). All release the GIL. About 1.5 ms, timed in every round like a
-    cell; it depends on no model and no runtime, so its time changes only with the machine."""
+    does integer work (SHA-256), float math (sine) and streams memory of its own (the
+    last-level cache and memory a model's weights stream through, which a neighbour on the
+    shared cache slows while compute holds). All release the GIL. About 1.5 ms, timed in every
+    round like a cell; it depends on no model and no runtime, so its time changes only with the
+    machine."""
 
     def __init__(self, threads: int = 1) -> None:
         import hashlib
         from concurrent.futures import ThreadPoolExecutor
 
-        data = np.random.default_rng(0).integers(0, 255, 1 << 19, dtype=np.uint8).tobytes()
-        vec = np.linspace(0.0, 10.0, 1 << 15)
-        memory = np.ones((max(threads, 1), 2 << 20), dtype=np.float32)
+        data = np.random.default_rng(0).integers(0, 255, PROBE_HASH_BYTES, dtype=np.uint8).tobytes()
+        vec = np.linspace(0.0, 10.0, PROBE_SINES)
+        memory = np.ones((max(threads, 1), PROBE_STREAM_BYTES // 4), dtype=np.float32)
 
         def part(i: int = 0) -> None:
             hashlib.sha256(data).digest()

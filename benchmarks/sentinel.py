@@ -1,4 +1,5 @@
-"""A runtime's own speed: one fixed small network, run by each runtime of a sweep in every round.
+"""An experiment of bench_trust.py and bench_detect.py, kept out of the library (the sweep does
+not use it): a runtime's own speed: one fixed small network, run by each runtime of a sweep in every round.
 
 The machine probe (`leannet.runtime.timing.Probe`) reads the machine's speed on plain threads.
 Some slow phases of a VM host hit only the runtimes whose worker threads spin: in one A/A run on
