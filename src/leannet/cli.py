@@ -70,6 +70,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from leannet.profile.complexity import complexity
     from leannet.profile.table import profile_table
 
+    if args.latency:  # measured per layer, joined with the static costs (leannet.bench.layers)
+        from leannet.bench.layers import latency_table, layer_latency
+
+        result = layer_latency(args.model, args.runtime, img=args.img, batch=args.batch,
+                               threads=args.threads, deployed=args.deployed, runs=args.runs)
+        print(json.dumps(result) if args.json else latency_table(
+            result, sort=args.sort if args.sort in (None, "order") else "ms", top=args.top))
+        return 0
     result = complexity(args.model, img=args.img, batch=args.batch, deployed=args.deployed)
     if args.json:
         print(json.dumps(result))
@@ -335,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-layer", action="store_true", help="every layer in execution order")
     s.add_argument("--sort", choices=SORT_KEYS, help="sort layers, largest first (default: macs)")
     s.add_argument("--top", type=int, help="show only the first N layers (default 15; all with --per-layer)")
+    s.add_argument("--latency", action="store_true",
+                   help="also measure each layer's time under --runtime's own profiler")
+    s.add_argument("--runtime", choices=("eager", "onnxruntime", "openvino"), default="eager",
+                   help="runtime for --latency (default eager; the others run the deployed export)")
+    s.add_argument("--threads", type=int, help="threads for --latency (default: usable cores)")
+    s.add_argument("--runs", type=int, default=20, help="profiled runs for --latency (default 20)")
     s.set_defaults(func=cmd_profile)
 
     from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES

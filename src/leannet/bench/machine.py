@@ -123,6 +123,16 @@ def _matmul_gflops(dtype: torch.dtype, n: int) -> float:
     return 2 * n**3 / _best(call) / 1e9
 
 
+def _copy_gbps(nbytes: int, torch_copy: bool) -> float:
+    """Read + write bandwidth of one large copy: torch's (threaded) or numpy's (one thread)."""
+    n = nbytes // 4
+    if torch_copy:
+        src, dst = torch.ones(n), torch.empty(n)
+        return 2 * nbytes / _best(lambda: dst.copy_(src), 5) / 1e9
+    a, b = np.ones(n, np.float32), np.empty(n, np.float32)
+    return 2 * nbytes / _best(lambda: np.copyto(b, a), 5) / 1e9
+
+
 def measure_limits(threads: int | None = None, matmul_n: int = MATMUL_N,
                    copy_bytes: int = COPY_BYTES) -> dict[str, Any]:
     """Measure peak GFLOP/s per supported precision and copy bandwidth (GB/s), with checks."""
@@ -142,13 +152,8 @@ def measure_limits(threads: int | None = None, matmul_n: int = MATMUL_N,
                 peak[prec] = round(_matmul_gflops(dtype, matmul_n), 2)
             except RuntimeError:  # no kernel for this dtype in this torch build
                 peak[prec] = None
-        n = copy_bytes // 4
-        src, dst = torch.ones(n), torch.empty(n)
-        bw = 2 * copy_bytes / _best(lambda: dst.copy_(src), 5) / 1e9
-        del src, dst
-    a, b = np.ones(copy_bytes // 4, np.float32), np.empty(copy_bytes // 4, np.float32)
-    np_bw = 2 * copy_bytes / _best(lambda: np.copyto(b, a), 5) / 1e9
-    del a, b
+        bw = _copy_gbps(copy_bytes, torch_copy=True)
+    np_bw = _copy_gbps(copy_bytes, torch_copy=False)
 
     mhz, clock_source = cpu_clock_mhz()
     lanes = fp32_lanes(flags)
