@@ -112,3 +112,31 @@ def test_measure_limits_tiny():
     assert lim["peak_gflops"]["fp32"] > 0 and lim["bandwidth_gbps"] > 0
     assert lim["supported"]["fp32"] is True
     assert lim["checks"]["numpy_copy_gbps"] > 0
+
+
+def test_bench_rows_carry_roofline_fields(tmp_path):
+    import json
+
+    from leannet.bench.sweep import bench
+
+    sweep = bench(["pplcnet_x0_25"], runtimes=["eager"], batches=(1,), out=tmp_path, img=32,
+                  min_time=0.02, rounds=2, threads=1, progress=False, retries=0)
+    rows = [json.loads(line) for line in sweep.results.read_text().splitlines()]
+    assert rows
+    for row in rows:
+        assert row["achieved_gflops"] == pytest.approx(2 * row["macs"] * row["batch"] / row["median_ms"] / 1e6, rel=1e-3)
+        assert row["roofline_share"] > 0 and row["intensity"] == pytest.approx(
+            2 * row["macs"] / row["memory_access_bytes"], rel=1e-3)
+        assert row["machine_peak_gflops"] > 0 and row["machine_bandwidth_gbps"] > 0
+
+
+def test_report_roofline_section(tmp_path):
+    rows = [{"model": m, "runtime": rt, "series": rt, "precision": "fp32", "intensity": i,
+             "achieved_gflops": g, "roofline_share": g / min(100.0, 20.0 * i),
+             "machine_peak_gflops": 100.0, "machine_bandwidth_gbps": 20.0}
+            for m, rt, i, g in (("a", "eager", 2.0, 10.0), ("b", "eager", 8.0, 50.0), ("a", "openvino", 2.0, 30.0))]
+    md = machine.roofline_section([*rows, {"model": "old", "runtime": "eager"}], tmp_path, "t", "batch 1")
+    assert (tmp_path / "roofline_t.png").is_file()
+    table = [line for line in md if line.startswith("| eager") or line.startswith("| openvino")]
+    assert table[0].startswith("| eager | a ") and "25%" in table[0] and len(table) == 3
+    assert machine.roofline_section([{"model": "old", "runtime": "eager"}], tmp_path, "u", "") == []

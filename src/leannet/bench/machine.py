@@ -133,9 +133,11 @@ def _copy_gbps(nbytes: int, torch_copy: bool) -> float:
     return 2 * nbytes / _best(lambda: np.copyto(b, a), 5) / 1e9
 
 
-def measure_limits(threads: int | None = None, matmul_n: int = MATMUL_N,
-                   copy_bytes: int = COPY_BYTES) -> dict[str, Any]:
-    """Measure peak GFLOP/s per supported precision and copy bandwidth (GB/s), with checks."""
+def measure_limits(threads: int | None = None, matmul_n: int | None = None,
+                   copy_bytes: int | None = None) -> dict[str, Any]:
+    """Measure peak GFLOP/s per supported precision and copy bandwidth (GB/s), with checks
+    (sizes default to `MATMUL_N` and `COPY_BYTES`, read at call time so tests can shrink them)."""
+    matmul_n, copy_bytes = matmul_n or MATMUL_N, copy_bytes or COPY_BYTES
     from leannet.runtime.threads import torch_threads
     from leannet.runtime.timing import usable_cores
 
@@ -249,3 +251,68 @@ def add_roofline(rows: list[dict[str, Any]], threads: int | None = None) -> None
         lim = None
     for r in todo:
         r.update(roofline_fields(r, lim))
+        if lim:  # the roof the share was taken against travels with the row (the report draws it)
+            r["machine_peak_gflops"] = lim["peak_gflops"].get(r.get("precision", "fp32")) or lim["peak_gflops"]["fp32"]
+            r["machine_bandwidth_gbps"] = lim["bandwidth_gbps"]
+
+
+# --- the report's roofline section -------------------------------------------------------------
+
+
+def roofline_section(rows: list[dict[str, Any]], out: Path, tag: str, where: str) -> list[str]:
+    """Markdown for `bench.report`: a roofline plot with one point per (model, runtime) row
+    and, per runtime, the rows furthest below their roof. Rows measured before the sweep
+    recorded `roofline_share` are left out (re-run the sweep to get them)."""
+    rs = [r for r in rows if r.get("roofline_share") and r.get("machine_bandwidth_gbps")]
+    if not rs:
+        return []
+    _plot_roofline(rs, out / f"roofline_{tag}.png", f"Roofline ({where})")
+    md = ["#### Roofline: how close each model runs to this machine's limits", "",
+          "x: arithmetic intensity (2 x MACs / memory access bytes, leannet's static count); y: "
+          "achieved GFLOP/s (2 x MACs x batch / median latency). The roof is min(peak, intensity x "
+          "bandwidth) with peak matmul GFLOP/s and copy bandwidth measured here "
+          "(`leannet.bench.machine`). A model's tensors often stay in cache, so a point can sit "
+          "above the DRAM roof.", "", f"![roofline](roofline_{tag}.png)", "",
+          "Furthest from the limit, per runtime (lowest share of the roof first):", "",
+          "| runtime | model | precision | FLOP/B | GFLOP/s | roof GFLOP/s | share of roof |",
+          "|---|---|---|---|---|---|---|"]
+    for series in sorted({r.get("series", r["runtime"]) for r in rs}):
+        mine = sorted((r for r in rs if r.get("series", r["runtime"]) == series), key=lambda r: r["roofline_share"])
+        for r in mine[:3]:
+            roof = r["achieved_gflops"] / r["roofline_share"]
+            md.append(f"| {series} | {r['model']} | {r.get('precision', 'fp32')} | {r.get('intensity', 0):.1f} | "
+                      f"{r['achieved_gflops']:.1f} | {roof:.1f} | {100 * r['roofline_share']:.0f}% |")
+    return [*md, ""]
+
+
+def _plot_roofline(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    peak = max(r["machine_peak_gflops"] for r in rows)
+    bw = max(r["machine_bandwidth_gbps"] for r in rows)
+    xs = np.logspace(-1, 2.5, 200)
+    ax.plot(xs, np.minimum(peak, xs * bw), color="black", lw=1.5,
+            label=f"roof: {peak:.0f} GFLOP/s, {bw:.0f} GB/s")
+    series = sorted({r.get("series", r["runtime"]) for r in rows})
+    cmap = plt.get_cmap("tab10")
+    for i, s in enumerate(series):
+        mine = [r for r in rows if r.get("series", r["runtime"]) == s]
+        ax.scatter([r["intensity"] for r in mine], [r["achieved_gflops"] for r in mine],
+                   color=cmap(i % 10), label=s, s=22)
+        for r in mine:
+            ax.annotate(r["model"], (r["intensity"], r["achieved_gflops"]), fontsize=6, alpha=0.7,
+                        xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte of memory access)")
+    ax.set_ylabel("achieved GFLOP/s")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight", dpi=130)
+    plt.close(fig)
