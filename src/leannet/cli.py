@@ -290,6 +290,43 @@ def _add_detect(sub) -> None:
 # --- parser ----------------------------------------------------------------------------------
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    # leannet.lab: the seeds' design rules as paired micro-benchmarks on this machine
+    import json
+
+    from leannet.lab.run import markdown, run_lab, table
+
+    def progress(rule, verdicts) -> None:
+        if args.format == "table":
+            print(f"{rule.name}: " + ", ".join(f"{v.runtime} {v.ratio:.2f} {v.holds}" for v in verdicts), flush=True)
+
+    from leannet.runtime.timing import usable_cores
+
+    threads = args.threads or len(usable_cores())
+    verdicts = run_lab(args.rules, tuple(args.runtimes), threads, args.rounds, args.round_time, progress)
+    if args.format == "json":
+        print(json.dumps([v.as_dict() for v in verdicts]))
+    elif args.format == "md":
+        print(markdown(verdicts, threads, args.rounds, args.round_time))
+    else:
+        print(table(verdicts))
+    return 0
+
+
+def _add_lab(sub) -> None:
+    from leannet.lab.options import ROUND_TIME, ROUNDS, RULE_NAMES, RUNTIMES
+
+    s = sub.add_parser("lab", help="test the seeds' design rules (ShuffleNetV2 G1-G4, PP-LCNet, MobileOne, ...) here")
+    s.add_argument("rules", nargs="*", metavar="RULE", help=f"rules to run (default all): {', '.join(RULE_NAMES)}")
+    s.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    s.add_argument("--threads", type=_positive_int, help="threads per runtime (default: usable cores)")
+    s.add_argument("--rounds", type=_positive_int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})")
+    s.add_argument("--round-time", type=float, default=ROUND_TIME, help=f"seconds per cell per round (default {ROUND_TIME})")
+    s.add_argument("--format", choices=("table", "md", "json"), default="table",
+                   help="md: the verdict table with machine, versions and date (docs/lab.md)")
+    s.set_defaults(func=cmd_lab)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="leannet", description="Hardware-aware efficient CNNs: model zoo, profiler, "
                 "latency benchmark, deploy path, trainer.")
@@ -434,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_infer)
 
     _add_detect(sub)
+    _add_lab(sub)
     return p
 
 

@@ -140,3 +140,15 @@ def test_report_roofline_section(tmp_path):
     table = [line for line in md if line.startswith("| eager") or line.startswith("| openvino")]
     assert table[0].startswith("| eager | a ") and "25%" in table[0] and len(table) == 3
     assert machine.roofline_section([{"model": "old", "runtime": "eager"}], tmp_path, "u", "") == []
+
+
+def test_cli_profile_latency_json(capsys):
+    import json
+
+    from leannet.cli import main
+
+    assert main(["profile", "pplcnet_x0_25", "--img", "32", "--latency", "--runtime", "eager",
+                 "--runs", "2", "--threads", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["runtime"] == "eager" and r["groups"] and r["limits"]["bandwidth_gbps"] > 0
+    assert sorted(p for g in r["groups"] for p in g["layers"]) == sorted(row["path"] for row in r["layers"])

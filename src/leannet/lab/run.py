@@ -17,11 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from leannet.lab.options import ROUND_TIME, ROUNDS, RUNTIMES
 from leannet.lab.rules import BY_NAME, NOISE, RULES, Rule
-
-RUNTIMES = ("eager", "onnxruntime", "openvino")
-ROUNDS = 3  # default effort: 12 rules x 2 arms x 3 runtimes in ~2-3 minutes on 2 cores
-ROUND_TIME = 0.12  # seconds of calls per cell per round (after the settle of timing.SETTLE)
 
 
 @dataclass
