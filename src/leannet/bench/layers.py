@@ -88,10 +88,13 @@ class _Index:
             parts = p.split(".")
             self.paths.update(".".join(parts[:k]) for k in range(1, len(parts)))
         self.leaves = leaves
+        self.aliases: dict[str, str] = {}  # a tensor name a runtime gave a node -> ONNX node name
 
     def for_onnx_node(self, name: str) -> list[int]:
         """Rows an ONNX node (by name) computes: the rows of its module path; for a path with
-        several rows (a non-leaf module's ops), those whose op matches the node's op type."""
+        several rows (a non-leaf module's ops), those whose op matches the node's op type.
+        OpenVINO names the last node after the model's output (`logits`): `aliases` maps it back."""
+        name = self.aliases.get(name, name)
         path = module_path(name, self.paths)
         rows = self.by_path.get(path, []) if path else []
         if len(rows) <= 1:
@@ -307,6 +310,15 @@ def _openvino(path: Path, x: np.ndarray, index: _Index, threads: int, runs: int,
     return result
 
 
+def _output_aliases(path: Path) -> dict[str, str]:
+    """Graph output tensor name -> the ONNX node that writes it."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    return {t: n.name for n in graph.node for t in n.output if t in outputs}
+
+
 # --- the join -----------------------------------------------------------------------------------
 
 
@@ -355,6 +367,7 @@ def layer_latency(model: nn.Module | str, runtime: str = "eager", img: int = 224
             from leannet.runtime.runners import onnxruntime_runner, openvino_runner
 
             path = export_onnx(model, tmp / "model.onnx", (in_chans, img, img), batch)
+            index.aliases = _output_aliases(path)
             if runtime == "onnxruntime":
                 record = _onnxruntime(path, xn, index, threads, runs, warmup, tmp)
                 runner = onnxruntime_runner(path, threads)
