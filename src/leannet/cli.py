@@ -75,8 +75,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
         result = layer_latency(args.model, args.runtime, img=args.img, batch=args.batch,
                                threads=args.threads, deployed=args.deployed, runs=args.runs)
-        print(json.dumps(result) if args.json else latency_table(
-            result, sort=args.sort if args.sort in (None, "order") else "ms", top=args.top))
+        top = args.top if args.top is not None else (None if args.per_layer else 15)
+        sort = args.sort or ("order" if args.per_layer else "ms")  # slowest first unless --per-layer
+        print(json.dumps(result) if args.json else latency_table(result, sort=sort, top=top))
         return 0
     result = complexity(args.model, img=args.img, batch=args.batch, deployed=args.deployed)
     if args.json:

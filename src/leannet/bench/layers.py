@@ -399,6 +399,7 @@ def layer_latency(model: nn.Module | str, runtime: str = "eager", img: int = 224
             "params": sum(m["params"] for m in members),
             "macs": macs,
             "memory_access_bytes": mem,
+            "activations": sum(m["activations"] for m in members),
             "ms": g["ms"],
             "share": g["ms"] / layers_ms if layers_ms else 0.0,
             "gflops": gflops,
@@ -417,7 +418,8 @@ def layer_latency(model: nn.Module | str, runtime: str = "eager", img: int = 224
 
 
 def latency_table(result: dict[str, Any], sort: str = "order", top: int | None = None) -> str:
-    """The per-layer-group latency table with its header: model time, sum of rows, overhead."""
+    """The per-layer-group latency table with its header: model time, sum of rows, overhead.
+    `sort`: "order" (execution order), "ms", or a static cost of `leannet profile --sort`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -440,7 +442,8 @@ def latency_table(result: dict[str, Any], sort: str = "order", top: int | None =
     ]
     rows = list(enumerate(result["groups"]))
     if sort != "order":
-        rows.sort(key=lambda r: r[1].get(sort) or 0, reverse=True)
+        key = {"mac_bytes": "memory_access_bytes"}.get(sort, sort)
+        rows.sort(key=lambda r: r[1].get(key) or 0, reverse=True)
     shown = rows[:top] if top else rows
     fused = sum(1 for g in result["groups"] if g["fused"])
     table = Table(box=None, pad_edge=False, header_style="bold",
