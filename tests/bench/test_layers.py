@@ -128,6 +128,10 @@ def test_bench_rows_carry_roofline_fields(tmp_path):
         assert row["roofline_share"] > 0 and row["intensity"] == pytest.approx(
             2 * row["macs"] / row["memory_access_bytes"], rel=1e-3)
         assert row["machine_peak_gflops"] > 0 and row["machine_bandwidth_gbps"] > 0
+    from leannet.bench.report import write_report
+
+    md = write_report(tmp_path).read_text()
+    assert "Roofline" in md and list(tmp_path.glob("roofline_*.png"))
 
 
 def test_report_roofline_section(tmp_path):

@@ -339,7 +339,6 @@ def layer_latency(model: nn.Module | str, runtime: str = "eager", img: int = 224
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     threads = threads or default_threads()
     deployed = deployed or runtime != "eager"  # exported artefacts are the deployed form
-    static = complexity(model, img=img, batch=batch, deployed=deployed)
     if isinstance(model, str):
         from leannet.factory import create_model
 
@@ -347,7 +346,8 @@ def layer_latency(model: nn.Module | str, runtime: str = "eager", img: int = 224
     if deployed:
         from leannet.deploy.reparam import reparameterize
 
-        model = reparameterize(model)
+        model = reparameterize(model)  # a copy: the caller's model is untouched
+    static = complexity(model, img=img, batch=batch) | {"deployed": deployed}  # of the form that runs
     model.eval()
     in_chans = static["input"][1]
     names = {m: n for n, m in model.named_modules()}
