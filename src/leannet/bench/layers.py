@@ -77,34 +77,49 @@ _ONNX_TO_ATEN = {"mul": "mul", "add": "add", "concat": "cat", "sub": "sub", "div
 class _Index:
     """Profile rows by module path, for matching runtime names and eager ops to layers."""
 
-    def __init__(self, rows: list[dict[str, Any]], leaves: set[str]):
+    def __init__(self, rows: list[dict[str, Any]], leaves: set[str], canon: dict[str, str] | None = None):
         self.rows = rows
+        # A module reachable under two names (a stage that calls its blocks' modules through a
+        # list of its own) is exported under the name it was called by and profiled under its
+        # first name: `canon` maps every name to the profiled one.
+        self.canon = canon or {}
         self.by_path: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(rows):
             self.by_path[r["path"]].append(i)
-        self.paths = set(self.by_path) | leaves | {p.rsplit(".", 1)[0] for p in self.by_path if "." in p}
+        self.paths = set(self.by_path) | leaves | set(self.canon) | {p.rsplit(".", 1)[0] for p in self.by_path if "." in p}
         # every ancestor too, so module_path can walk down to a layer
         for p in list(self.paths):
             parts = p.split(".")
             self.paths.update(".".join(parts[:k]) for k in range(1, len(parts)))
         self.leaves = leaves
         self.aliases: dict[str, str] = {}  # a tensor name a runtime gave a node -> ONNX node name
+        self._answers: dict[str, list[int]] = {}
+        self._taken: dict[tuple[str, str], int] = defaultdict(int)
 
     def for_onnx_node(self, name: str) -> list[int]:
-        """Rows an ONNX node (by name) computes: the rows of its module path; for a path with
-        several rows (a non-leaf module's ops), those whose op matches the node's op type.
-        OpenVINO names the last node after the model's output (`logits`): `aliases` maps it back."""
+        """Rows an ONNX node (by name) computes: the row of its module path; for a path with
+        several rows (a non-leaf module's ops: a stage's `cat`s and `slice`s), the next row
+        of the node's op not yet given to another node (nodes are asked in execution order),
+        else none (the node then joins its neighbour). OpenVINO names the last node after the
+        model's output (`logits`): `aliases` maps it back. The answer per name is fixed."""
         name = self.aliases.get(name, name)
+        if name in self._answers:
+            return self._answers[name]
         path = module_path(name, self.paths)
+        path = self.canon.get(path, path)
         rows = self.by_path.get(path, []) if path else []
-        if len(rows) <= 1:
-            return list(rows)
-        op = name.rstrip("/").split("/")[-1].split("_")[0].lower()
-        if op in ("withoutbiases", "fused"):
-            op = name.rstrip("/").split("/")[-2].split("_")[0].lower()
-        want = _ONNX_TO_ATEN.get(op, op)
-        same = [i for i in rows if self.rows[i]["op"].lower() in (want, op)]
-        return same or list(rows)
+        if len(rows) > 1:
+            parts = name.rstrip("/").split("/")
+            op = parts[-1].split("_")[0].lower()
+            if op in ("withoutbiases", "fused") and len(parts) > 1:
+                op = parts[-2].split("_")[0].lower()
+            want = _ONNX_TO_ATEN.get(op, op)
+            same = [i for i in rows if self.rows[i]["op"].lower() in (want, op)]
+            k = self._taken[(path, want)]
+            self._taken[(path, want)] += 1
+            rows = [same[k]] if k < len(same) else []
+        self._answers[name] = list(rows)
+        return self._answers[name]
 
 
 def _group(n_layers: int, hits: list[tuple[str, str, float, list[int]]]) -> list[dict[str, Any]]:
@@ -352,7 +367,8 @@ def layer_latency(model: nn.Module | str, runtime: str = "eager", img: int = 224
     in_chans = static["input"][1]
     names = {m: n for n, m in model.named_modules()}
     leaves = {n for m, n in names.items() if next(m.children(), None) is None}
-    index = _Index(static["layers"], leaves)
+    canon = {n: names[m] for n, m in model.named_modules(remove_duplicate=False) if n != names[m]}
+    index = _Index(static["layers"], leaves, canon)
     x = torch.randn(batch, in_chans, img, img)
     xn = x.numpy()
     with tempfile.TemporaryDirectory(prefix="leannet-layers-") as tmp:
