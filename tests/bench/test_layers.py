@@ -156,3 +156,15 @@ def test_cli_profile_latency_json(capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["runtime"] == "eager" and r["groups"] and r["limits"]["bandwidth_gbps"] > 0
     assert sorted(p for g in r["groups"] for p in g["layers"]) == sorted(row["path"] for row in r["layers"])
+
+
+def test_onnx_nodes_of_a_stage_take_its_op_rows_in_order():
+    rows = [{"path": "s", "op": "cat"}, {"path": "s.b.conv", "op": "Conv2d"}, {"path": "s", "op": "cat"},
+            {"path": "s", "op": "index_select"}]
+    index = layers._Index(rows, {"s.b.conv"}, canon={"s.alias": "s.b", "s.alias.conv": "s.b.conv"})
+    assert index.for_onnx_node("/s/Concat") == [0]
+    assert index.for_onnx_node("/s/Concat_1") == [2]
+    assert index.for_onnx_node("/s/Concat") == [0]  # the answer per name is fixed
+    assert index.for_onnx_node("/s/Concat_2") == []  # no third cat: joins a neighbour
+    assert index.for_onnx_node("/s/Split") == []  # a view in the profile: no row of its own
+    assert index.for_onnx_node("/s/alias/conv/Conv") == [1]  # called under a second name
