@@ -347,11 +347,12 @@ def layer_latency(model: nn.Module | str, runtime: str = "eager", img: int = 224
     `gflops`, `gbps`, `intensity`, `bound` ('compute' or 'memory' at this machine's ridge) and
     `roofline_share`."""
     from leannet.bench.results import default_threads
+    from leannet.errors import UnknownRuntimeError
     from leannet.profile.complexity import complexity
     from leannet.runtime.timing import measure
 
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        raise UnknownRuntimeError(f"unknown runtime {runtime!r} for per-layer latency; choose one of {', '.join(RUNTIMES)}")
     threads = threads or default_threads()
     deployed = deployed or runtime != "eager"  # exported artefacts are the deployed form
     if isinstance(model, str):
