@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from leannet.bench import machine
+from leannet.extras import require
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")
 RUNS = 20  # profiled inferences averaged per layer: enough that a 10 us layer reads steadily
@@ -261,7 +262,7 @@ def _eager(model: nn.Module, x: torch.Tensor, index: _Index, names: dict[nn.Modu
 
 def _onnxruntime(path: Path, x: np.ndarray, index: _Index, threads: int, runs: int, warmup: int,
                  tmp: Path) -> list[Run]:
-    import onnxruntime as ort
+    ort = require("onnxruntime", "per-layer latency on ONNX Runtime")
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -296,7 +297,7 @@ def _onnxruntime(path: Path, x: np.ndarray, index: _Index, threads: int, runs: i
 
 def _openvino(path: Path, x: np.ndarray, index: _Index, threads: int, runs: int,
               warmup: int) -> list[Run]:
-    import openvino as ov
+    ov = require("openvino", "per-layer latency on OpenVINO")
 
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {
@@ -327,7 +328,7 @@ def _openvino(path: Path, x: np.ndarray, index: _Index, threads: int, runs: int,
 
 def _output_aliases(path: Path) -> dict[str, str]:
     """Graph output tensor name -> the ONNX node that writes it."""
-    import onnx
+    onnx = require("onnx", "per-layer latency of an export")
 
     graph = onnx.load(str(path), load_external_data=False).graph
     outputs = {o.name for o in graph.output}
