@@ -21,7 +21,7 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     # every sub-command is listed with its one-line help
     commands = ["detect", "models", "convert", "train", "eval", "profile", "bench", "select", "report",
-                "export", "infer", "weights"]
+                "export", "infer", "weights", "lab"]
     # argparse lists each under COMMAND as "    name   help" (4 spaces; wrapped help goes deeper)
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ") and line[4] != " "]
     assert sorted(listed) == sorted(commands)

@@ -71,6 +71,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from leannet.profile.complexity import complexity
     from leannet.profile.table import profile_table
 
+    if args.latency:  # measured per layer, joined with the static costs (leannet.bench.layers)
+        from leannet.bench.layers import latency_table, layer_latency
+
+        result = layer_latency(args.model, args.runtime, img=args.img, batch=args.batch,
+                               threads=args.threads, deployed=args.deployed, runs=args.runs)
+        top = args.top if args.top is not None else (None if args.per_layer else 15)
+        sort = args.sort or ("order" if args.per_layer else "ms")  # slowest first unless --per-layer
+        print(json.dumps(result) if args.json else latency_table(result, sort=sort, top=top))
+        return 0
     result = complexity(args.model, img=args.img, batch=args.batch, deployed=args.deployed)
     if args.json:
         print(json.dumps(result))
@@ -285,6 +294,43 @@ def _add_detect(sub) -> None:
 # --- parser ----------------------------------------------------------------------------------
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    # leannet.lab: the seeds' design rules as paired micro-benchmarks on this machine
+    import json
+
+    from leannet.lab.run import markdown, run_lab, table
+
+    def progress(rule, verdicts) -> None:
+        if args.format == "table":
+            print(f"{rule.name}: " + ", ".join(f"{v.runtime} {v.ratio:.2f} {v.holds}" for v in verdicts), flush=True)
+
+    from leannet.runtime.timing import usable_cores
+
+    threads = args.threads or len(usable_cores())
+    verdicts = run_lab(args.rules, tuple(args.runtimes), threads, args.rounds, args.round_time, progress)
+    if args.format == "json":
+        print(json.dumps([v.as_dict() for v in verdicts]))
+    elif args.format == "md":
+        print(markdown(verdicts, threads, args.rounds, args.round_time))
+    else:
+        print(table(verdicts))
+    return 0
+
+
+def _add_lab(sub) -> None:
+    from leannet.lab.options import ROUND_TIME, ROUNDS, RULE_NAMES, RUNTIMES
+
+    s = sub.add_parser("lab", help="test the seeds' design rules (ShuffleNetV2 G1-G4, PP-LCNet, MobileOne, ...) here")
+    s.add_argument("rules", nargs="*", metavar="RULE", help=f"rules to run (default all): {', '.join(RULE_NAMES)}")
+    s.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    s.add_argument("--threads", type=_positive_int, help="threads per runtime (default: usable cores)")
+    s.add_argument("--rounds", type=_positive_int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})")
+    s.add_argument("--round-time", type=float, default=ROUND_TIME, help=f"seconds per cell per round (default {ROUND_TIME})")
+    s.add_argument("--format", choices=("table", "md", "json"), default="table",
+                   help="md: the verdict table with machine, versions and date (docs/lab.md)")
+    s.set_defaults(func=cmd_lab)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="leannet", description="Hardware-aware efficient CNNs: model zoo, profiler, "
                 "latency benchmark, deploy path, trainer.")
@@ -338,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-layer", action="store_true", help="every layer in execution order")
     s.add_argument("--sort", choices=SORT_KEYS, help="sort layers, largest first (default: macs)")
     s.add_argument("--top", type=int, help="show only the first N layers (default 15; all with --per-layer)")
+    s.add_argument("--latency", action="store_true",
+                   help="also measure each layer's time under --runtime's own profiler")
+    s.add_argument("--runtime", choices=("eager", "onnxruntime", "openvino"), default="eager",
+                   help="runtime for --latency (default eager; the others run the deployed export)")
+    s.add_argument("--threads", type=int, help="threads for --latency (default: usable cores)")
+    s.add_argument("--runs", type=int, default=20, help="profiled runs for --latency (default 20)")
     s.set_defaults(func=cmd_profile)
 
     from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES
@@ -427,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_infer)
 
     _add_detect(sub)
+    _add_lab(sub)
     return p
 
 

@@ -507,6 +507,9 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
                 md.append(f"| {e['runtime']} | {e['n']} | "
                           + " | ".join(f"{e[k][0]:.2f} ({_fmt_p(e[k][1])})" for k in METRICS) + " |")
             md += ["", f"![Spearman rho](spearman_{t}.png)", ""]
+        from leannet.bench.machine import roofline_section
+
+        md += roofline_section(rs, out, t, where)  # roofline plot + furthest-from-limit table
         fronts = plot_pareto(rs, out / f"pareto_{t}.png", f"Latency / accuracy Pareto front ({where})")
         missing = sorted({r["model"] for r in rs if r.get("top1") is None})
         md += ["#### Latency / top-1 Pareto front, per runtime", "",

@@ -879,6 +879,9 @@ def _time(cells, how: Effort, console) -> None:
         row.setdefault("remeasured", 0)  # re-measurements tried, kept or not
         row["min_time"] = how.min_time  # the effort asked for: a later, more demanding run re-measures
         row["rounds_asked"] = rounds
+    from leannet.bench.machine import add_roofline
+
+    add_roofline([row for _, row, _ in cells], threads)  # achieved GFLOP/s, share of the roofline
 
 
 def _enough(row: dict[str, Any], how: Effort) -> bool:

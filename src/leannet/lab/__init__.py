@@ -1,0 +1,1 @@
+"""The seeds' design rules as paired micro-benchmarks, timed on this machine (`leannet lab`)."""
