@@ -163,23 +163,42 @@ class Prepared:
     classes: list[str]
     workdir: Path
     files: dict[tuple, Path] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)  # provenance and published top-1 (`_load`)
 
 
 def _load(source: Source, deployed: bool, workdir: Path) -> Prepared:
+    """Load a source once, with its weights' provenance (`Prepared.weights`).
+
+    A zoo name is timed with its published weights when the caches hold them, and with a fixed
+    random init (seed 0: the same in every run, so a row's max_abs_diff reproduces; the
+    caller's random stream is left as it was) when they don't: weights don't change latency,
+    and bench never downloads. A sweep over a preset would otherwise fetch gigabytes to time
+    them, and each unreachable download costs ~30 s of huggingface_hub's retries; `make run`
+    and the tests run offline. Such rows say `"weights": "random (latency only)"`, carry no
+    top-1 and print a note; `leannet export NAME` (or `create_model(NAME, pretrained=True)`)
+    fetches the weights once, and later sweeps find them. A checkpoint's provenance is its path
+    and sha256; an artefact's is what its sidecar records."""
     from leannet.deploy.artefact import load_model, read_sidecar
     from leannet.deploy.reparam import reparameterize
 
     if source.kind == "artefact":
         record = read_sidecar(source.spec) if Path(source.spec).with_suffix(".json").is_file() else {}
         pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct") if k in record}
-        return Prepared(source, None, pre, [str(c) for c in record.get("classes", [])], workdir)
-    # a registry name without weights gets a random init: the same one in every run, so a row's
-    # max_abs_diff reproduces; the caller's random stream is left as it was
+        weights = {"weights": record.get("weights") or "unknown (the sidecar does not record it)",
+                   "weights_sha256": record.get("weights_sha256"), "top1": record.get("weights_top1"),
+                   "top1_source": record.get("weights_top1_source", "")}
+        return Prepared(source, None, pre, [str(c) for c in record.get("classes", [])], workdir, weights=weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        loaded = load_model(source.spec)
+        loaded = load_model(source.spec, random_weights=source.kind == "zoo", download=False)
     model = reparameterize(loaded.model) if deployed else loaded.model
-    return Prepared(source, model.eval(), dict(loaded.preprocessing), loaded.classes, workdir)
+    weights = {"weights": loaded.weights, "weights_sha256": loaded.weights_sha256, "top1": loaded.top1,
+               "top1_source": loaded.top1_source}
+    if loaded.random:
+        weights["note"] = (f"{source.label}: its published weights are not cached here, timed with a fixed random "
+                           "init (latency is the same; its rows carry no top-1); `leannet export "
+                           f"{source.label}` fetches them")
+    return Prepared(source, model.eval(), dict(loaded.preprocessing), loaded.classes, workdir, weights=weights)
 
 
 def _artefact_input(path: Path, img: int, batch: int) -> tuple[int, int, int, int]:
@@ -273,6 +292,9 @@ def _static_costs(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, i
 
 
 def _published(name: str) -> dict[str, Any]:
+    """The paper's facts about architecture `name` (top-1, latency and their source), kept on
+    the row as the paper's claims; a row's own accuracy is `top1` (`_accuracy`), which never
+    borrows the paper's figure."""
     from leannet.registry import model_info
 
     try:
@@ -544,14 +566,19 @@ def _arch(p: Prepared) -> str | None:
 
 
 def _accuracy(p: Prepared, runner: Runner, eval_set: str | Path | None, shape: tuple[int, ...],
-              precision: str, published: float | None) -> dict[str, Any]:
-    """Top-1 for the row: measured on `eval_set` when given, else the paper's (fp32 and bf16;
-    an INT8 model's accuracy is unknown until measured)."""
+              precision: str) -> dict[str, Any]:
+    """Top-1 for the row: measured on `eval_set` when given; else the top-1 published for the
+    weights the model carries (`Prepared.weights`: the published checkpoint, or an artefact
+    exported from it), in fp32 or bf16 at the input size it was published for. Anything else
+    (a fine-tuned checkpoint, random weights, INT8, another input size) is not measured: the
+    paper's ImageNet figure says nothing about it."""
     if eval_set is not None:
         return {"top1": _eval_top1(runner, p, eval_set, shape), "top1_source": f"measured on {eval_set}"}
-    if precision == "int8" or published is None:
+    top1 = p.weights.get("top1")
+    at_size = p.source.kind != "zoo" or list(shape[2:]) == list(p.pre.get("input_size", [0, 0, 0])[1:])
+    if precision == "int8" or top1 is None or not at_size:
         return {"top1": None, "top1_source": "not measured (give --eval)"}
-    return {"top1": published, "top1_source": "published (paper, ImageNet-1k)"}
+    return {"top1": top1, "top1_source": f"published for {p.weights['weights']} ({p.weights['top1_source']})"}
 
 
 def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set, tmp: Path, console,
@@ -585,6 +612,8 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
                     work = tmp / f"src{len(loaded)}"
                     work.mkdir(parents=True)
                     loaded[s] = _load(s, deployed, work)
+                    if note := loaded[s].weights.get("note"):
+                        console.print(f"[yellow]note:[/] {escape(note)}")
                 p = loaded[s]
                 if p.model is None:
                     shape = _artefact_input(Path(s.spec), size, b)
@@ -592,6 +621,7 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
                     shape = (b, p.pre["input_size"][0], size, size)
                 row["input_shape"] = list(shape)
                 row["arch"] = _arch(p)
+                row |= {k: p.weights[k] for k in ("weights", "weights_sha256") if p.weights.get(k)}
                 row |= _published(row["arch"]) if row["arch"] else {"published_top1": None}
                 if p.model is not None:
                     row |= _static_costs(p.model, shape)
@@ -609,7 +639,7 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
                     diff = float(np.abs(got - ref).max())
                     row |= {"max_abs_diff": diff, "max_rel_diff": diff / max(float(np.abs(ref).max()), 1e-12)}
                 row["runtime_info"] = runner.info
-                row |= _accuracy(p, runner, eval_set, shape, prec, row.get("published_top1"))
+                row |= _accuracy(p, runner, eval_set, shape, prec)
                 cell = timing.Cell(cid, runner.bind(x), b, runner.device_timer)
             except Exception as e:  # one broken runtime must not lose the sweep
                 row["error"] = f"{type(e).__name__}: {reason(e)}"
