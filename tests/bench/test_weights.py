@@ -113,3 +113,22 @@ def test_select_exports_the_published_weights_from_the_hub(tmp_path, caches, ser
     for r in rows:
         assert r["weights"] == provenance and r["top1"] == pytest.approx(63.138), r
         assert r["top1_source"].startswith(f"published for {provenance}")
+
+
+def test_select_ranks_only_what_carries_published_weights():
+    from leannet.bench.select import choose
+
+    def row(model, kind, weights, top1=None, **extra):
+        return {"model": model, "source_kind": kind, "runtime": "onnxruntime", "precision": "fp32", "batch": 1,
+                "median_ms": 1.0, "iqr_ms": 0.0, "input_shape": [1, 3, 224, 224], "weights": weights,
+                "top1": top1, "top1_source": NOT_MEASURED if top1 is None else "x", **extra}
+
+    sel = choose([row("mine", "checkpoint", "/w/mine.safetensors"),  # a fine-tuned pplcnet_x0_25
+                  row("pplcnet_x1_0", "zoo", RANDOM),  # timed without its weights: ranked by theirs
+                  row("snet49", "zoo", RANDOM)], budget_ms=10)  # no published weights at all
+    by = {c.model: c for c in sel.candidates}
+    assert by["mine"].top1 is None and by["mine"].excluded == "no accuracy known: give --eval"
+    assert by["snet49"].top1 is None and by["snet49"].excluded
+    assert by["pplcnet_x1_0"].top1 == pytest.approx(72.13)  # timm's lcnet_100 weights, not the paper's 71.32
+    assert by["pplcnet_x1_0"].top1_source.startswith("published for hf-hub:timm/lcnet_100.ra2_in1k")
+    assert sel.pick is by["pplcnet_x1_0"] and "weights: random" in sel.summary()

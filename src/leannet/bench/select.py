@@ -23,6 +23,7 @@ selection says so and names the fastest candidate.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,7 @@ def _shipped_top1(row: dict[str, Any]) -> tuple[float, str] | None:
     size = model_info(row["model"]).preprocessing()["input_size"][1:]
     if source.top1 is None or list(row.get("input_shape", [])[2:]) != list(size):
         return None
-    return source.top1, f"published for {source.label}, not on this machine yet ({source.top1_source})"
+    return source.top1, f"published for {source.label} ({source.top1_source}); timed without them"
 
 
 def choose(rows: Sequence[dict[str, Any]], budget_ms: float, max_int8_drop: float | None = 1.0) -> Selection:
@@ -191,12 +192,15 @@ def select(
 
 
 def _weights_line(pick: Candidate) -> str:
-    """The pick's weights as the summary states them before any export."""
-    from leannet.weights.hub import RANDOM_WEIGHTS
+    """The pick's weights as the summary states them before any export: the row's, or, for a
+    zoo pick timed with random weights, whether its published ones are here now."""
+    from leannet.weights.hub import RANDOM_WEIGHTS, published_weights
     from leannet.weights.sources import weight_source
 
     if pick.weights != RANDOM_WEIGHTS or pick.row.get("source_kind") != "zoo":
         return pick.weights
+    with contextlib.suppress(LeannetError):  # fetched since the row was timed
+        return f"{published_weights(pick.model, download=False).provenance} (cached here)"
     source = weight_source(pick.model)
     if source.kind == "none":
         return f"none published ({source.note}); timed with {RANDOM_WEIGHTS} weights"

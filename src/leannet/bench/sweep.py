@@ -60,7 +60,7 @@ _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
 FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time form, eval mode"}
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
               "others_cores", "macs", "params", "published_top1", "top1", "top1_source", "throughput_ips",
-              "task")  # task: "detect" on detector rows (leannet.bench.detectors), empty on classifiers
+              "task", "weights")  # task: "detect" on detector rows (leannet.bench.detectors), empty on classifiers
 
 
 # --- sources -------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 beside each artefact, and one way to run any artefact (`open_runner`).
 
 A sidecar is `<artefact stem>.json` (model.onnx -> model.json): size, crop, mean, std,
-interpolation, class names, precision and source, so inference needs nothing else. Two artefacts
-of one stem would share it, so an export never takes a name whose sidecar is another file's
-(`artefact_out`). Runtimes are imported inside the functions that need them.
+interpolation, class names, precision and source, so inference needs nothing else; and the
+weights' provenance (`provenance_record`: published source and commit, a checkpoint's path and
+sha256, or "random (latency only)"), so no later tool presents random outputs as predictions.
+Two artefacts of one stem would share it, so an export never takes a name whose sidecar is
+another file's (`artefact_out`). Runtimes are imported inside the functions that need them.
 """
 
 from __future__ import annotations
