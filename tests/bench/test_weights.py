@@ -94,6 +94,7 @@ def test_select_exports_the_published_weights_from_the_hub(tmp_path, caches, ser
     server.add_hf(REPO, "model.safetensors", body)
     server.add_hf(REPO, "config.json", config, lfs=False)
     assert main(_select(tmp_path)) == 0
+    assert server.requests[0].endswith("model.safetensors")  # bench itself never downloads: export did
     out = capsys.readouterr().out
     provenance = f"hf-hub:{REPO}@{COMMIT}"
     assert "pick: pplcnet_x0_5 / onnxruntime / fp32" in out and f"weights: {provenance}" in out
@@ -108,9 +109,11 @@ def test_select_exports_the_published_weights_from_the_hub(tmp_path, caches, ser
     np.testing.assert_allclose(Predictor(art).runner(x.numpy()), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     # Now cached, bench times the published weights and carries their published top-1; the
     # artefact exported from them at their input size does too.
-    rows = bench(["pplcnet_x0_5", str(art)], runtimes=["onnxruntime"], out=tmp_path / "b3",
-                 **{**TINY, "img": 224}).rows
-    for r in rows:
+    # The select sweep's row (random weights) is not reused: measured again with them.
+    sweep = bench(["pplcnet_x0_5", str(art)], runtimes=["onnxruntime"], out=tmp_path / "b",
+                  **{**TINY, "img": 224, "rounds": 1})
+    assert sweep.reused == 0
+    for r in sweep.rows:
         assert r["weights"] == provenance and r["top1"] == pytest.approx(63.138), r
         assert r["top1_source"].startswith(f"published for {provenance}")
 
