@@ -62,3 +62,9 @@ def test_explicit_num_classes_that_contradicts_metadata_fails(tmp_path):
     _, path = _saved(tmp_path, {"arch": "pplcnet_x0_25", "num_classes": 7}, num_classes=7)
     with pytest.raises(WeightsError, match="records num_classes=7, not 3"):
         load_model(path, num_classes=3)
+
+
+def test_a_checkpoint_saved_from_random_weights_stays_random(tmp_path):
+    # select --export --random-weights on a PyTorch runtime writes such a file; infer must say so.
+    _, path = _saved(tmp_path, {"arch": "pplcnet_x0_25", "num_classes": 1000, "weights": "random (latency only)"})
+    assert load_model(path).random

@@ -203,7 +203,7 @@ def _weights_line(pick: Candidate) -> str:
         return f"{published_weights(pick.model, download=False).provenance} (cached here)"
     source = weight_source(pick.model)
     if source.kind == "none":
-        return f"none published ({source.note}); timed with {RANDOM_WEIGHTS} weights"
+        return f"none published ({source.note}); timed with random weights"
     return (f"{source.label}, not on this machine (timed with random weights: latency is the same); "
             "--export fetches them")
 

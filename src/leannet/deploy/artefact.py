@@ -127,6 +127,8 @@ def load_model(spec: str | Path, weights: str | Path | None = None, num_classes:
     if published is not None:
         provenance = dict(weights=published.provenance, weights_sha256=published.sha256, top1=published.top1,
                           top1_source=published.top1_source)
+    elif meta.get("weights") == RANDOM_WEIGHTS:  # saved from a random model (select --random-weights)
+        provenance = dict(weights=RANDOM_WEIGHTS)
     elif weights is not None:
         provenance = dict(weights=str(weights), weights_sha256=sha256(Path(weights)))
     else:

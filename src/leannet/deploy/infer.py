@@ -4,9 +4,10 @@ The source is a registry name (with its published weights, or + a checkpoint), a
 checkpoint (.safetensors), an .onnx file or an OpenVINO .xml. The weights' provenance is part
 of every answer: a model or artefact with random weights (only on `--random-weights`) is said
 to be random on stderr and in each JSON line, so nobody mistakes its top-5 for predictions.
-PyTorch models run on the `eager` runtime, as bench and select name it. Preprocessing comes from the checkpoint metadata or the artefact's
-sidecar and goes through the same `eval_transform`, so PyTorch and every runtime see identical
-tensors. Unreadable images are reported one per line with the reason; the others still run.
+PyTorch models run on the `eager` runtime, as bench and select name it. Preprocessing comes
+from the checkpoint metadata or the artefact's sidecar and goes through the same
+`eval_transform`, so PyTorch and every runtime see identical tensors. Unreadable images are
+reported one per line with the reason; the others still run.
 """
 
 from __future__ import annotations
