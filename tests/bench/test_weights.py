@@ -53,6 +53,9 @@ def test_a_fine_tuned_checkpoint_and_its_export_get_no_published_top1(tmp_path, 
     for r in rows:
         assert r["top1"] is None and r["top1_source"] == NOT_MEASURED, r
         assert r["weights"] == str(ckpt)  # the artefact's sidecar names the checkpoint it came from
+    assert main([*args[:-2], "--out", str(tmp_path / "b")]) == 0  # the table, from the cache
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("mine ", "m "))]
+    assert len(table) == 2 and all("not measured" in line for line in table)
     val = _tiny_set(tmp_path / "val")
     assert main([*args, "--out", str(tmp_path / "b2"), "--eval", str(val)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

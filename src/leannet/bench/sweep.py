@@ -749,17 +749,21 @@ def live_table(rows: list[dict[str, Any]], title: str = ""):
     from rich.table import Table
 
     t = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for col in ("model", "runtime", "precision", "batch", "median ms", "IQR ms", "others"):
+    for col in ("model", "runtime", "precision", "batch", "median ms", "IQR ms", "top-1", "others"):
         t.add_column(col, justify="left" if col in ("model", "runtime", "precision") else "right")
     for r in rows:
         if "error" in r:
-            t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), "error", "", "")
+            t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), "error", "", "", "")
             continue
+        # a row's own top-1 (published for the weights it carries, or measured), never the paper's
+        top1 = r.get("top1")
+        top1_cell = f"{top1:.2f}" if top1 is not None else (
+            "not measured" if str(r.get("top1_source", "")).startswith("not measured") else "-")
         med = r.get("median_ms")
         flag = f" [red]contended: {why_contended(r)}[/]" if r.get("contended") else ""
         others = r.get("others_cores")
         t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]),
-                  "-" if med is None else f"{med:.3f}", "-" if med is None else f"{r['iqr_ms']:.3f}",
+                  "-" if med is None else f"{med:.3f}", "-" if med is None else f"{r['iqr_ms']:.3f}", top1_cell,
                   ("-" if others is None else f"{others:.2f} cores") + flag)
     return t
 
