@@ -15,8 +15,15 @@ def _seed():
 
 @pytest.fixture(autouse=True)
 def _leannet_home(tmp_path, monkeypatch):
-    # No test may read or write the user's real cache.
+    # No test may read or write the user's real caches, nor reach the network: offline, a
+    # registry name's published weights are "not here" at once (a real download attempt with
+    # no network waits ~30 s in huggingface_hub's retries). tests/weights/test_hub.py's
+    # `caches` fixture goes online against a loopback server.
     monkeypatch.setenv("LEANNET_HOME", str(tmp_path / "leannet_home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
 
 
 @pytest.fixture(autouse=True)

@@ -61,7 +61,7 @@ def test_commands_that_need_an_extra_name_it(tmp_path):
 from leannet.cli import main
 print("rc", main(["bench", "pplcnet_x0_25", "--runtimes", "onnxruntime,openvino", "--img", "32",
                   "--min-time", "0.01", "--rounds", "1", "--out", "b"]))
-print("rc", main(["export", "pplcnet_x0_25", "--out", "e.onnx", "--img", "32"]))
+print("rc", main(["export", "pplcnet_x0_25", "--out", "e.onnx", "--img", "32", "--random-weights"]))
 """
     done = _core(code, tmp_path)
     assert "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -118,7 +118,7 @@ def cmd_select(args: argparse.Namespace) -> int:
                  batch=args.batch, threads=args.threads, runtimes=args.runtimes, precisions=args.precisions,
                  eval_set=args.eval, calib=args.calib, max_int8_drop=args.max_int8_drop, export=args.export,
                  out=args.out, force=args.force, min_time=args.min_time, rounds=args.rounds,
-                 progress=not args.quiet)
+                 progress=not args.quiet, random_weights=args.random_weights)
     print(sel.summary())
     return 0 if sel.pick is not None else 1
 
@@ -149,7 +149,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export(args.model, weights=args.weights, format=args.format, out=args.out, img=args.img,
                     batch=args.batch, dynamic_batch=args.dynamic_batch, dynamic_size=args.dynamic_size,
                     precision=args.precision, int8=args.int8, calib=args.calib, eval_set=args.eval,
-                    opset=args.opset, simplify=args.simplify,
+                    opset=args.opset, simplify=args.simplify, random_weights=args.random_weights,
                     log=lambda msg: print(msg, file=sys.stderr))
     print(result.summary())
     return 0
@@ -160,7 +160,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     failed = infer(args.model, args.images, weights=args.weights, topk=args.topk, runtime=args.runtime,
                    batch_size=args.batch_size, threads=args.threads, as_json=args.json,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, random_weights=args.random_weights)
     return 1 if failed else 0
 
 # --- detect: the slim RetinaNet document detector -----------------------------------------------
@@ -439,7 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
     s.add_argument("--max-int8-drop", type=float, default=1.0,
                    help="leave out INT8 cells losing more top-1 points than this vs fp32 (default 1.0)")
-    s.add_argument("--export", metavar="DIR", help="write the pick here as a verified artefact with its sidecar")
+    s.add_argument("--export", metavar="DIR", help="write the pick here with its published weights, as a verified "
+                   "artefact with its sidecar (refused when its weights can't be had here)")
+    s.add_argument("--random-weights", action="store_true",
+                   help="with --export: write the pick even without its weights, random (latency only; the sidecar says so)")
     s.set_defaults(func=cmd_select)
 
     s = sub.add_parser("report", help="report.md + plots and report.html from results files (several machines: a column each)")
@@ -448,8 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("export", help="re-parameterise, fold BN, export to ONNX/OpenVINO (fp32, bf16, INT8) and verify")
-    s.add_argument("model", help="registry name (with --weights) or a leannet .safetensors checkpoint")
-    s.add_argument("--weights", help="checkpoint for a registry name")
+    s.add_argument("model", help="registry name (its published weights, or --weights) or a leannet .safetensors checkpoint")
+    s.add_argument("--weights", help="checkpoint for a registry name (a plain state_dict is fine)")
+    s.add_argument("--random-weights", action="store_true",
+                   help="a registry name without published weights here: export it random (latency only; the sidecar says so)")
     s.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
     s.add_argument("--out", help="artefact path (.onnx or .xml); default ./MODEL[-int8].onnx|.xml")
     s.add_argument("--img", type=_positive_int, help="square input size (default: the model's)")
@@ -466,13 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("infer", help="top-k predictions for images from a model, checkpoint or exported artefact")
-    s.add_argument("model", help="registry name (+ --weights), .safetensors checkpoint, .onnx or OpenVINO .xml")
+    s.add_argument("model", help="registry name (its published weights, or --weights), .safetensors checkpoint, "
+                   ".onnx or OpenVINO .xml")
     s.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    s.add_argument("--weights", help="checkpoint for a registry name")
+    s.add_argument("--weights", help="checkpoint for a registry name (a plain state_dict is fine)")
+    s.add_argument("--random-weights", action="store_true",
+                   help="a registry name without published weights here: run it random (its outputs mean nothing)")
     s.add_argument("--topk", type=_positive_int, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object per image (path, labels, scores)")
-    s.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"],
-                   help="default: torch for models, onnxruntime for .onnx, openvino for .xml")
+    s.add_argument("--runtime", choices=["eager", "onnxruntime", "openvino"],
+                   help="default: eager (PyTorch) for models, onnxruntime for .onnx, openvino for .xml")
     s.add_argument("--batch-size", type=_positive_int, default=16)
     s.add_argument("--threads", type=_positive_int, help="CPU threads for the runtime")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -332,7 +332,7 @@ def _image_set(root, seed=0, n=2):
 def _artefact(tmp_path, name="net", **kw):
     from leannet.deploy import export
 
-    return export("pplcnet_x0_25", format="onnx", out=tmp_path / f"{name}.onnx", img=32, **kw).path
+    return export("pplcnet_x0_25", format="onnx", out=tmp_path / f"{name}.onnx", img=32, random_weights=True, **kw).path
 
 
 def _fixed_probe(monkeypatch, ms):

@@ -134,7 +134,8 @@ def prepare(cid: CellId, ctx: Context) -> tuple[dict[str, Any], timing.Cell | No
         "precision": prec, "batch": b, "threads": threads, "deployed": deployed,
         "form": FORM[deployed] if s.kind == "checkpoint" else "exported detector artefact",
         "fingerprint": env["fingerprint"], "path": s.spec, "published_top1": None, "top1": None,
-        "top1_source": "not applicable (detector; mAP: `leannet detect eval`)"}
+        "top1_source": "not applicable (detector; mAP: `leannet detect eval`)",
+        "weights": s.spec}  # a detector file holds its own weights; its sha256 prefix is in `source`
     try:
         row["img"] = _image_size(s)
         base = timing.reset_peak_rss()

@@ -86,7 +86,7 @@ _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
 FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time form, eval mode"}
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
               "others_cores", "macs", "params", "published_top1", "top1", "top1_source", "throughput_ips",
-              "task")  # task: "detect" on detector rows (leannet.bench.detectors), empty on classifiers
+              "task", "weights")  # task: "detect" on detector rows (leannet.bench.detectors), empty on classifiers
 DEFAULT_SIDE = 224  # the ImageNet input side: what zoo models are trained and published at
 CALIBRATION_INPUTS = 32  # generated INT8 calibration inputs: enough for stable ranges; latency only
 EVAL_BATCH = 64  # images decoded per chunk when measuring top-1: bounds memory, not the runner's batch
@@ -384,23 +384,60 @@ class Prepared:
     classes: list[str]
     workdir: Path
     files: dict[tuple, Path] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)  # provenance and published top-1 (`_load`)
 
 
 def _load(source: Source, deployed: bool, workdir: Path) -> Prepared:
+    """Load a source once, with its weights' provenance (`Prepared.weights`).
+
+    A zoo name is timed with its published weights when the caches hold them, and with a fixed
+    random init (seed 0: the same in every run, so a row's max_abs_diff reproduces; the
+    caller's random stream is left as it was) when they don't: weights don't change latency,
+    and bench never downloads. A sweep over a preset would otherwise fetch gigabytes to time
+    them, and each unreachable download costs ~30 s of huggingface_hub's retries; `make run`
+    and the tests run offline. Such rows say `"weights": "random (latency only)"`, carry no
+    top-1 and print a note; `leannet export NAME` (or `create_model(NAME, pretrained=True)`)
+    fetches the weights once, and later sweeps find them. A checkpoint's provenance is its path
+    and sha256; an artefact's is what its sidecar records."""
     from leannet.deploy.artefact import load_model, read_sidecar
     from leannet.deploy.reparam import reparameterize
 
     if source.kind == "artefact":
         record = read_sidecar(source.spec) if Path(source.spec).with_suffix(".json").is_file() else {}
         pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct") if k in record}
-        return Prepared(source, None, pre, [str(c) for c in record.get("classes", [])], workdir)
-    # a registry name without weights gets a random init: the same one in every run, so a row's
-    # max_abs_diff reproduces; the caller's random stream is left as it was
+        weights = {"weights": record.get("weights") or "unknown (the sidecar does not record it)",
+                   "weights_sha256": record.get("weights_sha256"), "top1": record.get("weights_top1"),
+                   "top1_source": record.get("weights_top1_source", "")}
+        return Prepared(source, None, pre, [str(c) for c in record.get("classes", [])], workdir, weights=weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        loaded = load_model(source.spec)
+        loaded = load_model(source.spec, random_weights=source.kind == "zoo", download=False)
     model = reparameterize(loaded.model) if deployed else loaded.model
-    return Prepared(source, model.eval(), dict(loaded.preprocessing), loaded.classes, workdir)
+    weights = {"weights": loaded.weights, "weights_sha256": loaded.weights_sha256, "top1": loaded.top1,
+               "top1_source": loaded.top1_source}
+    if loaded.random:
+        weights["note"] = (f"{source.label}: its published weights are not cached here, timed with a fixed random "
+                           "init (latency is the same; its rows carry no top-1); `leannet export "
+                           f"{source.label}` fetches them")
+    return Prepared(source, model.eval(), dict(loaded.preprocessing), loaded.classes, workdir, weights=weights)
+
+
+def _fetched_since(row: dict[str, Any], memo: dict[str, bool]) -> bool:
+    """Whether a cached zoo row timed with random weights now has its published weights in the
+    caches: it is measured again, so the row carries them and their top-1 (its latency would
+    not change; its claims do). Looked up once per model and sweep (`memo`)."""
+    from leannet.weights.hub import RANDOM_WEIGHTS, published_weights
+
+    if row.get("source_kind") != "zoo" or row.get("weights") != RANDOM_WEIGHTS:
+        return False
+    name = row["model"]
+    if name not in memo:
+        try:
+            published_weights(name, download=False)
+            memo[name] = True
+        except LeannetError:
+            memo[name] = False
+    return memo[name]
 
 
 def _onnx(p: Prepared, shape: tuple[int, ...]) -> Path:
@@ -468,6 +505,9 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
 
 
 def _published(name: str) -> dict[str, Any]:
+    """The paper's facts about architecture `name` (top-1, latency and their source), kept on
+    the row as the paper's claims; a row's own accuracy is `top1` (`_accuracy`), which never
+    borrows the paper's figure."""
     from leannet.registry import model_info
 
     try:
@@ -503,14 +543,19 @@ def _arch(p: Prepared) -> str | None:
 
 
 def _accuracy(p: Prepared, runner: Runner, eval_set: str | Path | None, shape: tuple[int, ...],
-              precision: str, published: float | None) -> dict[str, Any]:
-    """Top-1 for the row: measured on `eval_set` when given, else the paper's (fp32 and bf16;
-    an INT8 model's accuracy is unknown until measured)."""
+              precision: str) -> dict[str, Any]:
+    """Top-1 for the row: measured on `eval_set` when given; else the top-1 published for the
+    weights the model carries (`Prepared.weights`: the published checkpoint, or an artefact
+    exported from it), in fp32 or bf16 at the input size it was published for. Anything else
+    (a fine-tuned checkpoint, random weights, INT8, another input size) is not measured: the
+    paper's ImageNet figure says nothing about it."""
     if eval_set is not None:
         return {"top1": _eval_top1(runner, p, eval_set, shape), "top1_source": f"measured on {eval_set}"}
-    if precision == "int8" or published is None:
+    top1 = p.weights.get("top1")
+    at_size = p.source.kind != "zoo" or list(shape[2:]) == list(p.pre.get("input_size", [0, 0, 0])[1:])
+    if precision == "int8" or top1 is None or not at_size:
         return {"top1": None, "top1_source": "not measured (give --eval)"}
-    return {"top1": published, "top1_source": "published (paper, ImageNet-1k)"}
+    return {"top1": top1, "top1_source": f"published for {p.weights['weights']} ({p.weights['top1_source']})"}
 
 
 def _int8_caveat(ids: DataIds) -> str:
@@ -548,6 +593,8 @@ def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[So
             work = ctx.workdir / f"src{len(loaded)}"
             work.mkdir(parents=True)
             loaded[s] = _load(s, ctx.deployed, work)
+            if note := loaded[s].weights.get("note"):
+                ctx.console.print(f"[yellow]note:[/] {escape(note)}")
         p = loaded[s]
         if p.model is None:
             shape = cid.shape
@@ -557,6 +604,7 @@ def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[So
                 raise LeannetError(f"--shape asks for {ctx.channels} input channels; {s.label} takes {channels}")
             shape = (b, channels, *cid.hw)
         row["arch"] = _arch(p)
+        row |= {k: p.weights[k] for k in ("weights", "weights_sha256") if p.weights.get(k)}
         row |= _published(row["arch"]) if row["arch"] else {"published_top1": None}
         base = timing.reset_peak_rss()
         runner, extra = make_runner(p, rt, prec, shape or (b, 3, *cid.hw), ctx.threads, ctx.calib)
@@ -579,7 +627,7 @@ def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[So
             diff = float(np.abs(got - ref).max())
             row |= {"max_abs_diff": diff, "max_rel_diff": diff / max(float(np.abs(ref).max()), 1e-12)}
         row["runtime_info"] = runner.info
-        row |= _accuracy(p, runner, ctx.eval_set, shape, prec, row.get("published_top1"))
+        row |= _accuracy(p, runner, ctx.eval_set, shape, prec)
         if prec == "int8" and made_here and ctx.eval_set is not None and row.get("top1") is not None:
             row["top1_source"] += _int8_caveat(ids)
         cell = timing.Cell(cid, runner.bind(x), b, runner.device_timer)
@@ -707,9 +755,13 @@ def bench(
         img_key = c.hw[0] if c.source.task == "detect" else img_label(c.hw)
         return (c.source.id, c.runtime, c.precision, c.batch, img_key, threads, deployed, env["fingerprint"])
 
+    fetched: dict[str, bool] = {}
+
     def reusable(row: dict[str, Any], c: CellId) -> bool:
         if c.source.task == "detect":
             return True
+        if _fetched_since(row, fetched):
+            return False
         if eval_set is not None and (row.get("eval_set_id") != ids.eval_id
                                      or not str(row.get("top1_source", "")).startswith("measured")):
             return False
@@ -910,18 +962,22 @@ def live_table(rows: list[dict[str, Any]], title: str = ""):
     from rich.table import Table
 
     t = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for col in ("model", "runtime", "precision", "batch", "input", "median ms", "IQR ms", "others"):
+    for col in ("model", "runtime", "precision", "batch", "input", "median ms", "IQR ms", "top-1", "others"):
         t.add_column(col, justify="left" if col in ("model", "runtime", "precision") else "right")
     for r in rows:
         size = str(r.get("img", ""))
         if "error" in r:
-            t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), size, "error", "", "")
+            t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), size, "error", "", "", "")
             continue
+        # a row's own top-1 (published for the weights it carries, or measured), never the paper's
+        top1 = r.get("top1")
+        top1_cell = f"{top1:.2f}" if top1 is not None else (
+            "not measured" if str(r.get("top1_source", "")).startswith("not measured") else "-")
         med = r.get("median_ms")
         flag = f" [red]contended: {why_contended(r)}[/]" if r.get("contended") else ""
         others = r.get("others_cores")
         t.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), size,
-                  "-" if med is None else f"{med:.3f}", "-" if med is None else f"{r['iqr_ms']:.3f}",
+                  "-" if med is None else f"{med:.3f}", "-" if med is None else f"{r['iqr_ms']:.3f}", top1_cell,
                   ("-" if others is None else f"{others:.2f} cores") + flag)
     return t
 

@@ -2,9 +2,11 @@
 beside each artefact, and one way to run any artefact (`open_runner`).
 
 A sidecar is `<artefact stem>.json` (model.onnx -> model.json): size, crop, mean, std,
-interpolation, class names, precision and source, so inference needs nothing else. Two artefacts
-of one stem would share it, so an export never takes a name whose sidecar is another file's
-(`artefact_out`). Runtimes are imported inside the functions that need them.
+interpolation, class names, precision and source, so inference needs nothing else; and the
+weights' provenance (`provenance_record`: published source and commit, a checkpoint's path and
+sha256, or "random (latency only)"), so no later tool presents random outputs as predictions.
+Two artefacts of one stem would share it, so an export never takes a name whose sidecar is
+another file's (`artefact_out`). Runtimes are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from leannet.errors import ConfigError, LeannetError, WeightsError
-from leannet.fileio import write_text
+from leannet.fileio import sha256, write_text
 from leannet.runtime.runners import (
     ARTEFACT_SUFFIXES,
     Runner,
@@ -28,6 +30,7 @@ from leannet.runtime.runners import (
     run_all,
     torch_runner,
 )
+from leannet.weights.hub import RANDOM_WEIGHTS
 
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}  # export format -> artefact suffix
 FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino"}  # runtime -> the export format it runs
@@ -35,28 +38,51 @@ FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino"}  # runtime -> the ex
 
 @dataclass
 class LoadedModel:
-    """A PyTorch model ready to deploy, with what inference needs to know about it."""
+    """A PyTorch model ready to deploy, with what inference needs to know about it.
+
+    `weights` is the provenance every record carries: a pinned published source
+    (`hf-hub:timm/lcnet_100.ra2_in1k@<commit>`, a URL), a checkpoint path (its sha256 in
+    `weights_sha256`), or `RANDOM_WEIGHTS`. `top1` is the ImageNet-1k top-1 published for
+    exactly these weights, set only when they are the published ones."""
 
     model: nn.Module
     arch: str
     preprocessing: dict[str, Any]
     classes: list[str]
-    weights: str | None
+    weights: str
+    weights_sha256: str | None = None
+    top1: float | None = None
+    top1_source: str = ""
+
+    @property
+    def random(self) -> bool:
+        return self.weights == RANDOM_WEIGHTS
 
 
-def load_model(spec: str | Path, weights: str | Path | None = None, num_classes: int | None = None) -> LoadedModel:
+RANDOM_HINT = "or pass --random-weights for a latency-only model with random weights"
+
+
+def load_model(spec: str | Path, weights: str | Path | None = None, num_classes: int | None = None, *,
+               random_weights: bool = False, download: bool = True) -> LoadedModel:
     """A registry name (+ optional weights) or a leannet checkpoint (.safetensors whose metadata
     names the architecture), in eval mode.
 
-    The model's arguments (num_classes, and what the weights imply, e.g. head_bias) come from
-    the checkpoint's metadata; a weights file without a recorded num_classes needs an explicit
-    `num_classes` (never guessed from tensor shapes), and one that disagrees with it is an
-    error. Preprocessing and class names come from the metadata when it has them, else from
-    the registry."""
+    A registry name alone means the model with its published weights (`pretrained=True`: the
+    caches, or the hub when `download`). Where there are none (no public checkpoint, offline
+    with nothing cached) it is a one-line WeightsError saying why and how to get them, unless
+    `random_weights`: then the model keeps its random initialisation and says so
+    (`LoadedModel.weights == RANDOM_WEIGHTS`).
+
+    The model's arguments come from the checkpoint: num_classes as the metadata records it,
+    else from the classifier tensor's shape (a plain state_dict), and what the weights imply
+    (e.g. head_bias); an explicit `num_classes` the metadata contradicts is an error.
+    Preprocessing and class names come from the metadata when it has them, else from the
+    registry."""
     from leannet.factory import create_model
     from leannet.registry import model_info
     from leannet.weights import load_into, load_state_dict, read_metadata
-    from leannet.weights.io import model_args
+    from leannet.weights.hub import published_weights
+    from leannet.weights.io import classifier_classes, model_args, recorded_classes
 
     spec_path = Path(spec)
     meta: dict[str, Any] = {}
@@ -72,13 +98,24 @@ def load_model(spec: str | Path, weights: str | Path | None = None, num_classes:
     else:
         arch = str(spec)
     info = model_info(arch)
+    published = None
+    if weights is None:
+        try:
+            published = published_weights(info.name, download)
+            weights = published.path
+        except LeannetError as e:
+            if not random_weights:
+                raise WeightsError(f"{e}; {RANDOM_HINT}") from None
     args: dict[str, Any] = {"num_classes": num_classes or 1000}
     state = None
     if weights is not None:
         if not meta and Path(weights).suffix == ".safetensors":
             meta = read_metadata(weights)
-        args = model_args(meta, str(weights), num_classes)
         state = load_state_dict(weights)
+        from_tensors = None
+        if num_classes is None and recorded_classes(meta) is None:
+            from_tensors = classifier_classes(create_model(info.name, **meta.get("model_args", {})), state)
+        args = model_args(meta, str(weights), num_classes, from_tensors)
     model = create_model(info.name, **args)
     if state is not None:
         load_into(model, state, source=str(weights))
@@ -87,8 +124,29 @@ def load_model(spec: str | Path, weights: str | Path | None = None, num_classes:
     classes = meta.get("classes") or meta.get("class_names") or [str(i) for i in range(n)]
     if len(classes) != n:
         raise WeightsError(f"{weights}: metadata lists {len(classes)} class names for {n} outputs")
-    return LoadedModel(model.eval(), info.name, pre, [str(c) for c in classes],
-                       str(weights) if weights is not None else None)
+    if published is not None:
+        provenance = dict(weights=published.provenance, weights_sha256=published.sha256, top1=published.top1,
+                          top1_source=published.top1_source)
+    elif meta.get("weights") == RANDOM_WEIGHTS:  # saved from a random model (select --random-weights)
+        provenance = dict(weights=RANDOM_WEIGHTS)
+    elif weights is not None:
+        provenance = dict(weights=str(weights), weights_sha256=sha256(Path(weights)))
+    else:
+        provenance = dict(weights=RANDOM_WEIGHTS)
+    return LoadedModel(model.eval(), info.name, pre, [str(c) for c in classes], **provenance)
+
+
+def provenance_record(loaded: LoadedModel, input_size: list[int] | None = None) -> dict[str, Any]:
+    """What an artefact's sidecar says of its weights: provenance, sha256 and, for published
+    weights exported at the input size they were published for, the top-1 published for them
+    (an export verified against them carries that figure; anything else must measure its own)."""
+    rec: dict[str, Any] = {"weights": loaded.weights}
+    if loaded.weights_sha256:
+        rec["weights_sha256"] = loaded.weights_sha256
+    same_size = input_size is None or list(input_size) == list(loaded.preprocessing["input_size"])
+    if loaded.top1 is not None and same_size:
+        rec |= {"weights_top1": loaded.top1, "weights_top1_source": loaded.top1_source}
+    return rec
 
 
 # --- sidecar -------------------------------------------------------------------------------------
@@ -188,5 +246,24 @@ def sidecar_fields(artefact: str | Path) -> dict[str, Any]:
 
 # --- running artefacts: one runner type for every tool (leannet.runtime.runners) ------------------
 
-__all__ = ["ARTEFACT_SUFFIXES", "FORMATS", "FORMAT_OF", "LoadedModel", "Runner", "artefact_out", "check_sidecar_free", "load_model", "onnxruntime_runner", "open_runner",
-           "openvino_runner", "read_sidecar", "run_all", "sidecar_fields", "sidecar_path", "torch_runner", "write_sidecar"]
+__all__ = [
+    "ARTEFACT_SUFFIXES",
+    "FORMATS",
+    "FORMAT_OF",
+    "RANDOM_WEIGHTS",
+    "LoadedModel",
+    "Runner",
+    "artefact_out",
+    "check_sidecar_free",
+    "load_model",
+    "onnxruntime_runner",
+    "open_runner",
+    "openvino_runner",
+    "provenance_record",
+    "read_sidecar",
+    "run_all",
+    "sidecar_fields",
+    "sidecar_path",
+    "torch_runner",
+    "write_sidecar",
+]

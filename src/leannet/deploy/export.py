@@ -1,7 +1,8 @@
 """`export`: from a trained model to a verified artefact in one call.
 
-Steps: load (registry name + weights, or a leannet checkpoint) -> reparameterise and fold
-every BatchNorm -> export fp32 (ONNX or OpenVINO IR) -> verify against PyTorch (fp32 must
+Steps: load (a registry name with its published weights or a checkpoint, or a leannet
+checkpoint; random weights only when asked, and the sidecar then says so) -> reparameterise
+and fold every BatchNorm -> export fp32 (ONNX or OpenVINO IR) -> verify against PyTorch (fp32 must
 match to 1e-4 or the export fails) -> optionally quantise to INT8 and measure top-1
 agreement (and accuracy on an evaluation set) -> move the artefact into place and write its
 preprocessing sidecar. Everything is built in a temporary folder beside the output, so a
@@ -24,12 +25,14 @@ from leannet.deploy.artefact import (
     artefact_out,
     load_model,
     open_runner,
+    provenance_record,
     publish,
     torch_runner,
 )
 from leannet.deploy.reparam import reparameterize
 from leannet.deploy.verify import FP32_TOL, compare, top1_accuracy, verify
 from leannet.errors import ConfigError
+from leannet.weights.hub import RANDOM_WEIGHTS
 
 VERIFY_RANDOM = 8  # random inputs checked for fp32 parity, besides real images when given
 VERIFY_IMAGES = 64
@@ -44,7 +47,9 @@ class ExportResult:
     def summary(self) -> str:
         r = self.record
         lines = [f"wrote {self.path} ({r['format']}, {r['precision']}, input {r['input_size']}, "
-                 f"batch {r['batch'] or 'dynamic'}) and {self.sidecar.name}"]
+                 f"batch {r['batch'] or 'dynamic'}) and {self.sidecar.name}",
+                 f"  weights: {r['weights']}"
+                 + (": its outputs mean nothing, time it only" if r["weights"] == RANDOM_WEIGHTS else "")]
         for v in r["verification"]:
             lines.append(f"  {v['runtime']} {v['precision']} vs PyTorch on {v['n']} inputs: max |diff| "
                          f"{v['max_abs_diff']:.2e}, top-1 agreement {100 * v['top1_agreement']:.1f}%")
@@ -74,8 +79,13 @@ def export(
     opset: int = 18,
     simplify: bool = False,
     log: Callable[[str], None] | None = None,
+    random_weights: bool = False,
 ) -> ExportResult:
     """Export `model` (registry name + `weights`, or a leannet .safetensors checkpoint).
+
+    A registry name without `weights` exports its published weights (fetched if need be);
+    where there are none the export stops before writing anything, unless `random_weights`
+    (a latency-only artefact whose sidecar says `"weights": "random (latency only)"`).
 
     `precision` is the fp32/bf16 compute precision (bf16 only for OpenVINO); `int8=True`
     quantises with images from `calib` (ImageFolder, folder or list file). `eval_set`
@@ -87,7 +97,9 @@ def export(
     log = log or (lambda _msg: None)
     precision = {"f32": "fp32"}.get(precision, precision)
     _check_options(format, precision, int8, calib, batch, dynamic_size)
-    loaded = load_model(model, weights)
+    if out is not None:  # a bad --out is refused before any weights are fetched
+        artefact_out(out, Path(out), format)
+    loaded = load_model(model, weights, random_weights=random_weights)
     pre = dict(loaded.preprocessing)
     if img is not None:
         pre["input_size"] = [pre["input_size"][0], img, img]
@@ -217,7 +229,7 @@ def _record(loaded, pre, format, precision, batch, dynamic_batch, dynamic_size, 
         "artefact": out.name,
         "precision": precision,
         "source_model": loaded.arch,
-        "weights": loaded.weights,
+        **provenance_record(loaded, pre["input_size"]),
         **pre,
         "classes": loaded.classes,
         "batch": None if dynamic_batch else batch,

@@ -1,9 +1,13 @@
 """`infer`: top-k predictions for image files from a model or an exported artefact.
 
-The source is a registry name (+ weights), a leannet checkpoint (.safetensors), an .onnx file
-or an OpenVINO .xml. Preprocessing comes from the checkpoint metadata or the artefact's
-sidecar and goes through the same `eval_transform`, so PyTorch and every runtime see identical
-tensors. Unreadable images are reported one per line with the reason; the others still run.
+The source is a registry name (with its published weights, or + a checkpoint), a leannet
+checkpoint (.safetensors), an .onnx file or an OpenVINO .xml. The weights' provenance is part
+of every answer: a model or artefact with random weights (only on `--random-weights`) is said
+to be random on stderr and in each JSON line, so nobody mistakes its top-5 for predictions.
+PyTorch models run on the `eager` runtime, as bench and select name it. Preprocessing comes
+from the checkpoint metadata or the artefact's sidecar and goes through the same
+`eval_transform`, so PyTorch and every runtime see identical tensors. Unreadable images are
+reported one per line with the reason; the others still run.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from leannet.deploy.artefact import (
     torch_runner,
 )
 from leannet.errors import LeannetError
+from leannet.weights.hub import RANDOM_WEIGHTS
 
 
 @dataclass
@@ -47,7 +52,7 @@ class Predictor:
     """Loads a model or artefact once; `predict(paths)` yields one Prediction per path, in order."""
 
     def __init__(self, source: str | Path, weights: str | Path | None = None,
-                 runtime: str | None = None, threads: int | None = None) -> None:
+                 runtime: str | None = None, threads: int | None = None, random_weights: bool = False) -> None:
         path = Path(source)
         if path.suffix in ARTEFACT_SUFFIXES:
             if weights is not None:
@@ -60,13 +65,20 @@ class Predictor:
             self.runner: Runner = open_runner(path, runtime, threads)
             self.pre = {k: record[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct", "channel_order") if k in record}
             self.classes = [str(c) for c in record["classes"]]
+            # an artefact exported before sidecars recorded weights says nothing: unknown, not random
+            self.weights: str = str(record.get("weights") or "unknown (the sidecar does not record it)")
         else:
-            if runtime not in (None, "torch"):
+            if runtime not in (None, "eager"):
                 raise LeannetError(f"--runtime {runtime} runs exported artefacts; export first "
-                                   f"(`leannet export {source} ...`) or use --runtime torch")
-            loaded = load_model(source, weights)
+                                   f"(`leannet export {source} ...`) or use --runtime eager")
+            loaded = load_model(source, weights, random_weights=random_weights)
             self.runner = torch_runner(loaded.model, threads=threads)
             self.pre, self.classes = loaded.preprocessing, loaded.classes
+            self.weights = loaded.weights
+
+    @property
+    def random(self) -> bool:
+        return self.weights == RANDOM_WEIGHTS
 
     def predict(self, paths: Iterable[Path], topk: int = 5, batch_size: int = 16) -> Iterator[Prediction]:
         failed: list[Prediction] = []
@@ -94,9 +106,11 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def infer(source: str | Path, inputs: Iterable[str | Path], weights: str | Path | None = None,
           topk: int = 5, runtime: str | None = None, batch_size: int = 16, threads: int | None = None,
-          as_json: bool = False, out: TextIO | None = None, progress: bool = True) -> int:
+          as_json: bool = False, out: TextIO | None = None, progress: bool = True,
+          random_weights: bool = False) -> int:
     """Print predictions for `inputs` (files and folders) to `out`: a table, or JSON lines with
-    `--json`. Unreadable files are reported on stderr with the reason. Returns how many failed."""
+    `--json` (each with the weights' provenance). Random weights are named on stderr first.
+    Unreadable files are reported on stderr with the reason. Returns how many failed."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -104,7 +118,10 @@ def infer(source: str | Path, inputs: Iterable[str | Path], weights: str | Path 
     paths = find_images(inputs)
     if not paths:
         raise LeannetError(f"no images found in {', '.join(map(str, inputs))}")
-    predictor = Predictor(source, weights, runtime, threads)
+    predictor = Predictor(source, weights, runtime, threads, random_weights)
+    if predictor.random:
+        print(f"leannet: warning: {source} has random weights ({RANDOM_WEIGHTS}): these predictions "
+              "mean nothing", file=sys.stderr)
     rows: list[Prediction] = []
     n_failed = 0
     show = progress and sys.stderr.isatty()  # a redirected stderr gets no bar (nor its blank line)
@@ -116,7 +133,7 @@ def infer(source: str | Path, inputs: Iterable[str | Path], weights: str | Path 
                 n_failed += 1
                 print(f"leannet: skipped {pred.error}", file=sys.stderr)
             if as_json:
-                print(json.dumps(pred.as_dict()), file=out)
+                print(json.dumps(pred.as_dict() | {"weights": predictor.weights}), file=out)
             elif pred.error is None:
                 rows.append(pred)
     if not as_json and rows:

@@ -20,6 +20,12 @@ to a temporary name, checked, then renamed). The converted leannet file goes to
 Offline (`HF_HUB_OFFLINE=1`, or no network): the caches serve; with nothing cached, one line
 names the file expected and the `leannet convert` command that makes it from a checkpoint
 copied by other means. The environment is read at each call, not at import.
+
+`published_weights(name)` is the one answer to "this registry name with its published
+weights" (select, export, infer, bench): the verified file, its provenance (the commit fetched)
+and the top-1 published for that very checkpoint; `download=False` asks the caches only, for
+callers that must not wait on the network (bench). A model without them is built with random
+weights only on the user's word, and every record then says `RANDOM_WEIGHTS`.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -105,9 +111,10 @@ def _check_timm_tag(name: str, tag: str) -> None:
         raise WeightsError(f"timm tag {tag!r} holds weights for {owner}, not {name}")
 
 
-def pretrained_file(name: str, pretrained: bool | str | Path) -> Path:
+def pretrained_file(name: str, pretrained: bool | str | Path, download: bool = True) -> Path:
     """The checkpoint `create_model(name, pretrained=...)` loads: a path as given, or the
-    verified converted file in `$LEANNET_HOME` (downloaded and converted first if needed)."""
+    verified converted file in `$LEANNET_HOME` (downloaded and converted first if needed;
+    `download=False` takes only what the caches hold, as offline)."""
     if pretrained is True:
         source = weight_source(name)
     else:
@@ -115,11 +122,42 @@ def pretrained_file(name: str, pretrained: bool | str | Path) -> Path:
         if isinstance(parsed, Path):
             return parsed
         source = parsed
-    return fetch(name, source)
+    return fetch(name, source, download)
 
 
-def fetch(name: str, source: WeightSource) -> Path:
-    """Make sure the converted weights of `source` for `name` are cached; return their path."""
+RANDOM_WEIGHTS = "random (latency only)"  # what every record says of a model with no trained weights
+
+
+@dataclass(frozen=True)
+class Published:
+    """A model's published weights as found here: the verified file, where it came from (a
+    pinned `hf-hub:ORG/REPO@COMMIT`, the URL, or the source's label for a user-converted file)
+    and the top-1 its publisher reports for exactly this checkpoint."""
+
+    path: Path
+    provenance: str
+    sha256: str
+    top1: float | None
+    top1_source: str
+
+
+def published_weights(name: str, download: bool = True) -> Published:
+    """The default published weights of model `name` (`pretrained=True`), from the caches or,
+    with `download`, the hub. Raises a one-line WeightsError/DownloadError saying why there
+    are none here and how to get them."""
+    source = weight_source(name)
+    path = fetch(name, source, download)
+    origin = _origin(path) or {}
+    if origin.get("repo") and origin.get("commit"):
+        provenance = f"hf-hub:{origin['repo']}@{origin['commit']}"
+    else:
+        provenance = origin.get("url") or source.label
+    return Published(path, provenance, sha256(path), source.top1, source.top1_source)
+
+
+def fetch(name: str, source: WeightSource, download: bool = True) -> Path:
+    """Make sure the converted weights of `source` for `name` are cached; return their path.
+    `download=False`: the caches only, no request (as `HF_HUB_OFFLINE=1`)."""
     target = cache_path(name, source)
     if not source.automatic:
         # A file the user converted: at the keyed path, or (as before sources existed) at
@@ -135,7 +173,7 @@ def fetch(name: str, source: WeightSource) -> Path:
         verify(target)
         return target
     try:
-        raw, origin = _download(source)
+        raw, origin = _download(source, download)
     except _Unavailable as e:
         if target.is_file():  # offline with an unpinned revision: the last one converted
             verify(target)
@@ -222,10 +260,10 @@ class _Unavailable(Exception):
     """Offline, or the server can't be reached, and the download cache doesn't have the file."""
 
 
-def _download(source: WeightSource) -> tuple[Path, dict[str, Any]]:
+def _download(source: WeightSource, download: bool = True) -> tuple[Path, dict[str, Any]]:
     if source.kind == "hf":
-        return _hf_download(source)
-    return _url_download(source), {"repo": None, "revision": None, "commit": None, "url": source.location}
+        return _hf_download(source, download)
+    return _url_download(source, download), {"repo": None, "revision": None, "commit": None, "url": source.location}
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -240,7 +278,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _hf_options() -> dict[str, Any]:
+def _hf_options(download: bool = True) -> dict[str, Any]:
     """Cache, endpoint and offline switch from the environment as it is now (huggingface_hub
     reads them once, at import)."""
     from huggingface_hub import constants
@@ -250,10 +288,10 @@ def _hf_options() -> dict[str, Any]:
     if not cache:
         cache = str(Path(env["HF_HOME"]).expanduser() / "hub") if env.get("HF_HOME") else constants.HF_HUB_CACHE
     endpoint = (env.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-    return {"cache_dir": cache, "endpoint": endpoint, "local_files_only": offline()}
+    return {"cache_dir": cache, "endpoint": endpoint, "local_files_only": offline() or not download}
 
 
-def _hf_download(source: WeightSource) -> tuple[Path, dict[str, Any]]:
+def _hf_download(source: WeightSource, download: bool = True) -> tuple[Path, dict[str, Any]]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -263,7 +301,7 @@ def _hf_download(source: WeightSource) -> tuple[Path, dict[str, Any]]:
         RevisionNotFoundError,
     )
 
-    opts = _hf_options()
+    opts = _hf_options(download)
     revision = source.revision or "main"
     kw = dict(repo_id=source.location, revision=revision, **opts)
     where = f"{source.label} ({opts['endpoint']})"
@@ -278,7 +316,8 @@ def _hf_download(source: WeightSource) -> tuple[Path, dict[str, Any]]:
             # Online, this means the server can't be reached (after huggingface_hub's retries,
             # ~20 s): the next file name would wait as long for the same answer.
             if last or not opts["local_files_only"]:
-                why = "offline (HF_HUB_OFFLINE=1)" if opts["local_files_only"] else f"{opts['endpoint']} can't be reached"
+                why = ("downloads not asked for" if not download else "offline (HF_HUB_OFFLINE=1)"
+                       if opts["local_files_only"] else f"{opts['endpoint']} can't be reached")
                 raise _Unavailable(f"{why} and {source.label} is not in the Hugging Face cache") from None
         except EntryNotFoundError:
             if last:
@@ -299,7 +338,7 @@ def _hf_download(source: WeightSource) -> tuple[Path, dict[str, Any]]:
     return path, {"repo": source.location, "revision": revision, "commit": commit, "url": None}
 
 
-def _url_download(source: WeightSource) -> Path:
+def _url_download(source: WeightSource, download: bool = True) -> Path:
     import urllib.error
 
     import torch.hub
@@ -308,8 +347,9 @@ def _url_download(source: WeightSource) -> Path:
     dst = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if dst.is_file():
         return dst
-    if offline():
-        raise _Unavailable(f"offline (HF_HUB_OFFLINE=1) and {filename} is not in {dst.parent}")
+    if offline() or not download:
+        why = "offline (HF_HUB_OFFLINE=1)" if download else "downloads not asked for"
+        raise _Unavailable(f"{why} and {filename} is not in {dst.parent}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     # Download under a temporary name, check it, then rename: torch.hub.download_url_to_file
     # checks a hash prefix but not the length, and urllib accepts a connection closed early.

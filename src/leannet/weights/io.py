@@ -251,22 +251,44 @@ def load_weights(model: nn.Module, path: str | Path, *, reset_head: bool = False
     return model
 
 
-def model_args(meta: Mapping[str, Any], source: str, num_classes: int | None = None) -> dict[str, Any]:
-    """The constructor arguments a checkpoint's metadata records: `num_classes` (written by
-    every save_weights caller: training, `leannet convert`, the hub cache) plus `model_args`
-    (what the weights imply, e.g. PP-LCNet's head_bias).
+def model_args(meta: Mapping[str, Any], source: str, num_classes: int | None = None,
+               from_tensors: int | None = None) -> dict[str, Any]:
+    """The constructor arguments a checkpoint implies: `num_classes` plus the metadata's
+    `model_args` (what the weights imply, e.g. PP-LCNet's head_bias).
 
-    The class count is never guessed from tensor shapes: a file that records none needs an
-    explicit `num_classes`, and one that records another count than the explicit one is an
-    error (loading would fail at the classifier anyway, with a less useful message)."""
-    config = meta.get("config")
-    recorded = meta.get("num_classes", config.get("num_classes") if isinstance(config, Mapping) else None)
-    if recorded is None and num_classes is None:
-        raise WeightsError(f"{source}: the metadata records no num_classes; pass num_classes= "
-                           "(or rewrite the file with `leannet convert --num-classes N`)")
+    The class count is, in order: the explicit `num_classes`, the one the metadata records
+    (every save_weights caller writes it: training, `leannet convert`, the hub cache), else
+    `from_tensors`, the rows of the checkpoint's classifier weight (`classifier_classes`): a
+    plain state_dict (`safetensors.torch.save_file`) says its class count in that shape. An
+    explicit count the metadata contradicts is an error (loading would fail at the classifier
+    anyway, with a less useful message)."""
+    recorded = recorded_classes(meta)
     if recorded is not None and num_classes is not None and int(recorded) != num_classes:
         raise WeightsError(f"{source}: the metadata records num_classes={recorded}, not {num_classes}")
-    return {**meta.get("model_args", {}), "num_classes": int(recorded if recorded is not None else num_classes)}
+    n = num_classes if num_classes is not None else recorded if recorded is not None else from_tensors
+    if n is None:
+        raise WeightsError(f"{source}: neither the metadata nor a classifier tensor says how many classes "
+                           "the checkpoint has; rewrite it with `leannet convert --num-classes N`")
+    return {**meta.get("model_args", {}), "num_classes": int(n)}
+
+
+def recorded_classes(meta: Mapping[str, Any]) -> int | None:
+    """The class count a checkpoint's metadata records (top level, or a training config's)."""
+    config = meta.get("config")
+    n = meta.get("num_classes", config.get("num_classes") if isinstance(config, Mapping) else None)
+    return None if n is None else int(n)
+
+
+def classifier_classes(model: nn.Module, state: Mapping[str, torch.Tensor]) -> int | None:
+    """The class count `state` was trained for, read off its classifier weight (the layer
+    `model.get_classifier()` names: rows of a Linear, output channels of a 1x1 conv); None when
+    the checkpoint has no tensor there."""
+    try:
+        _, prefix = classifier_keys(model)
+    except WeightsError:
+        return None
+    weight = state.get(prefix + "weight")
+    return int(weight.shape[0]) if weight is not None and weight.dim() >= 1 else None
 
 
 def _existing(path: str | Path) -> Path:
