@@ -238,12 +238,12 @@ def _add_detect(sub) -> None:
               strict="stop at the first bad annotation")
     s.set_defaults(func=cmd_detect_train)
 
-    runtimes = ["torch", "onnxruntime", "openvino"]
+    runtimes = ["eager", "onnxruntime", "openvino"]
     s = dsub.add_parser("eval", help="COCO mAP, params, MACs and CPU FPS of detector weights or an export")
     s.add_argument("--weights", required=True,
                    help="a detector .safetensors written by detect train, or its .onnx / .xml export")
     s.add_argument("--runtime", choices=runtimes,
-                   help="default: torch for .safetensors, onnxruntime for .onnx, openvino for .xml")
+                   help="default: eager (PyTorch) for .safetensors, onnxruntime for .onnx, openvino for .xml")
     s.add_argument("--ann", help="COCO annotation file (default: data.val of -c CONFIG)")
     s.add_argument("--images", help="image folder of --ann (default: the folder of --ann)")
     s.add_argument("-c", "--config", help="YAML config whose data.val to evaluate on")
@@ -257,7 +257,7 @@ def _add_detect(sub) -> None:
     s.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     s.add_argument("--weights", required=True, help="detector .safetensors, or its .onnx / .xml export")
     s.add_argument("--runtime", choices=runtimes,
-                   help="default: torch for .safetensors, onnxruntime for .onnx, openvino for .xml")
+                   help="default: eager (PyTorch) for .safetensors, onnxruntime for .onnx, openvino for .xml")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--score-thr", type=float, default=0.3)
     s.set_defaults(func=cmd_detect_infer)

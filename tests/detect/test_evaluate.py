@@ -205,7 +205,7 @@ def test_evaluate_weights_of_a_checkpoint(tmp_path, monkeypatch):
     ref = evaluate(open_detector(weights), CocoDetection(str(ann)))
     assert {k: r[k] for k in ("map", "map50", "map75")} == ref
     assert (r["weights"], r["runtime"], r["precision"], r["images"], r["image_size"]) == (
-        weights, "torch", "fp32", 3, 64)
+        weights, "eager", "fp32", 3, 64)
     assert r["params"] == sum(p.numel() for p in model.parameters())
     assert r["macs"] == fvcore_macs(RawDetector(model), (3, 64, 64))
     assert (r["fps"], r["median_ms"], r["threads"], timed) == (125.0, 8.0, torch.get_num_threads(), [1])

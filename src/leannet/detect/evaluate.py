@@ -165,7 +165,7 @@ def evaluate_weights(weights: str, ann: str | None = None, images: str | None = 
         result.update({k: detector.record[k] for k in ("params", "macs") if k in detector.record})
     if speed:
         result.update(measure_fps(detector, size))
-        if detector.runtime != "torch":  # measure_fps reports torch's thread count
+        if detector.runtime != "eager":  # measure_fps reports torch's thread count
             result["threads"] = threads or "runtime default"
     result["data_report"] = dataset.report.summary()
     if skipped:

@@ -109,7 +109,7 @@ class DetectionPipeline:
     """
 
     def __init__(self, raw: Callable[[torch.Tensor], RawOutputs], spec: PipelineSpec, batch: int | None = None,
-                 runtime: str = "torch", precision: str = "fp32", threads: int | None = None):
+                 runtime: str = "eager", precision: str = "fp32", threads: int | None = None):
         self.raw, self.spec, self.batch = raw, spec, batch
         self.runtime, self.precision = runtime, precision
         # PyTorch intra-op threads for the calls only (None: the process's count); the
@@ -227,7 +227,7 @@ def open_detector(source: str | Path, runtime: str | None = None, threads: int |
     path = Path(source)
     if path.suffix in ARTEFACT_SUFFIXES:
         return artefact_pipeline(path, runtime, threads)
-    if runtime not in (None, "torch"):
+    if runtime not in (None, "eager"):
         raise LeannetError(f"--runtime {runtime} runs exported detectors; export first "
                            f"(`leannet detect export {source} ...`) or drop --runtime")
     from leannet.detect.model import load_detector
