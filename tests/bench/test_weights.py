@@ -121,6 +121,20 @@ def test_select_exports_the_published_weights_from_the_hub(tmp_path, caches, ser
         assert r["top1_source"].startswith(f"published for {provenance}")
 
 
+def test_an_accuracy_sweep_fetches_the_published_weights(tmp_path, caches, server, timm_lcnet):  # noqa: F811
+    """Latency sweeps never download; a sweep asked for top-1 (`--eval`) does, since the top-1
+    of random weights answers nothing: its row carries the hub's weights and their provenance."""
+    _, body, config = timm_lcnet
+    server.add_hf(REPO, "model.safetensors", body)
+    server.add_hf(REPO, "config.json", config, lfs=False)
+    row, = bench(["pplcnet_x0_5"], runtimes=["eager"], out=tmp_path / "lat", **TINY).rows
+    assert row["weights"] == RANDOM and not server.requests
+    row, = bench(["pplcnet_x0_5"], runtimes=["eager"], out=tmp_path / "acc", eval_set=_tiny_set(tmp_path / "val"),
+                 **TINY).rows
+    assert server.requests and row["weights"] == f"hf-hub:{REPO}@{COMMIT}"
+    assert row["top1"] is not None and row["top1_source"].startswith("measured on")
+
+
 def test_select_ranks_only_what_carries_published_weights():
     from leannet.bench.select import choose
 

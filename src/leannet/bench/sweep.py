@@ -387,15 +387,15 @@ class Prepared:
     weights: dict[str, Any] = field(default_factory=dict)  # provenance and published top-1 (`_load`)
 
 
-def _load(source: Source, deployed: bool, workdir: Path) -> Prepared:
+def _load(source: Source, deployed: bool, workdir: Path, download: bool = False) -> Prepared:
     """Load a source once, with its weights' provenance (`Prepared.weights`).
 
     A zoo name is timed with its published weights when the caches hold them, and with a fixed
     random init (seed 0: the same in every run, so a row's max_abs_diff reproduces; the
     caller's random stream is left as it was) when they don't: weights don't change latency,
-    and bench never downloads. A sweep over a preset would otherwise fetch gigabytes to time
-    them, and each unreachable download costs ~30 s of huggingface_hub's retries; `make run`
-    and the tests run offline. Such rows say `"weights": "random (latency only)"`, carry no
+    so a latency sweep never downloads (a preset would fetch gigabytes, and each unreachable
+    download costs ~30 s of huggingface_hub's retries; `make run` and the tests run offline).
+    An accuracy sweep (`--eval`) does (`download`): top-1 of random weights answers nothing. Such rows say `"weights": "random (latency only)"`, carry no
     top-1 and print a note; `leannet export NAME` (or `create_model(NAME, pretrained=True)`)
     fetches the weights once, and later sweeps find them. A checkpoint's provenance is its path
     and sha256; an artefact's is what its sidecar records."""
@@ -411,7 +411,7 @@ def _load(source: Source, deployed: bool, workdir: Path) -> Prepared:
         return Prepared(source, None, pre, [str(c) for c in record.get("classes", [])], workdir, weights=weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        loaded = load_model(source.spec, random_weights=source.kind == "zoo", download=False)
+        loaded = load_model(source.spec, random_weights=source.kind == "zoo", download=download)
     model = reparameterize(loaded.model) if deployed else loaded.model
     weights = {"weights": loaded.weights, "weights_sha256": loaded.weights_sha256, "top1": loaded.top1,
                "top1_source": loaded.top1_source}
@@ -592,7 +592,7 @@ def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[So
         if s not in loaded:
             work = ctx.workdir / f"src{len(loaded)}"
             work.mkdir(parents=True)
-            loaded[s] = _load(s, ctx.deployed, work)
+            loaded[s] = _load(s, ctx.deployed, work, download=ctx.eval_set is not None)
             if note := loaded[s].weights.get("note"):
                 ctx.console.print(f"[yellow]note:[/] {escape(note)}")
         p = loaded[s]
