@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all]'
+	$(PY) scripts/check_env.py $(TORCH_SPEC)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
