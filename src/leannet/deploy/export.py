@@ -27,6 +27,7 @@ from leannet.deploy.artefact import (
     publish,
     torch_runner,
 )
+from leannet.deploy.mobile import MOBILE_FORMATS, check_mobile_options, export_mobile, mobile_record, quantize_mobile
 from leannet.deploy.reparam import reparameterize
 from leannet.deploy.verify import FP32_TOL, compare, top1_accuracy, verify
 from leannet.errors import ConfigError
@@ -86,7 +87,7 @@ def export(
 
     log = log or (lambda _msg: None)
     precision = {"f32": "fp32"}.get(precision, precision)
-    _check_options(format, precision, int8, calib, batch, dynamic_size)
+    _check_options(format, precision, int8, calib, batch, dynamic_size, dynamic_batch)
     loaded = load_model(model, weights)
     pre = dict(loaded.preprocessing)
     if img is not None:
@@ -122,6 +123,8 @@ def export(
 
             export_onnx(deployed, fp32, input_size, batch, dynamic_batch, opset, dynamic_size,
                         simplify=simplify, metadata=meta)
+        elif format in MOBILE_FORMATS:
+            export_mobile(format, deployed, fp32, input_size, batch, opset)
         else:
             from leannet.deploy.openvino import export_openvino
 
@@ -145,8 +148,11 @@ def export(
 
             log(f"quantising to INT8 with {len(calib_x)} calibration images from {calib} ...")
             final = work / f"int8{suffix}"
-            quant = quantize_onnx if format == "onnx" else quantize_openvino
-            quant(fp32, final, calib_x, None if dynamic_batch else batch)
+            if format in MOBILE_FORMATS:
+                quantize_mobile(format, deployed, final, calib_x, input_size, batch)
+            else:
+                quant = quantize_onnx if format == "onnx" else quantize_openvino
+                quant(fp32, final, calib_x, None if dynamic_batch else batch)
             runner = open_runner(final, precision="int8")
             checks.append(compare(runner, deployed, real))
             if images is not None:
@@ -184,7 +190,8 @@ def _median_ms(runners: dict[str, Any], probe: np.ndarray, batch: int) -> dict[s
     return {k: round(timing.summarise(c)["median_ms"], 3) for k, c in cells.items()}
 
 
-def _check_options(format: str, precision: str, int8: bool, calib, batch: int, dynamic_size: bool) -> None:
+def _check_options(format: str, precision: str, int8: bool, calib, batch: int, dynamic_size: bool,
+                   dynamic_batch: bool = False) -> None:
     if format not in FORMATS:
         raise ConfigError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if precision not in ("fp32", "bf16"):
@@ -197,6 +204,7 @@ def _check_options(format: str, precision: str, int8: bool, calib, batch: int, d
         raise ConfigError("--int8 needs calibration images: --calib DIR (ImageFolder, folder or list file)")
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
+    check_mobile_options(format, int8, batch, dynamic_batch, dynamic_size)
     if dynamic_size and format == "openvino" and int8:
         raise ConfigError("INT8 OpenVINO export needs a fixed input size; drop --dynamic-size")
 
@@ -232,6 +240,10 @@ def _record(loaded, pre, format, precision, batch, dynamic_batch, dynamic_size, 
 
         rec.update(opset=opset, simplified=simplify)
         rec["versions"].update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+    elif format in MOBILE_FORMATS:
+        more = mobile_record(format, opset)
+        rec["versions"].update(more.pop("versions"))
+        rec.update(more)
     else:
         import openvino
 
