@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from leannet.bench import sentinel
+from leannet.bench.mobile import MOBILE_RUNTIMES, SUFFIX_OF, artefact_shape, mobile_artefact
 from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
 from leannet.bench.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
@@ -56,7 +57,9 @@ from leannet.runtime.threads import torch_threads
 
 _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
              "openvino": "openvino (pip install 'leannet[deploy]')", "cuda": "a CUDA device",
-             "compile": "torch.compile"}
+             "compile": "torch.compile", "executorch": "executorch (pip install 'leannet[mobile]')",
+             "ncnn": "ncnn and pnnx (pip install 'leannet[mobile]')",
+             "litert": "ai-edge-litert (pip install 'leannet[mobile]')"}
 FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time form, eval mode"}
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
               "others_cores", "macs", "params", "published_top1", "top1", "top1_source", "throughput_ips",
@@ -134,6 +137,9 @@ def resolve_runtimes(names: Sequence[str]) -> tuple[list[str], list[str]]:
             raise UnknownRuntimeError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
         ok = {"onnxruntime": lambda: importlib.util.find_spec("onnxruntime") is not None,
               "openvino": lambda: importlib.util.find_spec("openvino") is not None,
+              "executorch": lambda: importlib.util.find_spec("executorch") is not None,
+              "ncnn": lambda: all(importlib.util.find_spec(m) for m in ("ncnn", "pnnx")),
+              "litert": lambda: importlib.util.find_spec("ai_edge_litert") is not None,
               "cuda": torch.cuda.is_available,
               "compile": lambda: hasattr(torch, "compile")}.get(name, lambda: True)()
         if ok:
@@ -184,6 +190,8 @@ def _load(source: Source, deployed: bool, workdir: Path) -> Prepared:
 
 def _artefact_input(path: Path, img: int, batch: int) -> tuple[int, int, int, int]:
     """The input shape an exported artefact takes (its fixed dimensions win)."""
+    if path.suffix in (".pte", ".param", ".tflite"):
+        return artefact_shape(path, img, batch)
     if path.suffix == ".onnx":
         import onnx
 
@@ -247,6 +255,12 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
     extra: dict[str, Any] = {}
     if p.model is None:  # an exported artefact runs as it is
         return open_runner(p.source.spec, runtime, threads), extra
+    if runtime in MOBILE_RUNTIMES:
+        x = None
+        if precision == "int8":
+            x, extra["int8_calibration"] = _calibration(p, shape, calib)
+        path = mobile_artefact(p.model, p.workdir, p.source.label, runtime, precision, shape, p.files, x)
+        return open_runner(path, runtime, threads, precision), extra
     if runtime in ("eager", "channels_last", "compile", "cuda"):
         return torch_runner(p.model, precision, channels_last=runtime == "channels_last",
                             compile=runtime == "compile",
@@ -515,6 +529,8 @@ def _runs(source: Source, runtime: str, precision: str) -> bool:
     """Artefacts run only on the runtimes that read them, in their own precision."""
     if source.kind != "artefact":
         return True
+    if runtime in MOBILE_RUNTIMES:
+        return source.spec.endswith(SUFFIX_OF[runtime]) and precision == _artefact_precision(source)
     if runtime not in ("onnxruntime", "openvino"):
         return False
     if runtime == "onnxruntime" and not source.spec.endswith(".onnx"):
