@@ -2,8 +2,9 @@
 (.tflite, XNNPACK), and the pre-flight that keeps an engine's crash out of this process.
 
 Each runner pins its thread count and reads it back into `info`, as the desktop runners do.
-ExecuTorch's XNNPACK threadpool is process-wide (`_unsafe_reset_threadpool`), so the runner
-resets it before every call: two .pte runners with different thread counts stay honest.
+ExecuTorch's XNNPACK threadpool is process-wide (`_unsafe_reset_threadpool`) and a program
+loaded before a reset crashes (SIGSEGV) on its next call: the first .pte runner of a process
+sets the thread count before loading, and a later one asking another count is refused.
 ncnn takes one image per call (its Mat has no batch axis): a batch runs image by image.
 fp16 storage and arithmetic are off in ncnn (its ARM default): fp32 parity is the contract.
 
@@ -31,8 +32,10 @@ from leannet.extras import require
 
 MOBILE_SUFFIXES = {".pte": "executorch", ".param": "ncnn", ".tflite": "litert"}
 ISOLATED = ("executorch", "ncnn", "litert")  # engines whose artefacts are pre-flown in a child
+SMOKE_TARGET = "leannet.runtime.mobile:_smoke"  # what the child runs (tests point it at a crash)
 PREFLIGHT_TIMEOUT = 300.0  # seconds; a child that loads torch and a large model on a busy machine
 _preflown: dict[tuple, None] = {}
+_executorch_loaded: list[str] = []  # .pte programs loaded in this process (the threadpool is theirs)
 
 
 # --- ExecuTorch ----------------------------------------------------------------------------------
@@ -48,18 +51,23 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
     from executorch.extension.pybindings import portable_lib
     from executorch.runtime import Runtime, Verification
 
+    n = threads or portable_lib._threadpool_get_thread_count()
+    if portable_lib._threadpool_get_thread_count() != n:
+        if _executorch_loaded:
+            raise LeannetError(f"{path}: ExecuTorch's XNNPACK threadpool is process-wide and already serves "
+                               f"{portable_lib._threadpool_get_thread_count()} threads to a loaded program; "
+                               f"run {n} threads in another process")
+        portable_lib._unsafe_reset_threadpool(n)
     try:
         program = Runtime.get().load_program(Path(path), verification=Verification.Minimal)
         method = program.load_method("forward")
     except Exception as e:  # the runtime raises RuntimeError/ValueError with its own codes
         raise LeannetError(f"{path}: ExecuTorch cannot load it ({reason(e, 200)})") from None
+    _executorch_loaded.append(str(path))
     meta = method.metadata.input_tensor_meta(0)
     batch = int(meta.sizes()[0])
-    n = threads or portable_lib._threadpool_get_thread_count()
 
     def call(t: torch.Tensor) -> list:
-        if portable_lib._threadpool_get_thread_count() != n:
-            portable_lib._unsafe_reset_threadpool(n)
         return method.execute([t])
 
     def fn(x: np.ndarray) -> np.ndarray | list[np.ndarray]:
@@ -70,7 +78,6 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
         t = torch.from_numpy(x)
         return lambda: call(t)
 
-    call(torch.zeros(tuple(meta.sizes())))  # sets the threadpool and reads it back below
     info = {"executorch": _version("executorch"), "threads": portable_lib._threadpool_get_thread_count(),
             "backend": "xnnpack", "precision": precision}
     return Runner(fn, "executorch", precision, batch, info, binder=binder)
@@ -195,7 +202,7 @@ def preflight(path: str | Path, engine: str, threads: int | None = None,
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, engine)
     if key in _preflown:
         return
-    run_isolated("leannet.runtime.mobile:_smoke", [str(path), engine, threads, shape and list(shape)], what=f"{engine} on {path.name}")
+    run_isolated(SMOKE_TARGET, [str(path), engine, threads, shape and list(shape)], what=f"{engine} on {path.name}")
     _preflown[key] = None
 
 
