@@ -122,7 +122,8 @@ def test_crashing_engine_costs_one_error_row(tmp_path, monkeypatch):
     param = tmp_path / "m.param"
     param.write_text("7767517\n1 1\nInput in0 0 1 in0\n")
     param.with_suffix(".bin").write_bytes(b"")
-    param.with_suffix(".json").write_text(json.dumps({"input_size": [3, 8, 8]}))
+    param.with_suffix(".json").write_text(json.dumps({"input_size": [3, 8, 8], "mean": [0, 0, 0], "std": [1, 1, 1],
+                                                      "classes": ["a"], "precision": "fp32"}))
     sweep = bench([str(param), "pplcnet_x0_25"], runtimes=["eager", "ncnn"], img=32, min_time=0.05, rounds=1,
                   retries=0, out=tmp_path / "bench", progress=False)
     ncnn_rows = [r for r in sweep.rows if r["runtime"] == "ncnn"]

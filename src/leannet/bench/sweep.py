@@ -599,7 +599,7 @@ def _prepare(todo, env, threads: int, size: int, deployed: bool, calib, eval_set
             try:
                 if s not in loaded:
                     work = tmp / f"src{len(loaded)}"
-                    work.mkdir(parents=True)
+                    work.mkdir(parents=True, exist_ok=True)  # an earlier source may have failed to load here
                     loaded[s] = _load(s, deployed, work)
                 p = loaded[s]
                 if p.model is None:

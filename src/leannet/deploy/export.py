@@ -27,7 +27,13 @@ from leannet.deploy.artefact import (
     publish,
     torch_runner,
 )
-from leannet.deploy.mobile import MOBILE_FORMATS, check_mobile_options, export_mobile, mobile_record, quantize_mobile
+from leannet.deploy.mobile import (
+    MOBILE_FORMATS,
+    check_mobile_options,
+    export_mobile,
+    mobile_record,
+    quantize_mobile,
+)
 from leannet.deploy.reparam import reparameterize
 from leannet.deploy.verify import FP32_TOL, compare, top1_accuracy, verify
 from leannet.errors import ConfigError

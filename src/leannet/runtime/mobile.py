@@ -42,10 +42,8 @@ _executorch_loaded: list[str] = []  # .pte programs loaded in this process (the 
 
 
 def executorch_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
-                      all_outputs: bool = False) -> Any:
+                      all_outputs: bool = False) -> dict[str, Any]:
     """ExecuTorch's Python runtime on a .pte (XNNPACK-lowered by `leannet export`)."""
-    from leannet.runtime.runners import Runner
-
     require("executorch", "running ExecuTorch .pte files")
     import torch
     from executorch.extension.pybindings import portable_lib
@@ -80,17 +78,15 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
 
     info = {"executorch": _version("executorch"), "threads": portable_lib._threadpool_get_thread_count(),
             "backend": "xnnpack", "precision": precision}
-    return Runner(fn, "executorch", precision, batch, info, binder=binder)
+    return _parts(fn, "executorch", precision, batch, info, binder)
 
 
 # --- ncnn ----------------------------------------------------------------------------------------
 
 
 def ncnn_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
-                all_outputs: bool = False) -> Any:
+                all_outputs: bool = False) -> dict[str, Any]:
     """ncnn's CPU path on a .param with its .bin beside it, fp16 off."""
-    from leannet.runtime.runners import Runner
-
     ncnn = require("ncnn", "running ncnn models")
     path = Path(path)
     weights = path.with_suffix(".bin")
@@ -126,19 +122,17 @@ def ncnn_runner(path: str | Path, threads: int | None = None, precision: str = "
 
     info = {"ncnn": _version("ncnn"), "threads": int(net.opt.num_threads), "fp16": False,
             "vulkan": False, "precision": precision, "batch_loop": True}
-    return Runner(fn, "ncnn", precision, None, info)
+    return _parts(fn, "ncnn", precision, None, info)
 
 
 # --- LiteRT --------------------------------------------------------------------------------------
 
 
 def litert_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
-                  all_outputs: bool = False) -> Any:
+                  all_outputs: bool = False) -> dict[str, Any]:
     """ai-edge-litert's Interpreter on a .tflite (XNNPACK is its default CPU delegate). A model
     with an NHWC input (a TensorFlow-made .tflite) gets the NCHW array transposed; litert-torch
     keeps PyTorch's NCHW."""
-    from leannet.runtime.runners import Runner
-
     require("ai_edge_litert", "running LiteRT .tflite files")
     from ai_edge_litert.interpreter import Interpreter
 
@@ -171,15 +165,21 @@ def litert_runner(path: str | Path, threads: int | None = None, precision: str =
 
     info = {"ai_edge_litert": _version("ai-edge-litert"), "threads": threads or 1, "delegate": "xnnpack (default)",
             "input_layout": "NHWC" if nhwc else "NCHW", "precision": precision}
-    return Runner(fn, "litert", precision, shape[0] if shape else None, info, binder=binder)
+    return _parts(fn, "litert", precision, shape[0] if shape else None, info, binder)
+
+
+def _parts(fn, runtime: str, precision: str, batch: int | None, info: dict[str, Any],
+           binder: Callable | None = None) -> dict[str, Any]:
+    return {"fn": fn, "runtime": runtime, "precision": precision, "batch": batch, "info": info, "binder": binder}
 
 
 RUNNERS = {"executorch": executorch_runner, "ncnn": ncnn_runner, "litert": litert_runner}
 
 
 def open_mobile(path: str | Path, runtime: str | None, threads: int | None, precision: str,
-                all_outputs: bool = False, isolate: bool = True) -> Any:
-    """The runner for a mobile artefact, after a pre-flight in a child process."""
+                all_outputs: bool = False, isolate: bool = True) -> dict[str, Any]:
+    """The `Runner` fields for a mobile artefact (runners.open_runner builds it: this module
+    sits below runners), after a pre-flight in a child process."""
     path = Path(path)
     engine = MOBILE_SUFFIXES[path.suffix]
     if runtime not in (None, engine):
@@ -233,9 +233,9 @@ def run_isolated(target: str, args: list[Any], what: str, timeout: float = PREFL
 
 def _smoke(path: str, engine: str, threads: int | None, shape: list[int] | None = None) -> None:
     """The child's work: open the runner (no pre-flight: this is it) and run zeros once."""
-    runner = RUNNERS[engine](path, threads, "fp32")
+    run = RUNNERS[engine](path, threads, "fp32")["fn"]
     shape = shape or _input_shape(Path(path), engine)
-    runner(np.zeros(shape, dtype=np.float32))
+    run(np.zeros(shape, dtype=np.float32))
 
 
 def _input_shape(path: Path, engine: str) -> tuple[int, ...]:

@@ -227,7 +227,7 @@ def open_runner(path: str | Path, runtime: str | None = None, threads: int | Non
     if path.suffix in (".pte", ".param", ".tflite"):
         from leannet.runtime.mobile import open_mobile
 
-        return open_mobile(path, runtime, threads, precision, all_outputs=all_outputs)
+        return Runner(**open_mobile(path, runtime, threads, precision, all_outputs=all_outputs))
     runtime = runtime or ("onnxruntime" if path.suffix == ".onnx" else "openvino")
     if runtime == "onnxruntime":
         if path.suffix != ".onnx":
