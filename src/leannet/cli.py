@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="re-parameterise, fold BN, export to ONNX/OpenVINO (fp32, bf16, INT8) and verify")
     s.add_argument("model", help="registry name (with --weights) or a leannet .safetensors checkpoint")
     s.add_argument("--weights", help="checkpoint for a registry name")
-    s.add_argument("--format", choices=["onnx", "openvino", "executorch", "ncnn"], default="onnx")
+    s.add_argument("--format", choices=["onnx", "openvino", "executorch", "ncnn", "coreml"], default="onnx")
     s.add_argument("--out", help="artefact path (.onnx, .xml, .pte or ncnn .param); default ./MODEL[-int8].<suffix>")
     s.add_argument("--img", type=_positive_int, help="square input size (default: the model's)")
     s.add_argument("--batch", type=_positive_int, default=1, help="fixed batch size (default 1)")

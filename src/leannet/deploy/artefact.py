@@ -29,7 +29,8 @@ from leannet.runtime.runners import (
     torch_runner,
 )
 
-FORMATS = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "ncnn": ".param"}  # format -> suffix
+FORMATS = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "ncnn": ".param",
+           "coreml": ".mlpackage"}  # format -> suffix
 FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "executorch": "executorch",
              "ncnn": "ncnn"}  # runtime -> the export format it runs
 

@@ -102,6 +102,13 @@ def export(
     deployed = reparameterize(loaded.model)
     suffix = FORMATS[format]
     out = artefact_out(out, Path(f"{loaded.arch}{'-int8' if int8 else ''}"), format)
+    if format == "coreml":  # converts here, runs only on macOS: leannet.deploy.coreml
+        from leannet.deploy.coreml import publish_coreml
+
+        log(f"exporting {loaded.arch} (coreml, input {list(input_size)}) ...")
+        record = _record(loaded, pre, format, precision, batch, False, False, opset, False, out)
+        sidecar = publish_coreml(deployed, out, input_size, batch, record, log)
+        return ExportResult(out, sidecar, {**record, **__import__("json").loads(sidecar.read_text())})
 
     # Real images make the comparison meaningful (random noise gives near-ties in arg-max).
     images = labels = None
@@ -129,7 +136,7 @@ def export(
 
             export_onnx(deployed, fp32, input_size, batch, dynamic_batch, opset, dynamic_size,
                         simplify=simplify, metadata=meta)
-        elif format in MOBILE_FORMATS:
+        elif format in (*MOBILE_FORMATS, "coreml"):
             export_mobile(format, deployed, fp32, input_size, batch, opset)
         else:
             from leannet.deploy.openvino import export_openvino
@@ -246,7 +253,7 @@ def _record(loaded, pre, format, precision, batch, dynamic_batch, dynamic_size, 
 
         rec.update(opset=opset, simplified=simplify)
         rec["versions"].update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
-    elif format in MOBILE_FORMATS:
+    elif format in (*MOBILE_FORMATS, "coreml"):
         more = mobile_record(format, opset)
         rec["versions"].update(more.pop("versions"))
         rec.update(more)

@@ -19,7 +19,7 @@ INT8_FORMATS = ("executorch",)
 
 
 def check_mobile_options(format: str, int8: bool, batch: int, dynamic_batch: bool, dynamic_size: bool) -> None:
-    if format not in MOBILE_FORMATS:
+    if format not in (*MOBILE_FORMATS, "coreml"):
         return
     if dynamic_batch or dynamic_size:
         raise ConfigError(f"{format} artefacts have a fixed shape; drop --dynamic-batch/--dynamic-size")
@@ -62,5 +62,7 @@ def mobile_record(format: str, opset: int) -> dict[str, Any]:
 
     if format == "executorch":
         return {"backend": "xnnpack", "versions": {"executorch": version("executorch")}}
+    if format == "coreml":
+        return {"converter": "coremltools (torch.export, ML Program, fp32)", "versions": {}}
     return {"converter": "pnnx (from the ONNX export, fp16=0)", "opset": opset,
             "versions": {"pnnx": version("pnnx"), "ncnn": version("ncnn")}}
