@@ -4,7 +4,7 @@ ONNX Runtime; INT8 ExecuTorch (XNNPACKQuantizer, per-channel) vs its fp32 .pte.
 
     python benchmarks/bench_mobile.py                                  # seeds preset, parity only
     python benchmarks/bench_mobile.py --models pplcnet_x0_25 --img 64 --latency
-    python benchmarks/bench_mobile.py --int8 pplcnet_x1_0,mobilenetv3_large_x1_0,mobileone_s0,resnet50 --latency
+    python benchmarks/bench_mobile.py --models '' --int8 pplcnet_x1_0,mobileone_s0 --latency  # INT8 only
 
 Each model gets realistic BatchNorm statistics first (a fresh model's eval logits are ~0 or
 ~1e15, which makes a parity figure meaningless): BN is calibrated on random batches, its
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--out", default="runs/bench_mobile.jsonl")
     args = ap.parse_args(argv)
-    models = args.models.split(",") if args.models else list(PRESETS["seeds"])
+    models = [m for m in args.models.split(",") if m] if args.models is not None else list(PRESETS["seeds"])
     int8 = [m for m in args.int8.split(",") if m]
     engines = args.engines.split(",")
     out = Path(args.out)

@@ -412,8 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", help="checkpoint for a registry name")
     s.add_argument("--topk", type=_positive_int, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object per image (path, labels, scores)")
-    s.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"],
-                   help="default: torch for models, onnxruntime for .onnx, openvino for .xml")
+    s.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino", "executorch", "ncnn", "litert"],
+                   help="default: torch for models, onnxruntime for .onnx, openvino for .xml; "
+                        ".pte/.param/.tflite run on their engine")
     s.add_argument("--batch-size", type=_positive_int, default=16)
     s.add_argument("--threads", type=_positive_int, help="CPU threads for the runtime")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
