@@ -120,6 +120,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    if "executorch" in engines or int8:
+        from leannet.runtime.mobile import set_executorch_threads
+
+        set_executorch_threads(args.threads)  # process-wide: before the first .pte is loaded
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         calib = args.calib

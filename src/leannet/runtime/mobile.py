@@ -81,6 +81,20 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
     return _parts(fn, "executorch", precision, batch, info, binder)
 
 
+def set_executorch_threads(n: int) -> None:
+    """Size ExecuTorch's process-wide XNNPACK threadpool before any .pte is loaded (a reset
+    after a load crashes the loaded program's next call, so it is refused then)."""
+    require("executorch", "running ExecuTorch .pte files")
+    from executorch.extension.pybindings import portable_lib
+
+    if portable_lib._threadpool_get_thread_count() == n:
+        return
+    if _executorch_loaded:
+        raise LeannetError(f"ExecuTorch's XNNPACK threadpool already serves a loaded program; "
+                           f"{n} threads need another process")
+    portable_lib._unsafe_reset_threadpool(n)
+
+
 # --- ncnn ----------------------------------------------------------------------------------------
 
 
