@@ -455,8 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", help="checkpoint for a registry name (a plain state_dict is fine)")
     s.add_argument("--random-weights", action="store_true",
                    help="a registry name without published weights here: export it random (latency only; the sidecar says so)")
-    s.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
-    s.add_argument("--out", help="artefact path (.onnx or .xml); default ./MODEL[-int8].onnx|.xml")
+    s.add_argument("--format", choices=["onnx", "openvino", "executorch", "ncnn", "coreml"], default="onnx")
+    s.add_argument("--out", help="artefact path (.onnx, .xml, .pte or ncnn .param); default ./MODEL[-int8].<suffix>")
     s.add_argument("--img", type=_positive_int, help="square input size (default: the model's)")
     s.add_argument("--batch", type=_positive_int, default=1, help="fixed batch size (default 1)")
     s.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
@@ -479,8 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a registry name without published weights here: run it random (its outputs mean nothing)")
     s.add_argument("--topk", type=_positive_int, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object per image (path, labels, scores)")
-    s.add_argument("--runtime", choices=["eager", "onnxruntime", "openvino"],
-                   help="default: eager (PyTorch) for models, onnxruntime for .onnx, openvino for .xml")
+    s.add_argument("--runtime", choices=["eager", "onnxruntime", "openvino", "executorch", "ncnn", "litert"],
+                   help="default: eager (PyTorch) for models, onnxruntime for .onnx, openvino for .xml; "
+                        ".pte/.param/.tflite run on their engine")
     s.add_argument("--batch-size", type=_positive_int, default=16)
     s.add_argument("--threads", type=_positive_int, help="CPU threads for the runtime")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -3,7 +3,8 @@
 The core install (`pip install leannet`) creates, profiles, converts and benchmarks models in
 PyTorch. Everything else is an extra, named in the README's Install section:
 `deploy` (ONNX, ONNX Runtime, OpenVINO, NNCF), `report` (plots, rank correlations and the HTML report),
-`data` (the built-in digits and synthetic documents), `detect`, `train`, `dev`, `all`.
+`data` (the built-in digits and synthetic documents), `detect`, `train`, `dev`,
+`mobile` (ExecuTorch, ncnn + pnnx, LiteRT, coremltools), `all`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ EXTRA = {  # importable name -> the extra that installs it
     "sklearn": "data", "skimage": "data",
     "pycocotools": "detect",
     "timm": "dev", "fvcore": "dev",
+    "executorch": "mobile", "ncnn": "mobile", "pnnx": "mobile", "ai_edge_litert": "mobile",
+    "coremltools": "mobile",
 }
 
 

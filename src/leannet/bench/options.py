@@ -16,10 +16,11 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "tiny": ("pplcnet_x0_25", "mobilenetv3_small_x1_0"),  # a quick smoke run
 }
 DEFAULT_RUNTIMES = ("eager", "onnxruntime", "openvino")
-RUNTIMES = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda")
+RUNTIMES = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda", "executorch", "ncnn", "litert")
 # What each runtime can run, by precision (INT8 = an artefact quantised by leannet).
 SUPPORTED: dict[str, tuple[str, ...]] = {
     "eager": ("fp32", "bf16"), "channels_last": ("fp32", "bf16"), "compile": ("fp32",),
     "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
     "cuda": ("fp32", "fp16", "bf16"),
+    "executorch": ("fp32", "int8"), "ncnn": ("fp32",), "litert": ("fp32", "int8"),  # litert: the .tflite's own
 }

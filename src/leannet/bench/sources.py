@@ -73,10 +73,14 @@ def file_digest(path: Path) -> str:
 
 def artefact_runs(source: Source, runtime: str, precision: str) -> bool:
     """An exported artefact runs on the runtimes that read it (ONNX Runtime: .onnx; OpenVINO:
-    .onnx and .xml), in the one precision it was exported at (its sidecar's, else fp32)."""
+    .onnx and .xml; ExecuTorch .pte, ncnn .param, LiteRT .tflite), in the one precision it was exported at (its sidecar's, else fp32)."""
+    from leannet.bench.mobile import SUFFIX_OF
     from leannet.deploy.artefact import sidecar_fields
 
-    if runtime not in ("onnxruntime", "openvino") or (runtime == "onnxruntime" and not source.spec.endswith(".onnx")):
+    if runtime in SUFFIX_OF:  # a mobile engine reads its own format only
+        if not source.spec.endswith(SUFFIX_OF[runtime]):
+            return False
+    elif runtime not in ("onnxruntime", "openvino") or (runtime == "onnxruntime" and not source.spec.endswith(".onnx")):
         return False
     return precision == sidecar_fields(source.spec).get("precision", "fp32")
 

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from leannet.bench.mobile import MOBILE_RUNTIMES, SUFFIX_OF, mobile_artefact, mobile_input_dims
 from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
 from leannet.bench.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
@@ -82,7 +83,9 @@ from leannet.runtime.threads import torch_threads
 
 _REQUIRES = {"onnxruntime": "onnxruntime (pip install 'leannet[deploy]')",
              "openvino": "openvino (pip install 'leannet[deploy]')", "cuda": "a CUDA device",
-             "compile": "torch.compile"}
+             "compile": "torch.compile", "executorch": "executorch (pip install 'leannet[mobile]')",
+             "ncnn": "ncnn and pnnx (pip install 'leannet[mobile]')",
+             "litert": "ai-edge-litert (pip install 'leannet[mobile]')"}
 FORM = {True: "deployed: re-parameterised, BatchNorm folded", False: "train-time form, eval mode"}
 ROW_FIELDS = ("model", "runtime", "precision", "batch", "median_ms", "iqr_ms", "p90_ms", "contended",
               "others_cores", "macs", "params", "published_top1", "top1", "top1_source", "throughput_ips",
@@ -151,6 +154,9 @@ def resolve_runtimes(names: Sequence[str]) -> tuple[list[str], list[str]]:
             raise UnknownRuntimeError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
         ok = {"onnxruntime": lambda: importlib.util.find_spec("onnxruntime") is not None,
               "openvino": lambda: importlib.util.find_spec("openvino") is not None,
+              "executorch": lambda: importlib.util.find_spec("executorch") is not None,
+              "ncnn": lambda: all(importlib.util.find_spec(m) for m in ("ncnn", "pnnx")),
+              "litert": lambda: importlib.util.find_spec("ai_edge_litert") is not None,
               "cuda": torch.cuda.is_available,
               "compile": lambda: hasattr(torch, "compile")}.get(name, lambda: True)()
         if ok:
@@ -237,6 +243,8 @@ def artefact_input(source: Source) -> tuple[str, tuple[int | None, ...]]:
     """An artefact's first input: its name and dims (None where dynamic: a symbolic or
     non-positive dimension)."""
     path = Path(source.spec)
+    if path.suffix in SUFFIX_OF.values():
+        return "input", mobile_input_dims(path)
     if path.suffix == ".onnx":
         import onnx
 
@@ -489,6 +497,12 @@ def make_runner(p: Prepared, runtime: str, precision: str, shape: tuple[int, ...
     extra: dict[str, Any] = {}
     if p.model is None:  # an exported artefact runs as it is
         return open_runner(p.source.spec, runtime, threads), extra
+    if runtime in MOBILE_RUNTIMES:
+        x = None
+        if precision == "int8":
+            x, extra["int8_calibration"] = _calibration(p, shape, calib)
+        path = mobile_artefact(p.model, p.workdir, p.source.label, runtime, precision, shape, p.files, x)
+        return open_runner(path, runtime, threads, precision), extra
     if runtime in ("eager", "channels_last", "compile", "cuda"):
         return torch_runner(p.model, precision, channels_last=runtime == "channels_last",
                             compile=runtime == "compile",
@@ -591,7 +605,7 @@ def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[So
     try:
         if s not in loaded:
             work = ctx.workdir / f"src{len(loaded)}"
-            work.mkdir(parents=True)
+            work.mkdir(parents=True, exist_ok=True)  # an earlier source may have failed to load here
             loaded[s] = _load(s, ctx.deployed, work, download=ctx.eval_set is not None)
             if note := loaded[s].weights.get("note"):
                 ctx.console.print(f"[yellow]note:[/] {escape(note)}")

@@ -32,8 +32,10 @@ from leannet.runtime.runners import (
 )
 from leannet.weights.hub import RANDOM_WEIGHTS
 
-FORMATS = {"onnx": ".onnx", "openvino": ".xml"}  # export format -> artefact suffix
-FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino"}  # runtime -> the export format it runs
+FORMATS = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "ncnn": ".param",
+           "coreml": ".mlpackage"}  # format -> suffix
+FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "executorch": "executorch",
+             "ncnn": "ncnn"}  # runtime -> the export format it runs
 
 
 @dataclass
@@ -166,7 +168,7 @@ def publish(built: Path, out: Path, record: dict[str, Any]) -> Path:
     """Move an artefact built in a work folder into place (an OpenVINO .xml with its .bin, the
     .bin first so the .xml never points at a missing file) and write its sidecar; returns the
     sidecar's path."""
-    if built.suffix == ".xml":
+    if built.suffix in (".xml", ".param"):  # OpenVINO IR and ncnn keep weights in a .bin
         os.replace(built.with_suffix(".bin"), out.with_suffix(".bin"))
     os.replace(built, out)
     return write_sidecar(out, record)

@@ -29,6 +29,13 @@ from leannet.deploy.artefact import (
     publish,
     torch_runner,
 )
+from leannet.deploy.mobile import (
+    MOBILE_FORMATS,
+    check_mobile_options,
+    export_mobile,
+    mobile_record,
+    quantize_mobile,
+)
 from leannet.deploy.reparam import reparameterize
 from leannet.deploy.verify import FP32_TOL, compare, top1_accuracy, verify
 from leannet.errors import ConfigError
@@ -96,7 +103,7 @@ def export(
 
     log = log or (lambda _msg: None)
     precision = {"f32": "fp32"}.get(precision, precision)
-    _check_options(format, precision, int8, calib, batch, dynamic_size)
+    _check_options(format, precision, int8, calib, batch, dynamic_size, dynamic_batch)
     if out is not None:  # a bad --out is refused before any weights are fetched
         artefact_out(out, Path(out), format)
     loaded = load_model(model, weights, random_weights=random_weights)
@@ -107,6 +114,13 @@ def export(
     deployed = reparameterize(loaded.model)
     suffix = FORMATS[format]
     out = artefact_out(out, Path(f"{loaded.arch}{'-int8' if int8 else ''}"), format)
+    if format == "coreml":  # converts here, runs only on macOS: leannet.deploy.coreml
+        from leannet.deploy.coreml import publish_coreml
+
+        log(f"exporting {loaded.arch} (coreml, input {list(input_size)}) ...")
+        record = _record(loaded, pre, format, precision, batch, False, False, opset, False, out)
+        sidecar = publish_coreml(deployed, out, input_size, batch, record, log)
+        return ExportResult(out, sidecar, {**record, **__import__("json").loads(sidecar.read_text())})
 
     # Real images make the comparison meaningful (random noise gives near-ties in arg-max).
     images = labels = None
@@ -134,6 +148,8 @@ def export(
 
             export_onnx(deployed, fp32, input_size, batch, dynamic_batch, opset, dynamic_size,
                         simplify=simplify, metadata=meta)
+        elif format in (*MOBILE_FORMATS, "coreml"):
+            export_mobile(format, deployed, fp32, input_size, batch, opset)
         else:
             from leannet.deploy.openvino import export_openvino
 
@@ -157,8 +173,11 @@ def export(
 
             log(f"quantising to INT8 with {len(calib_x)} calibration images from {calib} ...")
             final = work / f"int8{suffix}"
-            quant = quantize_onnx if format == "onnx" else quantize_openvino
-            quant(fp32, final, calib_x, None if dynamic_batch else batch)
+            if format in MOBILE_FORMATS:
+                quantize_mobile(format, deployed, final, calib_x, input_size, batch)
+            else:
+                quant = quantize_onnx if format == "onnx" else quantize_openvino
+                quant(fp32, final, calib_x, None if dynamic_batch else batch)
             runner = open_runner(final, precision="int8")
             checks.append(compare(runner, deployed, real))
             if images is not None:
@@ -196,7 +215,8 @@ def _median_ms(runners: dict[str, Any], probe: np.ndarray, batch: int) -> dict[s
     return {k: round(timing.summarise(c)["median_ms"], 3) for k, c in cells.items()}
 
 
-def _check_options(format: str, precision: str, int8: bool, calib, batch: int, dynamic_size: bool) -> None:
+def _check_options(format: str, precision: str, int8: bool, calib, batch: int, dynamic_size: bool,
+                   dynamic_batch: bool = False) -> None:
     if format not in FORMATS:
         raise ConfigError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if precision not in ("fp32", "bf16"):
@@ -209,6 +229,7 @@ def _check_options(format: str, precision: str, int8: bool, calib, batch: int, d
         raise ConfigError("--int8 needs calibration images: --calib DIR (ImageFolder, folder or list file)")
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
+    check_mobile_options(format, int8, batch, dynamic_batch, dynamic_size)
     if dynamic_size and format == "openvino" and int8:
         raise ConfigError("INT8 OpenVINO export needs a fixed input size; drop --dynamic-size")
 
@@ -244,6 +265,10 @@ def _record(loaded, pre, format, precision, batch, dynamic_batch, dynamic_size, 
 
         rec.update(opset=opset, simplified=simplify)
         rec["versions"].update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+    elif format in (*MOBILE_FORMATS, "coreml"):
+        more = mobile_record(format, opset)
+        rec["versions"].update(more.pop("versions"))
+        rec.update(more)
     else:
         import openvino
 

@@ -186,6 +186,13 @@ class UnshuffledStage(nn.Module):
         where = {name: i for i, name in enumerate(physical)}
         restore = [where[name] for name in pre[:n_passed]] if rest else []
         self.register_buffer("restore", torch.tensor(restore, dtype=torch.long), persistent=False)
+        # SNet's (megvii's) units leave the pass-through channels in order: no gather then, so
+        # the graph is only slices and concats (ncnn crashed on the identity Gather's mapping).
+        self.reorder = restore != sorted(restore)
+        # Set by exporters for engines without a channel gather (ncnn): the reorder is then
+        # written as nested 2-group shuffles when it has that form (torchvision's unit).
+        self.gather_as_shuffles = False
+        self.interleaves = interleave_plan(restore) if self.reorder else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = [self.branch1(x), self.head(x)]
@@ -207,9 +214,45 @@ class UnshuffledStage(nn.Module):
         # The last unit's concat (and shuffle) run as in the original: gathering the whole
         # output instead would feed a Gather straight into the next conv, which OpenVINO
         # 2026.4 folds into that conv's weights with the inverse permutation (wrong logits).
-        passthrough = torch.cat(pieces[:-1], dim=1).index_select(1, self.restore)
+        passthrough = torch.cat(pieces[:-1], dim=1)
+        if self.reorder and self.gather_as_shuffles and self.interleaves is not None:
+            passthrough = _interleave(passthrough, self.interleaves)
+        elif self.reorder:
+            passthrough = passthrough.index_select(1, self.restore)
         out = torch.cat((passthrough, pieces[-1]), dim=1)
         return channel_shuffle(out, 2) if self.shuffle_out else out
+
+
+def interleave_plan(order: list[int]) -> list[int] | None:
+    """`order` as nested interleaves, or None when it has another form.
+
+    torchvision's unit passes the first half of a shuffled concat, so the pass-through
+    channels of a stage's last unit are `interleave(interleave(..., piece), piece)`: the odd
+    positions of `order` are the last piece (a contiguous tail), the even ones the same form
+    one level down. Returns the widths of the tails, outermost first."""
+    tails = []
+    while order != list(range(len(order))):
+        even, odd = order[0::2], order[1::2]
+        n = len(order)
+        if len(even) - len(odd) not in (0, 1) or odd != list(range(n - len(odd), n)):
+            return None
+        tails.append(len(odd))
+        order = even
+    return tails
+
+
+def _interleave(x: torch.Tensor, tails: list[int]) -> torch.Tensor:
+    """Apply `interleave_plan`'s reorder with slices, concats and 2-group shuffles (ops every
+    engine maps natively, ncnn's Slice/Concat/ShuffleChannel included)."""
+    if not tails:
+        return x
+    n = tails[0]
+    head, tail = x.split([x.shape[1] - n, n], dim=1)
+    head = _interleave(head, tails[1:])
+    if head.shape[1] == n:
+        return channel_shuffle(torch.cat((head, tail), dim=1), 2)
+    first, last = head.split([n, head.shape[1] - n], dim=1)
+    return torch.cat((channel_shuffle(torch.cat((first, tail), dim=1), 2), last), dim=1)
 
 
 def _shuffle_names(names: list) -> list:

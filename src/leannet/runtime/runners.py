@@ -35,7 +35,7 @@ from leannet.errors import LeannetError, reason
 from leannet.extras import require
 from leannet.runtime.threads import torch_threads
 
-ARTEFACT_SUFFIXES = (".onnx", ".xml")
+ARTEFACT_SUFFIXES = (".onnx", ".xml", ".pte", ".param", ".tflite")  # mobile ones: runtime/mobile.py
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 _TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 RUN_ALL_BATCH = 32  # chunk of `run_all` for a dynamic-batch runner: bounded memory, few calls
@@ -218,13 +218,18 @@ def open_runner(path: str | Path, runtime: str | None = None, threads: int | Non
     if not path.is_file():
         raise LeannetError(f"{path}: no such file")
     if path.suffix not in ARTEFACT_SUFFIXES:
-        raise LeannetError(f"{path}: not an exported artefact (expected .onnx or OpenVINO .xml)")
+        raise LeannetError(f"{path}: not an exported artefact (expected .onnx, OpenVINO .xml, ExecuTorch "
+                           ".pte, ncnn .param or LiteRT .tflite)")
     if precision is None:
         sidecar = path.with_suffix(".json")
         try:
             precision = json.loads(sidecar.read_text()).get("precision", "fp32") if sidecar.is_file() else "fp32"
         except (json.JSONDecodeError, AttributeError):
             raise LeannetError(f"{sidecar}: not a valid sidecar (JSON object expected)") from None
+    if path.suffix in (".pte", ".param", ".tflite"):
+        from leannet.runtime.mobile import open_mobile
+
+        return Runner(**open_mobile(path, runtime, threads, precision, all_outputs=all_outputs))
     runtime = runtime or ("onnxruntime" if path.suffix == ".onnx" else "openvino")
     if runtime == "onnxruntime":
         if path.suffix != ".onnx":
