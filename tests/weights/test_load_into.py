@@ -104,12 +104,15 @@ def test_create_model_pretrained_needs_reset_head_for_another_class_count(tmp_pa
     assert torch.equal(model.state_dict()["head.conv.weight"], state["head.conv.weight"])
 
 
-def test_model_args_come_from_metadata_never_from_shapes():
+def test_model_args_come_from_metadata_then_from_the_classifier_shape():
     assert model_args({"num_classes": 7, "model_args": {"head_bias": True}}, "w") == {
         "num_classes": 7, "head_bias": True}
     assert model_args({"config": {"num_classes": 4}}, "w") == {"num_classes": 4}  # older convert files
     assert model_args({}, "w", num_classes=9) == {"num_classes": 9}
-    with pytest.raises(WeightsError, match="records no num_classes; pass num_classes="):
+    # a plain state_dict: the classifier tensor's rows say the count; metadata and caller win over it
+    assert model_args({}, "w", from_tensors=10) == {"num_classes": 10}
+    assert model_args({"num_classes": 7}, "w", from_tensors=10) == {"num_classes": 7}
+    with pytest.raises(WeightsError, match="neither the metadata nor a classifier tensor"):
         model_args({"arch": "pplcnet_x0_25"}, "w")
     with pytest.raises(WeightsError, match="records num_classes=7, not 9"):
         model_args({"num_classes": 7}, "w", num_classes=9)
