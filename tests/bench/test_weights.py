@@ -152,3 +152,23 @@ def test_select_ranks_only_what_carries_published_weights():
     assert by["pplcnet_x1_0"].top1 == pytest.approx(72.13)  # timm's lcnet_100 weights, not the paper's 71.32
     assert by["pplcnet_x1_0"].top1_source.startswith("published for hf-hub:timm/lcnet_100.ra2_in1k")
     assert sel.pick is by["pplcnet_x1_0"] and "weights: random" in sel.summary()
+
+
+def test_the_report_ranks_random_rows_as_select_does_and_says_they_were_random(tmp_path):
+    """A `make run` offline times every model with random weights: the report says so in its
+    facts, and its Pareto fronts and picks use the figure `select` ranks by (the top-1 published
+    for the checkpoint an export would ship), not nothing and not the paper's."""
+    from leannet.bench.report import write_report
+    from leannet.bench.select import choose, shipped_top1
+    from tests.bench.fake_rows import seeds_rows, write_results
+
+    rows = [dict(r, weights=RANDOM, top1=None, top1_source=NOT_MEASURED, source_kind="zoo",
+                 input_shape=[1, 3, 224, 224]) for r in seeds_rows()]
+    write_results(tmp_path / "results.jsonl", rows)
+    md = write_report(tmp_path).read_text()
+    assert "16 of 16 models ran with random weights" in md
+    pplcnet = shipped_top1(next(r for r in rows if r["model"] == "pplcnet_x1_0"))[0]
+    assert "pplcnet_x1_0 (" in md and f"{pplcnet:.1f}%)" in md  # on a front, with the shipped figure
+    assert "without a known top-1 (left out): snet146" in md  # no published checkpoint: no figure
+    pick = choose(rows, 5.0).pick
+    assert f"| 5 ms | {pick.model} / {pick.runtime} / {pick.precision} |" in md

@@ -242,6 +242,10 @@ def normalise(row: dict[str, Any]) -> dict[str, Any]:
         r["fingerprint"] = fingerprint(r["env"])
     r.setdefault("source", r.get("model"))
     r.setdefault("top1", r.get("published_top1"))
+    if r.get("top1") is None:  # timed with random weights: rank it as select does (`shipped_top1`)
+        from leannet.bench.select import shipped_top1
+
+        r["top1"], r["top1_source"] = shipped_top1(r) or (None, r.get("top1_source"))
     r["series"] = r["runtime"] if r["precision"] == "fp32" else f"{r['runtime']} {r['precision']}"
     return r
 
@@ -419,7 +423,21 @@ def machine_facts(rows: list[dict[str, Any]]) -> list[str]:
          f"No cell was contended: other processes used less than the threshold of the cores during "
          f"all {len(rows)} cells, and the machine ran no slower than its fastest probe on record here.")
         + "\n" + _speed_line(rows),
+        _weights_line(rows),
     ]
+
+
+def _weights_line(rows: list[dict[str, Any]]) -> str:
+    """What weights the cells ran with: latency does not depend on them, but a reader must know
+    whether the models were the published ones, a user's, or random."""
+    random = sorted({r["model"] for r in rows if str(r.get("weights", "")).startswith("random")})
+    rest = len({r["model"] for r in rows}) - len(random)
+    if not random:
+        return f"Weights: every model ran with the weights its rows name ({rest} models; none random)."
+    return (f"Weights: **{len(random)} of {len(random) + rest} models ran with random weights** (their "
+            "published ones were not cached here; latency does not depend on them): "
+            f"{', '.join(random)}. Their top-1 is the figure published for the checkpoint "
+            "`select --export` would ship, not measured on what ran.")
 
 
 def settings_of(rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], str, str]]:
@@ -513,8 +531,11 @@ def _machine_section(rows: list[dict[str, Any]], out: Path, tag: str) -> list[st
         fronts = plot_pareto(rs, out / f"pareto_{t}.png", f"Latency / accuracy Pareto front ({where})")
         missing = sorted({r["model"] for r in rs if r.get("top1") is None})
         md += ["#### Latency / top-1 Pareto front, per runtime", "",
-               "Top-1 is the paper's ImageNet figure unless measured here (`--eval`); a model is on "
-               "a runtime's front when no other model is both faster there and more accurate.", "",
+               "Top-1 is measured here where `--eval` was given; otherwise it is the figure published for "
+               "the checkpoint `select --export` ships (a model whose published weights were not cached was "
+               "timed with random ones: latency does not depend on them). `select` ranks by the same "
+               "figure. A model is on a runtime's front when no other model is both faster there and "
+               "more accurate.", "",
                f"![Pareto front](pareto_{t}.png)", ""]
         for s, front in fronts.items():
             md.append(f"- **{s}**: " + " -> ".join(f"{n} ({x:.2f} ms, {y:.1f}%)" for n, x, y in front))

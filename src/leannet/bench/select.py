@@ -120,7 +120,7 @@ def candidates_from_rows(rows: Sequence[dict[str, Any]], max_int8_drop: float | 
             continue
         top1, top1_source = r.get("top1"), r.get("top1_source", "unknown")
         if top1 is None:
-            top1, top1_source = _shipped_top1(r) or (None, top1_source)
+            top1, top1_source = shipped_top1(r) or (None, top1_source)
         cands.append(Candidate(r["model"], r["runtime"], r["precision"], r["batch"], float(r["median_ms"]),
                                float(r["median_ms"]) + float(r.get("iqr_ms") or 0.0), top1, top1_source,
                                bool(r.get("contended")), str(r.get("weights") or "unknown"), dict(r)))
@@ -136,7 +136,7 @@ def candidates_from_rows(rows: Sequence[dict[str, Any]], max_int8_drop: float | 
     return sorted(cands, key=lambda c: (c.median_ms, c.label))
 
 
-def _shipped_top1(row: dict[str, Any]) -> tuple[float, str] | None:
+def shipped_top1(row: dict[str, Any]) -> tuple[float, str] | None:
     """For a zoo row timed with random weights because its published ones are not here: the
     top-1 published for the weights an export of it would fetch (fp32/bf16, at their input
     size). None for everything else: only those weights have that figure."""
