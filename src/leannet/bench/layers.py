@@ -4,7 +4,8 @@
 every timed kernel to the layers of `leannet.profile.complexity.profile_model`:
 
 * eager: `torch.profiler`, with a `record_function("mod::<path>")` range opened around every
-  module call (forward pre/post hooks). A leaf module's range is its layer's time; an aten op
+  module call (forward pre/post hooks). A leaf module's time runs from the end of the previous
+  range to the end of its own (the Python dispatch that leads to a call is its cost); an aten op
   run directly inside a non-leaf module (the `x + shortcut`, the SE gate's `mul`) is matched
   to that module's op row of the same name, in call order.
 * onnxruntime: the session's profiling JSON (`SessionOptions.enable_profiling`): one
@@ -194,7 +195,9 @@ def _eager(model: nn.Module, x: torch.Tensor, index: _Index, names: dict[nn.Modu
            threads: int, runs: int, warmup: int) -> list[Run]:
     """A `record_function` range around the model and each leaf module (only those: every
     range costs Python time the runtime would not spend); aten ops run between leaves are
-    matched in order to the profile's rows outside leaf modules with the same op."""
+    matched in order to the profile's rows outside leaf modules with the same op. A row's time
+    runs from the end of the previous range to the end of its own: eager spends the Python
+    dispatch between two layers on the way to the second, so that is where it is counted."""
     from torch.profiler import ProfilerActivity, profile
 
     from leannet.runtime.threads import torch_threads
@@ -240,8 +243,12 @@ def _eager(model: nn.Module, x: torch.Tensor, index: _Index, names: dict[nn.Modu
     for root in roots:
         seen: dict[str, int] = defaultdict(int)
         hits: list[tuple[str, str, float, list[int]]] = []
+        prev_end = root.time_range.start
         for child in sorted(root.cpu_children, key=lambda e: e.time_range.start):
-            ms = child.cpu_time_total / 1e3
+            # from the end of the previous range to the end of this one: the Python dispatch
+            # that leads to a call (hooks, __call__, the module's own glue) is part of its cost
+            ms = (child.time_range.end - prev_end) / 1e3
+            prev_end = child.time_range.end
             if child.name.startswith("mod::"):
                 p = child.name[5:]
                 rows = index.by_path.get(p, [])
