@@ -36,6 +36,7 @@ free. Measured on a busy machine, every figure is low: `refresh=True` re-measure
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -55,14 +56,9 @@ VERSION = 1  # how the limits are measured; part of the cache file's name
 
 
 def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                return set(value.split())
-    except OSError:
-        pass
-    return set()
+    from leannet.bench.results import cpuinfo
+
+    return set(cpuinfo().get("flags", "").split())
 
 
 def cpu_clock_mhz() -> tuple[float | None, str]:
@@ -75,13 +71,10 @@ def cpu_clock_mhz() -> tuple[float | None, str]:
                 return float(value), "lscpu max MHz"
     except (OSError, ValueError, subprocess.SubprocessError):
         pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "cpu MHz":
-                return float(value), "/proc/cpuinfo cpu MHz (nominal; a VM may hide the boost clock)"
-    except (OSError, ValueError):
-        pass
+    from leannet.bench.results import cpuinfo
+
+    with contextlib.suppress(KeyError, ValueError):
+        return float(cpuinfo()["cpu MHz"]), "/proc/cpuinfo cpu MHz (nominal; a VM may hide the boost clock)"
     return None, "unknown"
 
 

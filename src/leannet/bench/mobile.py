@@ -10,9 +10,7 @@ crashes costs its cell an error row, not the sweep.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -42,7 +40,9 @@ def mobile_artefact(model, workdir: Path, label: str, runtime: str, precision: s
 
         export_ncnn(model, path, size, shape[0])
         # ncnn's .param holds no input shape: the pre-flight reads it from a sidecar
-        path.with_suffix(".json").write_text(f'{{"input_size": {list(size)}}}\n')
+        from leannet.deploy.artefact import write_sidecar
+
+        write_sidecar(path, {"input_size": list(size)})
     else:
         raise LeannetError("litert runs .tflite files you bring (no PyTorch converter installs beside "
                            "leannet's pins): bench the .tflite itself, see docs/mobile.md")
@@ -57,8 +57,9 @@ def mobile_input_dims(path: Path) -> tuple[int | None, ...]:
     from leannet.runtime.mobile import MOBILE_SUFFIXES, _input_shape
 
     if path.suffix == ".param":
-        side = path.with_suffix(".json")
-        size: Any = json.loads(side.read_text()).get("input_size") if side.is_file() else None
+        from leannet.deploy.artefact import sidecar_fields
+
+        size = sidecar_fields(path).get("input_size")
         return (1, *size) if size else (1, None, None, None)
     b, c, h, w = _input_shape(path, MOBILE_SUFFIXES[path.suffix])
     if path.suffix == ".tflite" and c not in (1, 3) and w in (1, 3):  # NHWC

@@ -35,18 +35,27 @@ def default_threads() -> int:
     return len(timing.usable_cores())
 
 
-def environment(threads: int) -> dict[str, Any]:
-    """What a timing depends on besides the model: CPU, cores, threads, versions."""
-    cpu, flags = platform.processor() or platform.machine(), set()
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo ("model name", "flags", "cpu MHz", ...);
+    {} where there is no such file (not Linux). The one reader of it for the sweep and the
+    machine's limits."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                cpu = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
+            if not key.strip() and fields:  # the blank line after the first processor
+                break
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    return fields
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """What a timing depends on besides the model: CPU, cores, threads, versions."""
+    info = cpuinfo()
+    cpu = info.get("model name") or platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
     versions = {"python": platform.python_version(), "torch": torch.__version__, "leannet": __version__}
     for dist in ("onnxruntime", "openvino", "nncf", "onnx", "numpy"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):

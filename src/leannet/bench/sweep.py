@@ -550,10 +550,9 @@ def _arch(p: Prepared) -> str | None:
         return p.source.label
     if p.model is not None:
         return getattr(getattr(p.model, "pretrained_cfg", None), "name", None)
-    sidecar = Path(p.source.spec).with_suffix(".json")
-    with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
-        return json.loads(sidecar.read_text()).get("source_model")
-    return None
+    from leannet.deploy.artefact import sidecar_fields
+
+    return sidecar_fields(p.source.spec).get("source_model")
 
 
 def _accuracy(p: Prepared, runner: Runner, eval_set: str | Path | None, shape: tuple[int, ...],
