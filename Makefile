@@ -28,7 +28,7 @@ run: $(STAMP)
 # One process by default: two pytest-xdist workers (TEST_WORKERS=2) ran the tier in 6m17-6m52s on 2
 # cores, but a worker crashed in 2 of 4 full runs (2026-12-07, test_convert timm parity; undiagnosed).
 test: $(STAMP)
-	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-2} $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The short benchmark scripts, a few minutes in all on 2 cores (each prints its table). The long
 # ones run by name: `make bench BENCH="bench_seeds_vs_timm"` (~15 min), bench_trust (~50 min),
