@@ -29,7 +29,7 @@ run: $(STAMP)
 # one process; then give it both cores (LEANNET_TEST_THREADS=2).
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) $(if $(filter-out 0,$(TEST_WORKERS)),--dist worksteal) $(PYTEST_ARGS)
 
 # The short benchmark scripts, a few minutes in all on 2 cores (each prints its table). The long
 # ones run by name: `make bench BENCH="bench_seeds_vs_timm"` (~15 min), bench_trust (~50 min),

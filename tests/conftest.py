@@ -1,6 +1,10 @@
 import os
 import signal
 
+# torch.compile's first compiles (a fresh machine has no Inductor cache) fork a pool of compile
+# workers by default, which compete with the other xdist worker for the 2 cores; compile in-process.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
 import pytest
 import torch
 

@@ -392,12 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", type=int, default=20, help="profiled runs for --latency (default 20)")
     s.set_defaults(func=cmd_profile)
 
-    from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES
+    from leannet.bench.options import DEFAULT_RUNTIMES, ENGINES, INSTALLED, PRESETS, RUNTIMES
 
     def measure_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("--preset", choices=sorted(PRESETS), help="a named list of models, e.g. seeds")
         s.add_argument("--runtimes", type=_name_list, default=list(DEFAULT_RUNTIMES),
-                       help=f"comma-separated (default {','.join(DEFAULT_RUNTIMES)}; of {','.join(RUNTIMES)})")
+                       help=f"comma-separated (default {','.join(DEFAULT_RUNTIMES)}; of {','.join(RUNTIMES)}), "
+                       f"or '{INSTALLED}': every engine installed here ({','.join(ENGINES)})")
         s.add_argument("--precisions", type=_name_list, default=["fp32"],
                        help="comma-separated fp32,bf16,fp16,int8 (default fp32); a runtime runs those it supports")
         s.add_argument("--threads", type=_positive_int, help="threads for every runtime (default: usable cores)")

@@ -82,6 +82,44 @@ def test_unsupported_pairs_and_missing_runtimes_are_notes(tmp_path, monkeypatch,
     assert "skipping runtime onnxruntime" in err and "eager does not run int8" in err
 
 
+def test_installed_is_every_engine_that_runs_here(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
+    rts, notes = latency.resolve_runtimes(["installed", "channels_last"])
+    assert rts[0] == "eager" and "executorch" not in rts and rts[-1] == "channels_last"
+    assert ("onnxruntime" in rts) == HAS_ORT and ("openvino" in rts) == HAS_OV
+    assert ("ncnn" in rts) == all(real(m) for m in ("ncnn", "pnnx"))
+    assert "cuda" not in rts or torch.cuda.is_available()
+    # one note lists what ran and names the missing engine with its install line
+    assert len(notes) == 1 and "executorch (pip install 'leannet[mobile]')" in notes[0]
+    assert notes[0].startswith(f"runtimes installed here: {', '.join(rts[:-1])}")
+
+
+def test_engine_versions_are_part_of_the_environment(monkeypatch):
+    import importlib.metadata
+
+    from leannet.bench import results
+
+    real = importlib.metadata.version
+    versions = {"ncnn": "1.0.1", "executorch": "9.9.9"}
+
+    def version(dist):
+        if dist in versions:
+            return versions[dist]
+        if dist in results.MOBILE_DISTS:
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    env = results.environment(1)
+    assert env["versions"]["ncnn"] == "1.0.1" and env["versions"]["executorch"] == "9.9.9"
+    assert "pnnx" not in env["versions"]
+    versions["ncnn"] = "1.0.2"  # an engine upgrade is another environment: its cells are re-measured
+    assert results.environment(1)["fingerprint"] != env["fingerprint"]
+
+
 def _count_timed(monkeypatch):
     timed = []
     real = timing.time_rounds

@@ -123,7 +123,10 @@ def test_channels_last_matches():
     assert_close_rel(out, ref, 1e-5)
 
 
-@pytest.mark.parametrize("name", ["pplcnet_x0_25", "mobilenetv1_x1_0", "mobilenetv3_small_x1_0"])
+# One family in the default tier: a first compile (cold Inductor cache, as on a fresh CI machine)
+# takes 11-32 s each on 2 cores; the other families compile in the slow tier.
+@pytest.mark.parametrize("name", ["pplcnet_x0_25", pytest.param("mobilenetv1_x1_0", marks=pytest.mark.slow),
+                                  pytest.param("mobilenetv3_small_x1_0", marks=pytest.mark.slow)])
 def test_torch_compile(name):
     model = calibrate_bn(leannet.create_model(name, num_classes=10))
     x = torch.randn(2, 3, 64, 64)

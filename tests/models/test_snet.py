@@ -167,6 +167,7 @@ def test_features_for_detection():
     assert [tuple(m.shape[1:]) for m in maps] == [(132, 40, 40), (264, 20, 20), (528, 10, 10)]
 
 
+@pytest.mark.slow  # a first compile takes 12-15 s on 2 cores; test_contract compiles one family by default
 def test_torch_compile_small():
     # One unit per stage: the same ops as snet49 at a fraction of the compile time.
     model = calibrate_bn(SNet(SPECS["snet49"], num_classes=10, repeats=(1, 2, 1)))

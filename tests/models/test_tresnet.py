@@ -159,6 +159,7 @@ def test_channels_last_matches():
     assert_close_rel(out, ref, 1e-5)
 
 
+@pytest.mark.slow  # a first compile takes 12-15 s on 2 cores; test_contract compiles one family by default
 def test_torch_compile_small():
     # Same blocks as tresnet_m at a fraction of the compile time; tresnet_m itself is slow-tier.
     model = calibrate_bn(TResNet(depths=(1, 1, 1, 1), width=0.25, num_classes=10))

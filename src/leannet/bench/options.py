@@ -16,6 +16,10 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "tiny": ("pplcnet_x0_25", "mobilenetv3_small_x1_0"),  # a quick smoke run
 }
 DEFAULT_RUNTIMES = ("eager", "onnxruntime", "openvino")
+# `--runtimes installed`: every engine that can run a zoo model here (LiteRT runs only the
+# .tflite files a user brings; channels_last and compile are eager's variants). `make run` uses it.
+INSTALLED = "installed"
+ENGINES = ("eager", "onnxruntime", "openvino", "executorch", "ncnn", "cuda")
 RUNTIMES = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda", "executorch", "ncnn", "litert")
 # What each runtime can run, by precision (INT8 = an artefact quantised by leannet).
 SUPPORTED: dict[str, tuple[str, ...]] = {

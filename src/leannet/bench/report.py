@@ -252,8 +252,11 @@ def normalise(row: dict[str, Any]) -> dict[str, Any]:
 
 def machine_label(env: dict[str, Any]) -> str:
     v = env.get("versions", {})
+    mobile = "".join(f", {name} {v[dist]}" for dist, name in
+                     (("executorch", "ExecuTorch"), ("ncnn", "ncnn"), ("ai-edge-litert", "LiteRT")) if dist in v)
     return (f"{env.get('cpu', '?')}, {env.get('threads', '?')} threads "
-            f"(torch {v.get('torch', '-')}, ORT {v.get('onnxruntime', '-')}, OpenVINO {str(v.get('openvino', '-')).split('-')[0]})")
+            f"(torch {v.get('torch', '-')}, ORT {v.get('onnxruntime', '-')}, "
+            f"OpenVINO {str(v.get('openvino', '-')).split('-')[0]}{mobile})")
 
 
 def load_results(paths: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:

@@ -51,13 +51,18 @@ def cpuinfo() -> dict[str, str]:
     return fields
 
 
+# The mobile engines' packages: their versions are part of the environment only where installed,
+# so an environment without them keeps the fingerprint it had before they were recorded.
+MOBILE_DISTS = ("executorch", "ncnn", "pnnx", "ai-edge-litert")
+
+
 def environment(threads: int) -> dict[str, Any]:
     """What a timing depends on besides the model: CPU, cores, threads, versions."""
     info = cpuinfo()
     cpu = info.get("model name") or platform.processor() or platform.machine()
     flags = set(info.get("flags", "").split())
     versions = {"python": platform.python_version(), "torch": torch.__version__, "leannet": __version__}
-    for dist in ("onnxruntime", "openvino", "nncf", "onnx", "numpy"):
+    for dist in ("onnxruntime", "openvino", "nncf", "onnx", "numpy", *MOBILE_DISTS):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     env = {

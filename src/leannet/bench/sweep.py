@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from leannet.bench.mobile import MOBILE_RUNTIMES, SUFFIX_OF, mobile_artefact, mobile_input_dims
-from leannet.bench.options import DEFAULT_RUNTIMES, PRESETS, RUNTIMES, SUPPORTED
+from leannet.bench.options import DEFAULT_RUNTIMES, ENGINES, INSTALLED, PRESETS, RUNTIMES, SUPPORTED
 from leannet.bench.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
     append_rows,
@@ -145,13 +145,21 @@ def resolve_sources(specs: Iterable[str], preset: str | None = None) -> tuple[li
 
 
 def resolve_runtimes(names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Runtimes that can run here, and one note per runtime that can't."""
+    """Runtimes that can run here, and one note per runtime that can't. The name "installed"
+    stands for every engine of `ENGINES` that can run here (one note names those that can't)."""
     import importlib.util
 
+    if INSTALLED in names:
+        here, _ = resolve_runtimes(ENGINES)
+        rest, notes = resolve_runtimes([n for n in names if n != INSTALLED])
+        skipped = [n for n in ENGINES if n not in here and n != "cuda"]
+        notes.append(f"runtimes installed here: {', '.join(here)}"
+                     + (f" (not: {'; '.join(_REQUIRES[n] for n in skipped)})" if skipped else ""))
+        return list(dict.fromkeys(here + rest)), notes
     usable, notes = [], []
     for name in names:
         if name not in RUNTIMES:
-            raise UnknownRuntimeError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+            raise UnknownRuntimeError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)} or {INSTALLED}")
         ok = {"onnxruntime": lambda: importlib.util.find_spec("onnxruntime") is not None,
               "openvino": lambda: importlib.util.find_spec("openvino") is not None,
               "executorch": lambda: importlib.util.find_spec("executorch") is not None,
