@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# The main job: the seeds preset in eager, ONNX Runtime and OpenVINO at batch 1 (~10 min on
-# 2 cores); resumes an interrupted sweep from runs/bench/results.jsonl.
+# The main job: the seeds preset at batch 1 (~5 min on 2 cores in eager, ONNX Runtime and
+# OpenVINO); resumes an interrupted sweep from runs/bench/results.jsonl. `make run
+# RUNTIMES=installed` adds every engine installed here (ExecuTorch and ncnn with the mobile
+# extra): 80 cells, 16 min on 2 cores (2026-12-07), most of it ExecuTorch's lowering.
+RUNTIMES ?= eager,onnxruntime,openvino
 run: $(STAMP)
-	$(VENV)/bin/leannet bench --preset seeds --report --out runs/bench
+	$(VENV)/bin/leannet bench --preset seeds --runtimes $(RUNTIMES) --report --out runs/bench
 
 # Two pytest-xdist workers of one torch thread each: the default tier in ~6.5 min on 2 cores
 # (two workers of two threads each oversubscribe the cores: 11m46s). TEST_WORKERS=0 runs it in
