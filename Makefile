@@ -28,11 +28,12 @@ run: $(STAMP)
 	$(VENV)/bin/leannet bench --preset seeds --runtimes $(RUNTIMES) --report --out runs/bench
 
 # Two pytest-xdist workers of one torch thread each: the default tier in ~6.5 min on 2 cores
-# (two workers of two threads each oversubscribe the cores: 11m46s). TEST_WORKERS=0 runs it in
-# one process; then give it both cores (LEANNET_TEST_THREADS=2).
+# (two workers of two threads each oversubscribe the cores: 11m46s). A module's tests stay on
+# one worker (loadscope): split, both workers built the same module fixture (the detector
+# overfit, ~30 s, twice). TEST_WORKERS=0 runs it in one process; then LEANNET_TEST_THREADS=2.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) $(if $(filter-out 0,$(TEST_WORKERS)),--dist worksteal) $(PYTEST_ARGS)
+	LEANNET_TEST_THREADS=$${LEANNET_TEST_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) $(if $(filter-out 0,$(TEST_WORKERS)),--dist loadscope) $(PYTEST_ARGS)
 
 # The short benchmark scripts, a few minutes in all on 2 cores (each prints its table). The long
 # ones run by name: `make bench BENCH="bench_seeds_vs_timm"` (~15 min), bench_trust (~50 min),
