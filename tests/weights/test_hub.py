@@ -195,6 +195,26 @@ def test_pretrained_true_downloads_converts_and_gives_timms_logits(caches, serve
     assert server.requests == [] and target.is_file()
 
 
+def test_a_download_leaves_no_tqdm_monitor_thread(caches, server, timm_lcnet, monkeypatch):
+    """tqdm's monitor thread, left by a download bar, aborted test processes later (SIGABRT in
+    its lock): a download turns it off, whatever tqdm's setting was (tests/conftest.py turns it
+    off for the whole suite; here it is back on, as in a user's process)."""
+    import threading
+
+    import tqdm
+    from tqdm._monitor import TMonitor
+
+    _, body, config = timm_lcnet
+    server.add_hf(REPO, "model.safetensors", body)
+    server.add_hf(REPO, "config.json", config, lfs=False)
+    monkeypatch.setattr(tqdm.tqdm, "monitor_interval", 10)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    leannet.create_model("pplcnet_x0_5", pretrained=True)
+    assert server.requests  # a real download happened
+    assert tqdm.tqdm.monitor_interval == 0
+    assert not any(isinstance(t, TMonitor) for t in threading.enumerate())
+
+
 def test_converted_file_is_checked_on_every_load(caches, server, timm_lcnet, monkeypatch):
     _, body, _ = timm_lcnet
     server.add_hf(REPO, "model.safetensors", body)

@@ -30,6 +30,7 @@ weights only on the user's word, and every record then says `RANDOM_WEIGHTS`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -261,9 +262,21 @@ class _Unavailable(Exception):
 
 
 def _download(source: WeightSource, download: bool = True) -> tuple[Path, dict[str, Any]]:
+    _no_tqdm_monitor()
     if source.kind == "hf":
         return _hf_download(source, download)
     return _url_download(source, download), {"repo": None, "revision": None, "commit": None, "url": source.location}
+
+
+def _no_tqdm_monitor() -> None:
+    """Download bars without tqdm's monitor thread. Started by a bar, that thread outlives it,
+    waking every 10 s for tqdm's multiprocessing lock; in this project's test runs it aborted
+    the process (SIGABRT in that acquire) during a later, unrelated computation, which a
+    benchmark sweep after a download must not risk. A bar then refreshes only as it advances."""
+    with contextlib.suppress(ImportError):
+        import tqdm
+
+        tqdm.tqdm.monitor_interval = 0
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
