@@ -236,10 +236,21 @@ class Probe(Cell):
         if threads <= 1:
             work = part
         else:
+            import threading
+
             pool = ThreadPoolExecutor(threads, thread_name_prefix="leannet-probe")
+            # Each part waits for the others before it works, so the parts run at once on
+            # `threads` threads: without it, a worker done with its part early could take the
+            # next one too (the pool starts a thread only when none is idle), and the probe
+            # would run part of its work serially (seen on a loaded 2-vCPU host).
+            start = threading.Barrier(threads)
+
+            def together(i: int) -> None:
+                start.wait()
+                part(i)
 
             def work() -> None:
-                for f in [pool.submit(part, i) for i in range(threads)]:
+                for f in [pool.submit(together, i) for i in range(threads)]:
                     f.result()
 
         super().__init__("probe", work)
