@@ -8,19 +8,15 @@ os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 import pytest
 import torch
 
+from leannet.weights.hub import _no_tqdm_monitor
+
 # Tests are small; two threads per process keep the suite predictable on a 2-core machine.
 torch.set_num_threads(int(os.environ.get("LEANNET_TEST_THREADS", "2")))
 
-# No tqdm monitor thread (as PyTorch's own test suite does): a bar left by an earlier test (a
-# loopback-hub download) keeps tqdm's monitor waking every 10 s to take tqdm's multiprocessing
-# lock; under two xdist workers that acquire aborted the worker (SIGABRT in
-# tqdm/_monitor.py) in 2 of 4 full runs on 2026-12-07, killing whichever test was running.
-try:
-    import tqdm
-
-    tqdm.tqdm.monitor_interval = 0
-except ImportError:
-    pass
+# No tqdm monitor thread in any test (leannet turns it off for its own downloads; coremltools'
+# and other bars would start it): under two xdist workers its lock acquire aborted the worker
+# (SIGABRT in tqdm/_monitor.py) in 2 of 4 full runs on 2026-12-07.
+_no_tqdm_monitor()
 
 
 @pytest.fixture(autouse=True)

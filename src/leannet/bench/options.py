@@ -17,7 +17,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_RUNTIMES = ("eager", "onnxruntime", "openvino")
 # `--runtimes installed`: every engine that can run a zoo model here (LiteRT runs only the
-# .tflite files a user brings; channels_last and compile are eager's variants). `make run` uses it.
+# .tflite files a user brings; channels_last and compile are eager's variants).
+# `make run RUNTIMES=installed` uses it.
 INSTALLED = "installed"
 ENGINES = ("eager", "onnxruntime", "openvino", "executorch", "ncnn", "cuda")
 RUNTIMES = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "cuda", "executorch", "ncnn", "litert")
