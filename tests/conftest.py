@@ -19,6 +19,30 @@ torch.set_num_threads(int(os.environ.get("LEANNET_TEST_THREADS", "2")))
 _no_tqdm_monitor()
 
 
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory):
+    """`built_once(name, build)`: `build(folder)` fills a new folder and returns a JSON-able
+    value; under pytest-xdist the first worker to ask builds it and the others read it (one
+    fixture that trains a model costs 20 s per worker otherwise). Returns (folder, value)."""
+    import json
+
+    from filelock import FileLock
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    # under xdist every worker's basetemp is a child of this run's own folder
+    root = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+
+    def get(name, build):
+        folder, done = root / f"shared-{name}", root / f"shared-{name}.json"
+        with FileLock(str(root / f"shared-{name}.lock")):
+            if not done.is_file():
+                folder.mkdir()
+                done.write_text(json.dumps(build(folder)))
+        return folder, json.loads(done.read_text())
+
+    return get
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

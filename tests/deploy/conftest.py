@@ -19,8 +19,9 @@ DIGITS_PRE = {"input_size": [3, 32, 32], "mean": [0.485, 0.456, 0.406],
 
 
 @pytest.fixture(scope="session")
-def digits_root(tmp_path_factory):
-    return prepare_digits(tmp_path_factory.mktemp("data") / "digits")
+def digits_root(built_once):
+    folder, _ = built_once("digits", lambda d: str(prepare_digits(d / "digits")))
+    return folder / "digits"
 
 
 def _tensors(root, split):
@@ -30,8 +31,14 @@ def _tensors(root, split):
 
 
 @pytest.fixture(scope="session")
-def digits_checkpoint(digits_root, tmp_path_factory):
-    """(path of a leannet checkpoint trained on digits, its val top-1 in %)."""
+def digits_checkpoint(digits_root, built_once):
+    """(path of a leannet checkpoint trained on digits, its val top-1 in %): trained once per
+    test run, whichever xdist worker asks first."""
+    folder, top1 = built_once("digits_checkpoint", lambda d: _train_digits(digits_root, d / "digits.safetensors"))
+    return folder / "digits.safetensors", top1
+
+
+def _train_digits(digits_root, path):
     torch.manual_seed(0)
     x, y, classes = _tensors(digits_root, "train")
     model = leannet.create_model("pplcnet_x0_25", num_classes=len(classes))
@@ -56,7 +63,6 @@ def digits_checkpoint(digits_root, tmp_path_factory):
     xv, yv, _ = _tensors(digits_root, "val")
     with torch.no_grad():
         top1 = 100.0 * (model(xv).argmax(1) == yv).float().mean().item()
-    path = tmp_path_factory.mktemp("ckpt") / "digits.safetensors"
     save_weights(model, path, meta={"arch": "pplcnet_x0_25", "num_classes": len(classes),
                                     "classes": classes, "preprocessing": DIGITS_PRE})
-    return path, top1
+    return top1
