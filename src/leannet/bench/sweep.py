@@ -50,7 +50,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from leannet.bench.mobile import MOBILE_RUNTIMES, SUFFIX_OF, mobile_artefact, mobile_input_dims
+from leannet.bench.mobile import (
+    MOBILE_RUNTIMES,
+    SUFFIX_OF,
+    Exporter,
+    mobile_artefact,
+    mobile_input_dims,
+)
 from leannet.bench.options import DEFAULT_RUNTIMES, ENGINES, INSTALLED, PRESETS, RUNTIMES, SUPPORTED
 from leannet.bench.results import (  # noqa: F401 (re-exported: the sweep's file and environment)
     KEY,
@@ -590,6 +596,48 @@ def _int8_caveat(ids: DataIds) -> str:
     return f"; INT8 calibrated on {ids.calib}"
 
 
+def _source(s: Source, ctx: Context, loaded: dict[Source, Prepared]) -> Prepared:
+    """Source `s` loaded once per sweep (a load that failed is tried again by the next cell, which
+    then records the same error)."""
+    from rich.markup import escape
+
+    if s not in loaded:
+        work = ctx.workdir / f"src{len(loaded)}"
+        work.mkdir(parents=True, exist_ok=True)  # an earlier source may have failed to load here
+        loaded[s] = _load(s, ctx.deployed, work, download=ctx.eval_set is not None)
+        if note := loaded[s].weights.get("note"):
+            ctx.console.print(f"[yellow]note:[/] {escape(note)}")
+    return loaded[s]
+
+
+def _cell_shape(cid: CellId, p: Prepared, ctx: Context) -> tuple[int, ...] | None:
+    """The input a cell runs: an artefact's own (None if unreadable at planning), else the
+    model's channels at the cell's batch and size."""
+    if p.model is None:
+        return cid.shape
+    channels = p.pre["input_size"][0]
+    if ctx.channels is not None and ctx.channels != channels:
+        raise LeannetError(f"--shape asks for {ctx.channels} input channels; {cid.source.label} takes {channels}")
+    return (cid.batch, channels, *cid.hw)
+
+
+def _submit_exports(todo: Sequence[CellId], ctx: Context, loaded: dict[Source, Prepared],
+                    exporter: Exporter) -> None:
+    """Hand every mobile model cell's export to the background `exporter` (the cells' own
+    preparation collects them, and records any error then)."""
+    for cid in todo:
+        if cid.source.task == "detect" or cid.source.kind == "artefact" or cid.runtime not in exporter.RUNTIMES:
+            continue
+        try:
+            p = _source(cid.source, ctx, loaded)
+            shape = _cell_shape(cid, p, ctx)
+            x = _calibration(p, shape, ctx.calib)[0] if cid.precision == "int8" else None
+        except Exception:  # the cell's own preparation meets it again and records it
+            continue
+        mobile_artefact(p.model, p.workdir, p.source.label, cid.runtime, cid.precision, shape, p.files, x,
+                        exporter=exporter)
+
+
 def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[Source, Prepared],
                         refs: dict[tuple, np.ndarray]) -> tuple[dict[str, Any], timing.Cell | None]:
     """One classifier cell's row (what ran) and timing cell; a cell that fails gets an error row
@@ -610,20 +658,8 @@ def _prepare_classifier(cid: CellId, ctx: Context, ids: DataIds, loaded: dict[So
     if s.kind != "zoo":
         row["path"] = s.spec
     try:
-        if s not in loaded:
-            work = ctx.workdir / f"src{len(loaded)}"
-            work.mkdir(parents=True, exist_ok=True)  # an earlier source may have failed to load here
-            loaded[s] = _load(s, ctx.deployed, work, download=ctx.eval_set is not None)
-            if note := loaded[s].weights.get("note"):
-                ctx.console.print(f"[yellow]note:[/] {escape(note)}")
-        p = loaded[s]
-        if p.model is None:
-            shape = cid.shape
-        else:
-            channels = p.pre["input_size"][0]
-            if ctx.channels is not None and ctx.channels != channels:
-                raise LeannetError(f"--shape asks for {ctx.channels} input channels; {s.label} takes {channels}")
-            shape = (b, channels, *cid.hw)
+        p = _source(s, ctx, loaded)
+        shape = _cell_shape(cid, p, ctx)
         row["arch"] = _arch(p)
         row |= {k: p.weights[k] for k in ("weights", "weights_sha256") if p.weights.get(k)}
         row |= _published(row["arch"]) if row["arch"] else {"published_top1": None}
@@ -669,9 +705,18 @@ def _prepare(todo: Sequence[CellId], ctx: Context, ids: DataIds,
     loaded: dict[Source, Prepared] = {}
     refs: dict[tuple, np.ndarray] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=ctx.console, disable=not progress, transient=True) as bar:
+    # Mobile exports run in a background process, front to back, while the other cells are
+    # prepared here; then this process takes the mobile cells back to front, exporting those the
+    # worker has not started yet itself, until the two meet.
+    background = [c for c in todo if c.runtime in Exporter.RUNTIMES and c.source.kind != "artefact"]
+    order = [c for c in todo if c not in background] + background[::-1]
+    with (Progress(*columns, console=ctx.console, disable=not progress, transient=True) as bar,
+          Exporter(ctx.threads) as exporter):
         task = bar.add_task("preparing", total=len(todo))
-        for cid in todo:
+        if background:
+            bar.update(task, description="loading models for their mobile exports")
+            _submit_exports(background, ctx, loaded, exporter)
+        for cid in order:
             bar.update(task, description=f"preparing {cid.source.label} {cid.runtime} {cid.precision} b{cid.batch}")
             if cid.source.task == "detect":
                 from leannet.bench import detectors
@@ -680,7 +725,7 @@ def _prepare(todo: Sequence[CellId], ctx: Context, ids: DataIds,
             else:
                 prepared[cid] = _prepare_classifier(cid, ctx, ids, loaded, refs)
             bar.advance(task)
-    return prepared
+    return {cid: prepared[cid] for cid in todo}
 
 
 # --- the sweep -----------------------------------------------------------------------------------

@@ -31,8 +31,11 @@ CALIBRATION_BATCH = 8  # images per calibration forward: observers see the same 
 
 
 def _lower(program: torch.export.ExportedProgram, path: Path) -> Path:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from leannet.runtime.mobile import quiet_executorch
+
+    with quiet_executorch():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
 
     try:
         et = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -62,11 +65,14 @@ def quantize_executorch(model: nn.Module, path: str | Path, calib: np.ndarray,
                         input_size: tuple[int, int, int] = (3, 224, 224), batch: int = 1) -> Path:
     """INT8 .pte by PT2E with XNNPACKQuantizer (per-channel), calibrated on `calib` (N, C, H, W)."""
     require("executorch", "ExecuTorch INT8 export")
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from leannet.runtime.mobile import quiet_executorch
+
+    with quiet_executorch():
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     path = Path(path)
     x = torch.randn(batch, *input_size)

@@ -17,11 +17,14 @@ with one line, and the caller lives on. The result is cached per file (path, siz
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +47,9 @@ _executorch_loaded: list[str] = []  # .pte programs loaded in this process (the 
 def executorch_runner(path: str | Path, threads: int | None = None, precision: str = "fp32",
                       all_outputs: bool = False) -> dict[str, Any]:
     """ExecuTorch's Python runtime on a .pte (XNNPACK-lowered by `leannet export`)."""
-    require("executorch", "running ExecuTorch .pte files")
     import torch
-    from executorch.extension.pybindings import portable_lib
+
+    portable_lib = _portable_lib()
     from executorch.runtime import Runtime, Verification
 
     n = threads or portable_lib._threadpool_get_thread_count()
@@ -55,7 +58,8 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
             raise LeannetError(f"{path}: ExecuTorch's XNNPACK threadpool is process-wide and already serves "
                                f"{portable_lib._threadpool_get_thread_count()} threads to a loaded program; "
                                f"run {n} threads in another process")
-        portable_lib._unsafe_reset_threadpool(n)
+        with quiet_executorch():
+            portable_lib._unsafe_reset_threadpool(n)
     try:
         program = Runtime.get().load_program(Path(path), verification=Verification.Minimal)
         method = program.load_method("forward")
@@ -84,15 +88,47 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
 def set_executorch_threads(n: int) -> None:
     """Size ExecuTorch's process-wide XNNPACK threadpool before any .pte is loaded (a reset
     after a load crashes the loaded program's next call, so it is refused then)."""
-    require("executorch", "running ExecuTorch .pte files")
-    from executorch.extension.pybindings import portable_lib
-
+    portable_lib = _portable_lib()
     if portable_lib._threadpool_get_thread_count() == n:
         return
     if _executorch_loaded:
         raise LeannetError(f"ExecuTorch's XNNPACK threadpool already serves a loaded program; "
                            f"{n} threads need another process")
-    portable_lib._unsafe_reset_threadpool(n)
+    with quiet_executorch():
+        portable_lib._unsafe_reset_threadpool(n)
+
+
+def _portable_lib():
+    """ExecuTorch's runtime bindings, imported and their threadpool made without the noise
+    (`quiet_executorch`)."""
+    require("executorch", "running ExecuTorch .pte files")
+    with quiet_executorch():
+        from executorch.extension.pybindings import portable_lib
+
+        portable_lib._threadpool_get_thread_count()  # the first call makes the pool
+    return portable_lib
+
+
+@contextlib.contextmanager
+def quiet_executorch() -> Iterator[None]:
+    """Stderr closed at the file-descriptor level (and torch's pytree logger raised to errors)
+    for ExecuTorch's imports and threadpool calls: importing it makes torch warn that torchao
+    registers an Enum as a pytree constant, and making or resetting its threadpool logs CPU
+    probing from C++ ("[cpuinfo_utils.cpp:87] Failed to open midr file ..." on x86): noise on
+    every sweep that says nothing to the user. Python exceptions pass through unchanged."""
+    pytree = logging.getLogger("torch.utils._pytree")
+    level = pytree.level
+    pytree.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        pytree.setLevel(level)
 
 
 # --- ncnn ----------------------------------------------------------------------------------------
@@ -212,12 +248,30 @@ def preflight(path: str | Path, engine: str, threads: int | None = None,
     signal) or an error becomes a LeannetError here. `shape` is the input (ncnn's .param has
     none: else the sidecar's input_size). Cached per file version."""
     path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, engine)
-    if key in _preflown:
+    if _version_key(path, engine) in _preflown:
         return
     run_isolated(SMOKE_TARGET, [str(path), engine, threads, shape and list(shape)], what=f"{engine} on {path.name}")
-    _preflown[key] = None
+    mark_preflown(path, engine)
+
+
+def mark_preflown(path: str | Path, engine: str) -> None:
+    """Record that this version of `path` ran on `engine` in another process (a pre-flight
+    child, or the sweep's background exporter, which runs the same smoke after its export)."""
+    _preflown[_version_key(Path(path), engine)] = None
+
+
+def _version_key(path: Path, engine: str) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, engine)
+
+
+def crash_text(what: str, returncode: int, where: str = "in a pre-flight child process") -> str:
+    """The one line for a child that died of signal -`returncode`."""
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"{what}: the engine crashed ({name}) {where}; this artefact cannot run on it"
 
 
 def run_isolated(target: str, args: list[Any], what: str, timeout: float = PREFLIGHT_TIMEOUT) -> None:
@@ -234,12 +288,7 @@ def run_isolated(target: str, args: list[Any], what: str, timeout: float = PREFL
     if proc.returncode == 0:
         return
     if proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        raise LeannetError(f"{what}: the engine crashed ({name}) in a pre-flight child process; "
-                           "this artefact cannot run on it")
+        raise LeannetError(crash_text(what, proc.returncode))
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     last = lines[-1] if lines else f"exit code {proc.returncode}"
     raise LeannetError(f"{what}: pre-flight failed: {last.split(': ', 1)[-1] if 'Error' in last else last}")
@@ -256,6 +305,7 @@ def _input_shape(path: Path, engine: str) -> tuple[int, ...]:
     """The input shape the artefact takes: from the program (ExecuTorch, LiteRT) or, for ncnn
     (whose .param has none), from the sidecar's input_size."""
     if engine == "executorch":
+        _portable_lib()
         from executorch.runtime import Runtime
 
         return tuple(Runtime.get().load_program(path).metadata("forward").input_tensor_meta(0).sizes())
