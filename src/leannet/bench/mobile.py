@@ -230,8 +230,9 @@ def _serve(conn) -> None:
 
 def mobile_input_dims(path: Path) -> tuple[int | None, ...]:
     """A mobile artefact's input dims, N,C,H,W (None where it does not say): ExecuTorch and
-    LiteRT programs fix theirs (LiteRT's NHWC read as NCHW); an ncnn .param records none, so
-    its sidecar's input_size gives C,H,W and N is 1 (ncnn's extractor runs one image)."""
+    LiteRT programs fix theirs (a LiteRT NHWC input as the runner takes it, NCHW); an ncnn
+    .param records none, so its sidecar's input_size gives C,H,W and N is 1 (ncnn's extractor
+    runs one image)."""
     from leannet.runtime.mobile import MOBILE_SUFFIXES, _input_shape
 
     if path.suffix == ".param":
@@ -239,7 +240,4 @@ def mobile_input_dims(path: Path) -> tuple[int | None, ...]:
 
         size = sidecar_fields(path).get("input_size")
         return (1, *size) if size else (1, None, None, None)
-    b, c, h, w = _input_shape(path, MOBILE_SUFFIXES[path.suffix])
-    if path.suffix == ".tflite" and c not in (1, 3) and w in (1, 3):  # NHWC
-        b, h, w, c = b, c, h, w
-    return b, c, h, w
+    return _input_shape(path, MOBILE_SUFFIXES[path.suffix])

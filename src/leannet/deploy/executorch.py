@@ -31,9 +31,9 @@ CALIBRATION_BATCH = 8  # images per calibration forward: observers see the same 
 
 
 def _lower(program: torch.export.ExportedProgram, path: Path) -> Path:
-    from leannet.runtime.mobile import quiet_executorch
+    from leannet.runtime.mobile import quiet_engine
 
-    with quiet_executorch():
+    with quiet_engine():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
@@ -65,9 +65,9 @@ def quantize_executorch(model: nn.Module, path: str | Path, calib: np.ndarray,
                         input_size: tuple[int, int, int] = (3, 224, 224), batch: int = 1) -> Path:
     """INT8 .pte by PT2E with XNNPACKQuantizer (per-channel), calibrated on `calib` (N, C, H, W)."""
     require("executorch", "ExecuTorch INT8 export")
-    from leannet.runtime.mobile import quiet_executorch
+    from leannet.runtime.mobile import quiet_engine
 
-    with quiet_executorch():
+    with quiet_engine():
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,

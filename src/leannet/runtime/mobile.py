@@ -58,7 +58,7 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
             raise LeannetError(f"{path}: ExecuTorch's XNNPACK threadpool is process-wide and already serves "
                                f"{portable_lib._threadpool_get_thread_count()} threads to a loaded program; "
                                f"run {n} threads in another process")
-        with quiet_executorch():
+        with quiet_engine():
             portable_lib._unsafe_reset_threadpool(n)
     try:
         program = Runtime.get().load_program(Path(path), verification=Verification.Minimal)
@@ -94,15 +94,15 @@ def set_executorch_threads(n: int) -> None:
     if _executorch_loaded:
         raise LeannetError(f"ExecuTorch's XNNPACK threadpool already serves a loaded program; "
                            f"{n} threads need another process")
-    with quiet_executorch():
+    with quiet_engine():
         portable_lib._unsafe_reset_threadpool(n)
 
 
 def _portable_lib():
     """ExecuTorch's runtime bindings, imported and their threadpool made without the noise
-    (`quiet_executorch`)."""
+    (`quiet_engine`)."""
     require("executorch", "running ExecuTorch .pte files")
-    with quiet_executorch():
+    with quiet_engine():
         from executorch.extension.pybindings import portable_lib
 
         portable_lib._threadpool_get_thread_count()  # the first call makes the pool
@@ -110,12 +110,13 @@ def _portable_lib():
 
 
 @contextlib.contextmanager
-def quiet_executorch() -> Iterator[None]:
+def quiet_engine() -> Iterator[None]:
     """Stderr closed at the file-descriptor level (and torch's pytree logger raised to errors)
-    for ExecuTorch's imports and threadpool calls: importing it makes torch warn that torchao
-    registers an Enum as a pytree constant, and making or resetting its threadpool logs CPU
-    probing from C++ ("[cpuinfo_utils.cpp:87] Failed to open midr file ..." on x86): noise on
-    every sweep that says nothing to the user. Python exceptions pass through unchanged."""
+    for an engine's imports and set-up calls that log from C++ what says nothing to the user:
+    importing ExecuTorch makes torch warn that torchao registers an Enum as a pytree constant,
+    making or resetting its threadpool logs CPU probing ("[cpuinfo_utils.cpp:87] Failed to open
+    midr file ..." on x86), and LiteRT announces its XNNPACK delegate. Python exceptions pass
+    through unchanged."""
     pytree = logging.getLogger("torch.utils._pytree")
     level = pytree.level
     pytree.setLevel(logging.ERROR)
@@ -187,14 +188,15 @@ def litert_runner(path: str | Path, threads: int | None = None, precision: str =
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interp = Interpreter(model_path=str(path), num_threads=threads or 1)
-        interp.allocate_tensors()
+        with quiet_engine():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            interp = Interpreter(model_path=str(path), num_threads=threads or 1)
+            interp.allocate_tensors()
     except Exception as e:  # ValueError/RuntimeError with the runtime's text
         raise LeannetError(f"{path}: LiteRT cannot load it ({reason(e, 200)})") from None
     inp = interp.get_input_details()[0]
     outs = interp.get_output_details()
     shape = [int(d) for d in inp["shape"]]
-    nhwc = len(shape) == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
+    nhwc = _is_nhwc(shape)
 
     def run(x: np.ndarray) -> list[np.ndarray]:
         interp.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x)
@@ -309,13 +311,20 @@ def _input_shape(path: Path, engine: str) -> tuple[int, ...]:
         from executorch.runtime import Runtime
 
         return tuple(Runtime.get().load_program(path).metadata("forward").input_tensor_meta(0).sizes())
-    if engine == "litert":
+    if engine == "litert":  # as the runner takes it: NCHW, whatever the file's layout
         from ai_edge_litert.interpreter import Interpreter
 
-        return tuple(int(d) for d in Interpreter(model_path=str(path)).get_input_details()[0]["shape"])
+        shape = tuple(int(d) for d in Interpreter(model_path=str(path)).get_input_details()[0]["shape"])
+        return (shape[0], shape[3], shape[1], shape[2]) if _is_nhwc(shape) else shape
     side = path.with_suffix(".json")
     size = json.loads(side.read_text()).get("input_size") if side.is_file() else None
     return (1, *(size or (3, 224, 224)))
+
+
+def _is_nhwc(shape) -> bool:
+    """A LiteRT input laid out N,H,W,C (TensorFlow's converters) rather than PyTorch's N,C,H,W:
+    read from where the 1 or 3 channels sit."""
+    return len(shape) == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
 
 
 def _version(dist: str) -> str:
