@@ -97,6 +97,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   batches=args.batch, threads=args.threads, img=args.img, shape=args.shape, min_time=args.min_time,
                   rounds=args.rounds, retries=args.retries, out=args.out, deployed=not args.train_form,
                   force=args.force, calib=args.calib, eval_set=args.eval, progress=not args.quiet)
+    if not sweep.rows:  # every cell skipped: the notes on stderr say why
+        raise LeannetError("nothing to measure: no source runs on the runtimes, precisions and shapes asked "
+                           "(the notes above say why)")
     if args.report:
         from leannet.bench.html import write_html_report
         from leannet.bench.report import write_report
@@ -396,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def measure_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("--preset", choices=sorted(PRESETS), help="a named list of models, e.g. seeds")
-        s.add_argument("--runtimes", type=_name_list, default=list(DEFAULT_RUNTIMES),
-                       help=f"comma-separated (default {','.join(DEFAULT_RUNTIMES)}; of {','.join(RUNTIMES)}), "
+        s.add_argument("--runtimes", type=_name_list,
+                       help=f"comma-separated (default {','.join(DEFAULT_RUNTIMES)}, and the engine of each "
+                       f".pte/.param/.tflite given; of {','.join(RUNTIMES)}), "
                        f"or '{INSTALLED}': every engine installed here ({','.join(ENGINES)})")
         s.add_argument("--precisions", type=_name_list, default=["fp32"],
                        help="comma-separated fp32,bf16,fp16,int8 (default fp32); a runtime runs those it supports")

@@ -2,6 +2,7 @@
 asserted; timing and contention are tests/runtime's."""
 
 import csv
+import importlib.util
 import io
 import json
 import math
@@ -495,3 +496,22 @@ def test_a_usage_error_is_one_line_even_with_debug(tmp_path, capsys):
     assert len(err) == 1 and "--batch" in err[0]
     assert main(["bench", "--debug", "no_such_net", "--out", str(tmp_path)]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert not installed")
+def test_a_mobile_artefact_runs_on_its_engine_unless_runtimes_exclude_it(tmp_path, capsys):
+    """Without --runtimes a .tflite runs on LiteRT (not on a desktop runtime that cannot read
+    it, which made an error row); with runtimes that cannot read it, nothing is measured and
+    the note names the engine that can."""
+    from tests.helpers import write_tflite
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "m.tflite"
+    write_tflite(path, rng.standard_normal((4, 3, 3, 3), dtype=np.float32), rng.standard_normal(4, dtype=np.float32))
+    sweep = bench([str(path)], min_time=0.05, rounds=1, retries=0, out=tmp_path / "a", progress=False)
+    assert [(r["runtime"], "error" in r) for r in sweep.rows] == [("litert", False)]
+    assert main(["bench", str(path), "--runtimes", "onnxruntime,openvino", "--min-time", "0.05", "--rounds", "1",
+                 "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "its format runs on litert" in err and "nothing to measure" in err
+    assert not (tmp_path / "b" / "results.jsonl").exists()

@@ -1,8 +1,6 @@
-"""LiteRT on a real .tflite: leannet has no PyTorch converter for it (litert-torch does not
-install beside its pins), so the test writes one with LiteRT's own flatbuffer schema, as
-TensorFlow's converter lays it out (NHWC input, OHWI filters): a 3x3 convolution with ReLU and
-a spatial mean, a 4-class "classifier" on 8x8 RGB. The reference is torch's conv2d on the same
-weights, an independent implementation."""
+"""LiteRT on a real .tflite (tests.helpers.write_tflite: a 3x3 convolution with ReLU and a
+spatial mean, a 4-class "classifier" on 8x8 RGB, NHWC as TensorFlow's converter lays it out).
+The reference is torch's conv2d on the same weights, an independent implementation."""
 
 import importlib.util
 import json
@@ -12,56 +10,11 @@ import pytest
 import torch
 
 from leannet.runtime.runners import open_runner
+from tests.helpers import write_tflite
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                                 reason="ai-edge-litert not installed (pip install 'leannet[mobile]')")
 SIDE, CLASSES = 8, 4
-
-
-def _write_tflite(path, weight: np.ndarray, bias: np.ndarray) -> None:
-    """conv (weight OIHW, SAME padding, stride 1) + ReLU -> mean over H, W, as a TFLite model."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as s
-
-    def buffer(a=None):
-        b = s.BufferT()
-        b.data = None if a is None else np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
-        return b
-
-    def tensor(name, shape, buf, kind=s.TensorType.FLOAT32):
-        t = s.TensorT()
-        t.name, t.shape, t.buffer, t.type = name.encode(), list(shape), buf, kind
-        return t
-
-    def opcode(code):
-        c = s.OperatorCodeT()
-        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, code, 1
-        return c
-
-    ohwi = weight.transpose(0, 2, 3, 1).astype(np.float32)
-    model = s.ModelT()
-    model.version, model.description = 3, b"leannet test"
-    model.buffers = [buffer(), buffer(), buffer(ohwi), buffer(bias.astype(np.float32)), buffer(),
-                     buffer(np.array([1, 2], np.int32)), buffer()]
-    model.operatorCodes = [opcode(s.BuiltinOperator.CONV_2D), opcode(s.BuiltinOperator.MEAN)]
-    g = s.SubGraphT()
-    g.tensors = [tensor("input", (1, SIDE, SIDE, 3), 1), tensor("filter", ohwi.shape, 2),
-                 tensor("bias", bias.shape, 3), tensor("conv", (1, SIDE, SIDE, CLASSES), 4),
-                 tensor("axes", (2,), 5, s.TensorType.INT32), tensor("logits", (1, CLASSES), 6)]
-    conv = s.OperatorT()
-    conv.opcodeIndex, conv.inputs, conv.outputs = 0, [0, 1, 2], [3]
-    conv.builtinOptionsType = s.BuiltinOptions.Conv2DOptions
-    conv.builtinOptions = s.Conv2DOptionsT()
-    conv.builtinOptions.padding, conv.builtinOptions.strideH, conv.builtinOptions.strideW = s.Padding.SAME, 1, 1
-    conv.builtinOptions.fusedActivationFunction = s.ActivationFunctionType.RELU
-    mean = s.OperatorT()
-    mean.opcodeIndex, mean.inputs, mean.outputs = 1, [3, 4], [5]
-    mean.builtinOptionsType, mean.builtinOptions = s.BuiltinOptions.ReducerOptions, s.ReducerOptionsT()
-    g.operators, g.inputs, g.outputs, g.name = [conv, mean], [0], [5], b"main"
-    model.subgraphs = [g]
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    path.write_bytes(bytes(b.Output()))
 
 
 @pytest.fixture()
@@ -70,7 +23,7 @@ def tflite(tmp_path):
     weight = rng.standard_normal((CLASSES, 3, 3, 3), dtype=np.float32)
     bias = rng.standard_normal(CLASSES, dtype=np.float32)
     path = tmp_path / "tiny.tflite"
-    _write_tflite(path, weight, bias)
+    write_tflite(path, weight, bias)
     return path, torch.from_numpy(weight), torch.from_numpy(bias)
 
 

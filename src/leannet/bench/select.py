@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from leannet.bench.options import DEFAULT_RUNTIMES
 from leannet.errors import LeannetError
 
 LABEL_WIDTH = 44  # characters of the label column: the seeds preset's longest label + precision fits
@@ -173,7 +172,7 @@ def select(
     preset: str | None = None,
     batch: int = 1,
     threads: int | None = None,
-    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
+    runtimes: Sequence[str] | None = None,
     precisions: Sequence[str] = ("fp32",),
     eval_set: str | Path | None = None,
     calib: str | Path | None = None,

@@ -77,10 +77,9 @@ def artefact_runs(source: Source, runtime: str, precision: str) -> bool:
     from leannet.bench.mobile import SUFFIX_OF
     from leannet.deploy.artefact import sidecar_fields
 
-    if runtime in SUFFIX_OF:  # a mobile engine reads its own format only
-        if not source.spec.endswith(SUFFIX_OF[runtime]):
-            return False
-    elif runtime not in ("onnxruntime", "openvino") or (runtime == "onnxruntime" and not source.spec.endswith(".onnx")):
+    reads = {**{rt: (suffix,) for rt, suffix in SUFFIX_OF.items()}, "onnxruntime": (".onnx",),
+             "openvino": (".onnx", ".xml")}
+    if not source.spec.endswith(reads.get(runtime, ())):
         return False
     return precision == sidecar_fields(source.spec).get("precision", "fp32")
 

@@ -84,6 +84,7 @@ from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
 from leannet.extras import MissingExtraError
 from leannet.fileio import sha256
 from leannet.runtime import timing
+from leannet.runtime.mobile import MOBILE_SUFFIXES
 from leannet.runtime.runners import ARTEFACT_SUFFIXES, PRECISIONS, Runner
 from leannet.runtime.threads import torch_threads
 
@@ -247,6 +248,14 @@ def _pairs(rts: Sequence[str], precisions: Sequence[str], notes: list[str]) -> l
     return pairs
 
 
+def _reader(source: Source) -> str:
+    """The runtimes that read an artefact's format (for a note)."""
+    suffix = Path(source.spec).suffix
+    if suffix in MOBILE_SUFFIXES:
+        return MOBILE_SUFFIXES[suffix]
+    return "onnxruntime or openvino" if suffix == ".onnx" else "openvino"
+
+
 def _runs(source: Source, runtime: str, precision: str) -> bool:
     """A classifier from a model runs everywhere; an artefact only where `artefact_runs` says."""
     return source.kind != "artefact" or artefact_runs(source, runtime, precision)
@@ -310,6 +319,10 @@ def _plan(sources: Sequence[Source], pairs: Sequence[tuple[str, str]], batches: 
             from leannet.bench import detectors
 
             plan += detectors.plan(s, pairs, batches, hw, notes, data_sets)
+            continue
+        if s.kind == "artefact" and not any(_runs(s, rt, prec) for rt, prec in pairs):
+            notes.append(f"{s.spec}: no runtime asked for runs it ({', '.join(rt for rt, _ in pairs)}); "
+                         f"its format runs on {_reader(s)}: add it to --runtimes")
             continue
         for b in batches:
             for rt, prec in pairs:
@@ -763,7 +776,7 @@ class Effort:
 def bench(
     models: Sequence[str] = (),
     preset: str | None = None,
-    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
+    runtimes: Sequence[str] | None = None,
     precisions: Sequence[str] = ("fp32",),
     batches: Sequence[int] | None = None,
     threads: int | None = None,
@@ -796,6 +809,10 @@ def bench(
 
     hw, channels, batches = input_request(img, shape, batches)
     sources, notes = resolve_sources(models, preset)
+    if runtimes is None:  # the defaults, and the engine of each mobile artefact given
+        engines = [MOBILE_SUFFIXES[Path(s.spec).suffix] for s in sources
+                   if s.kind == "artefact" and Path(s.spec).suffix in MOBILE_SUFFIXES]
+        runtimes = list(dict.fromkeys([*DEFAULT_RUNTIMES, *engines]))
     rts, rt_notes = resolve_runtimes(runtimes)
     if not rts:  # nothing could run: an error that says what to install, not an empty sweep
         raise MissingExtraError("no runtime asked for can run here; " + "; ".join(rt_notes))
