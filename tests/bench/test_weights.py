@@ -121,6 +121,31 @@ def test_select_exports_the_published_weights_from_the_hub(tmp_path, caches, ser
         assert r["top1_source"].startswith(f"published for {provenance}")
 
 
+@pytest.mark.skipif(any(__import__("importlib.util").util.find_spec(m) is None for m in ("ncnn", "pnnx")),
+                    reason="ncnn/pnnx not installed (pip install 'leannet[mobile]')")
+def test_select_exports_a_mobile_pick_for_its_engine_with_the_published_weights(tmp_path, caches, server,  # noqa: F811
+                                                                               timm_lcnet, capsys):  # noqa: F811
+    """A pick on a phone engine is exported for that engine (ncnn: .param + .bin), with the
+    published weights, and computes what the pretrained model computes on that engine."""
+    from leannet.runtime.runners import open_runner
+
+    _, body, config = timm_lcnet
+    server.add_hf(REPO, "model.safetensors", body)
+    server.add_hf(REPO, "config.json", config, lfs=False)
+    args = _select(tmp_path)
+    args[args.index("--runtimes") + 1] = "ncnn"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    provenance = f"hf-hub:{REPO}@{COMMIT}"
+    assert "pick: pplcnet_x0_5 / ncnn / fp32" in out and f"weights: {provenance}" in out
+    art = tmp_path / "pick" / "pplcnet_x0_5.param"
+    side = json.loads(art.with_suffix(".json").read_text())
+    assert art.with_suffix(".bin").is_file() and side["weights"] == provenance and side["format"] == "ncnn"
+    x = torch.randn(1, 3, 224, 224)
+    ref = leannet.create_model("pplcnet_x0_5", pretrained=True).eval()(x).detach().numpy()
+    np.testing.assert_allclose(open_runner(art, "ncnn")(x.numpy()), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
 def test_an_accuracy_sweep_fetches_the_published_weights(tmp_path, caches, server, timm_lcnet):  # noqa: F811
     """Latency sweeps never download; a sweep asked for top-1 (`--eval`) does, since the top-1
     of random weights answers nothing: its row carries the hub's weights and their provenance."""
