@@ -294,6 +294,27 @@ def test_no_network_at_all_is_the_offline_path(caches, monkeypatch):
     assert weight_files(caches) == []
 
 
+def test_a_host_that_does_not_resolve_is_offline_without_retries(caches, monkeypatch):
+    """No DNS (a machine without network): one line that says so, at once; huggingface_hub is
+    asked for the caches only, never for a request it would retry five times."""
+    import huggingface_hub
+
+    asked = []
+    real = huggingface_hub.hf_hub_download
+
+    def spy(*a, **kw):
+        asked.append(kw["local_files_only"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    monkeypatch.setenv("HF_ENDPOINT", "https://no-such-host.invalid")
+    with pytest.raises(DownloadError) as e:
+        leannet.create_model("pplcnet_x0_5", pretrained=True)
+    assert "no-such-host.invalid does not resolve (no network?)" in one_line(e)
+    assert asked and all(asked)
+    assert weight_files(caches) == []
+
+
 def test_timm_tag_for_another_model_is_refused(caches):
     with pytest.raises(WeightsError) as e:
         leannet.create_model("pplcnet_x0_5", pretrained="lcnet_100.ra2_in1k")

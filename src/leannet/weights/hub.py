@@ -291,6 +291,21 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _resolves(endpoint: str) -> bool:
+    """Whether the endpoint's host name resolves. A machine without network fails this at once,
+    where huggingface_hub would retry a request five times with back-off (~20 s) first."""
+    import socket
+
+    host = urlparse(endpoint).hostname
+    if not host:
+        return True  # not ours to judge: the request says what is wrong
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return True
+
+
 def _hf_options(download: bool = True) -> dict[str, Any]:
     """Cache, endpoint and offline switch from the environment as it is now (huggingface_hub
     reads them once, at import)."""
@@ -315,6 +330,9 @@ def _hf_download(source: WeightSource, download: bool = True) -> tuple[Path, dic
     )
 
     opts = _hf_options(download)
+    unresolved = not opts["local_files_only"] and not _resolves(opts["endpoint"])
+    if unresolved:  # no network: the caches may still serve, without ~20 s of retries first
+        opts["local_files_only"] = True
     revision = source.revision or "main"
     kw = dict(repo_id=source.location, revision=revision, **opts)
     where = f"{source.label} ({opts['endpoint']})"
@@ -329,8 +347,10 @@ def _hf_download(source: WeightSource, download: bool = True) -> tuple[Path, dic
             # Online, this means the server can't be reached (after huggingface_hub's retries,
             # ~20 s): the next file name would wait as long for the same answer.
             if last or not opts["local_files_only"]:
-                why = ("downloads not asked for" if not download else "offline (HF_HUB_OFFLINE=1)"
-                       if opts["local_files_only"] else f"{opts['endpoint']} can't be reached")
+                why = ("downloads not asked for" if not download
+                       else f"{urlparse(opts['endpoint']).hostname} does not resolve (no network?)" if unresolved
+                       else "offline (HF_HUB_OFFLINE=1)" if opts["local_files_only"]
+                       else f"{opts['endpoint']} can't be reached")
                 raise _Unavailable(f"{why} and {source.label} is not in the Hugging Face cache") from None
         except EntryNotFoundError:
             if last:
