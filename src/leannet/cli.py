@@ -241,12 +241,13 @@ def _add_detect(sub) -> None:
               strict="stop at the first bad annotation")
     s.set_defaults(func=cmd_detect_train)
 
-    runtimes = ["eager", "onnxruntime", "openvino"]
+    runtimes = ["eager", "onnxruntime", "openvino", "executorch", "ncnn"]
     s = dsub.add_parser("eval", help="COCO mAP, params, MACs and CPU FPS of detector weights or an export")
     s.add_argument("--weights", required=True,
-                   help="a detector .safetensors written by detect train, or its .onnx / .xml export")
+                   help="a detector .safetensors written by detect train, or its .onnx/.xml/.pte/.param export")
     s.add_argument("--runtime", choices=runtimes,
-                   help="default: eager (PyTorch) for .safetensors, onnxruntime for .onnx, openvino for .xml")
+                   help="default: eager (PyTorch) for .safetensors, onnxruntime for .onnx, openvino for .xml; "
+                   ".pte/.param run on their engine")
     s.add_argument("--ann", help="COCO annotation file (default: data.val of -c CONFIG)")
     s.add_argument("--images", help="image folder of --ann (default: the folder of --ann)")
     s.add_argument("-c", "--config", help="YAML config whose data.val to evaluate on")
@@ -258,16 +259,17 @@ def _add_detect(sub) -> None:
 
     s = dsub.add_parser("infer", help="draw detections on images to PNG and write JSON")
     s.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    s.add_argument("--weights", required=True, help="detector .safetensors, or its .onnx / .xml export")
+    s.add_argument("--weights", required=True, help="detector .safetensors, or its .onnx/.xml/.pte/.param export")
     s.add_argument("--runtime", choices=runtimes,
-                   help="default: eager (PyTorch) for .safetensors, onnxruntime for .onnx, openvino for .xml")
+                   help="default: eager (PyTorch) for .safetensors, onnxruntime for .onnx, openvino for .xml; "
+                   ".pte/.param run on their engine")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--score-thr", type=float, default=0.3)
     s.set_defaults(func=cmd_detect_infer)
 
-    s = dsub.add_parser("export", help="export a detector to ONNX / OpenVINO (fp32 or INT8) and verify it")
+    s = dsub.add_parser("export", help="export a detector to ONNX / OpenVINO (fp32 or INT8), ExecuTorch or ncnn, and verify it")
     s.add_argument("weights", help="detector .safetensors written by detect train")
-    s.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    s.add_argument("--format", choices=["onnx", "openvino", "executorch", "ncnn"], default="onnx")
     s.add_argument("--out", help="artefact path (.onnx or .xml); default beside WEIGHTS")
     s.add_argument("--int8", action="store_true", help="post-training INT8 quantisation (needs --calib)")
     s.add_argument("--calib", help="calibration images: a folder (searched recursively) or a list file")

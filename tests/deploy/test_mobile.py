@@ -57,9 +57,10 @@ def test_executorch_export_matches_pytorch(tmp_path):
 
 @_needs("ncnn", "pnnx")
 @pytest.mark.parametrize("name", ["pplcnet_x0_25", "snet49"])  # snet49 crashed ncnn before
-def test_ncnn_export_matches_pytorch(name, tmp_path):
+def test_ncnn_export_matches_pytorch(name, tmp_path, monkeypatch):
     model, weights = _trained_like(name, tmp_path)
-    result = export(weights, format="ncnn", img=IMG, out=tmp_path / "m.param")
+    monkeypatch.chdir(tmp_path)  # a relative --out: pnnx runs in the artefact's folder, the paths must hold there
+    result = export(weights, format="ncnn", img=IMG, out="m.param")
     assert result.path.with_suffix(".bin").is_file()
     assert json.loads(result.sidecar.read_text())["versions"]["ncnn"]
     _check_parity(model, result.path, "ncnn")

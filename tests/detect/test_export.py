@@ -1,6 +1,7 @@
-"""Detector export: parity with PyTorch in ONNX Runtime and OpenVINO, the artefact through
+"""Detector export: parity with PyTorch in ONNX Runtime, OpenVINO, ExecuTorch and ncnn, the artefact through
 `detect infer` / `detect eval`, a detector that finds nothing, unreadable images."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from PIL import Image
 
 from leannet.cli import main
-from leannet.deploy.artefact import onnxruntime_runner, openvino_runner
+from leannet.deploy.artefact import FORMATS, open_runner
 from leannet.detect.config import ModelConfig
 from leannet.detect.export import export_detector
 from leannet.detect.model import RawDetector, build_detector, detector_meta
@@ -75,10 +76,16 @@ def _image(ann, i):
     return torch.from_numpy(np.array(Image.open(ann.parent / f"{i}.png").convert("RGB"))).permute(2, 0, 1) / 255
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def _needs(*modules):
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", pytest.param("executorch", marks=[_needs("executorch"), pytest.mark.slow]),  # ~30 s: lowering + pre-flight
+                                 pytest.param("ncnn", marks=_needs("ncnn", "pnnx"))])
 def test_export_matches_pytorch(tiny, fmt):
     tmp, model, weights, ann = tiny
-    out = tmp / f"parity-{fmt}.{'onnx' if fmt == 'onnx' else 'xml'}"
+    out = tmp / f"parity-{fmt}{FORMATS[fmt]}"
     result = export_detector(weights, fmt, out=out, ann=ann)
     side = json.loads(result.sidecar.read_text())
     assert side["task"] == "detection" and side["input_size"] == [3, SIZE, SIZE] and side["classes"] == CLASSES
@@ -91,8 +98,7 @@ def test_export_matches_pytorch(tiny, fmt):
     x = torch.rand(1, 3, SIZE, SIZE)
     with torch.no_grad():
         ref = [t.numpy() for t in RawDetector(model)(x)]
-    runner = (onnxruntime_runner(out, all_outputs=True) if fmt == "onnx"
-              else openvino_runner(out, precision="fp32", all_outputs=True))
+    runner = open_runner(out, {"onnx": "onnxruntime"}.get(fmt, fmt), precision="fp32", all_outputs=True)
     got = runner(x.numpy())
     assert len(got) == 2
     for r, g in zip(ref, got, strict=True):
@@ -189,6 +195,15 @@ def test_export_refuses_a_mismatch(tiny, monkeypatch, tmp_path):
     with pytest.raises(ExportError, match="does not match PyTorch"):
         export_detector(weights, "onnx", out=tmp_path / "bad.onnx")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fmt, int8, says", [("coreml", False, "a detector exports to onnx, openvino, executorch, ncnn"),
+                                              ("ncnn", True, "--int8 for a detector: --format onnx or openvino")])
+def test_export_refuses_what_it_cannot_verify(tiny, tmp_path, fmt, int8, says):
+    _, _, weights, ann = tiny
+    with pytest.raises(ConfigError, match=says):
+        export_detector(weights, fmt, out=tmp_path / f"d{FORMATS[fmt]}", int8=int8, calib=ann.parent)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_does_not_overwrite_a_foreign_json(tiny, tmp_path):

@@ -64,6 +64,7 @@ def export_ncnn(model: nn.Module, path: str | Path, input_size: tuple[int, int, 
 def convert_onnx(onnx_path: Path, param: Path, shape: tuple[int, ...]) -> Path:
     """pnnx on an .onnx file: `param` and its .bin (fp32 weights), in `param`'s folder."""
     pnnx = require("pnnx", "ncnn export")
+    onnx_path, param = onnx_path.resolve(), param.resolve()  # pnnx runs in param's folder
     d = param.parent
     stem = param.stem
     cmd = [pnnx.EXEC_PATH, str(onnx_path), f"inputshape=[{','.join(map(str, shape))}]f32", "fp16=0",

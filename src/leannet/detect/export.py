@@ -1,4 +1,5 @@
-"""`leannet detect export`: a detector checkpoint to a verified ONNX / OpenVINO artefact.
+"""`leannet detect export`: a detector checkpoint to a verified ONNX, OpenVINO, ExecuTorch
+(.pte, XNNPACK) or ncnn (.param via pnnx) artefact; INT8 on ONNX Runtime and OpenVINO.
 
 The graph holds backbone, FPN and heads on the fixed input square (`RawDetector`, BatchNorm
 folded, re-parameterised blocks merged) with two outputs, `cls_logits` (1, anchors, classes)
@@ -33,10 +34,13 @@ from typing import Any
 import torch
 
 from leannet.deploy.artefact import FORMATS
+from leannet.deploy.mobile import ENGINE_OF
 from leannet.detect.pipeline import DetectionPipeline, torch_pipeline
 from leannet.errors import ConfigError, DataError, ExportError
 
 OUTPUT_NAMES = ("cls_logits", "bbox_regression")
+DETECT_FORMATS = ("onnx", "openvino", "executorch", "ncnn")  # Core ML cannot run here to be verified
+INT8_FORMATS = ("onnx", "openvino")
 # The least tolerances for detections (compare_detections widens them to what the raw
 # tolerance implies when the outputs are large): pixels of the original image, and score.
 BOX_TOL_PX = 0.05
@@ -198,8 +202,10 @@ def export_detector(
     from leannet.detect.pipeline import artefact_pipeline
 
     log = log or (lambda _msg: None)
-    if format not in FORMATS:
-        raise ConfigError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    if format not in DETECT_FORMATS:
+        raise ConfigError(f"a detector exports to {', '.join(DETECT_FORMATS)}, not {format!r}")
+    if int8 and format not in INT8_FORMATS:
+        raise ConfigError(f"--int8 for a detector: --format {' or '.join(INT8_FORMATS)}")
     if int8 and calib is None:
         raise ConfigError("--int8 needs calibration images: --calib DIR")
     model, classes = load_detector(str(weights))
@@ -233,11 +239,23 @@ def export_detector(
 
                 export_onnx(deployed, fp32, (3, side, side), 1, opset=opset, output_names=OUTPUT_NAMES,
                             metadata={"leannet": json.dumps({"task": "detection", "detection": spec.as_dict()})})
-            else:
+            elif format == "openvino":
                 from leannet.deploy.openvino import export_openvino
 
                 export_openvino(deployed, fp32, (3, side, side), 1, output_names=OUTPUT_NAMES)
+            elif format == "executorch":
+                from leannet.deploy.executorch import export_executorch
+
+                export_executorch(deployed, fp32, (3, side, side), 1)
+            else:
+                from leannet.deploy.ncnn import export_ncnn
+
+                export_ncnn(deployed, fp32, (3, side, side), 1, opset=opset)
         _write_detection_sidecar(fp32, spec, "fp32")  # the pipeline reads its spec from the sidecar
+        if format in ENGINE_OF:  # an engine that can crash the process runs it in a child first
+            from leannet.runtime.mobile import preflight
+
+            preflight(fp32, ENGINE_OF[format], shape=(1, 3, side, side))
         fp32_pipe = artefact_pipeline(fp32, precision="fp32")
         checks = [compare_detections(fp32_pipe, reference, held_out)]
         check_fp32(checks[0])
@@ -351,9 +369,15 @@ def _record(weights, model, spec, format: str, precision: str, opset: int, out: 
 
         rec["opset"] = opset
         rec["versions"].update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
-    else:
+    elif format == "openvino":
         import openvino
 
         rec["versions"]["openvino"] = openvino.get_version()
+    else:
+        from leannet.deploy.mobile import mobile_record
+
+        extra = mobile_record(format, opset)
+        rec["versions"].update(extra.pop("versions"))
+        rec |= extra
     return rec
 

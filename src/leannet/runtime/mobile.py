@@ -168,8 +168,9 @@ def ncnn_runner(path: str | Path, threads: int | None = None, precision: str = "
 
     def fn(x: np.ndarray) -> np.ndarray | list[np.ndarray]:
         per = [one(np.ascontiguousarray(img)) for img in x]
-        outs = [np.stack([p[i] for p in per]).reshape(len(x), -1) for i in range(len(per[0]))]
-        return outs if all_outputs else outs[0]
+        # ncnn drops the batch axis: a (1, anchors, classes) output comes back (anchors, classes)
+        outs = [np.stack([p[i] for p in per]) for i in range(len(per[0]))]
+        return outs if all_outputs else outs[0].reshape(len(x), -1)
 
     info = {"ncnn": _version("ncnn"), "threads": int(net.opt.num_threads), "fp16": False,
             "vulkan": False, "precision": precision, "batch_loop": True}
