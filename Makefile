@@ -26,7 +26,8 @@ RUNTIMES ?= installed
 run: $(STAMP)
 	$(VENV)/bin/leannet bench --preset seeds --runtimes $(RUNTIMES) --report --out runs/bench
 
-# Two pytest-xdist workers of one torch thread each: the default tier in ~6.5 min on 2 cores
+# Two pytest-xdist workers of one torch thread each: the default tier in ~5 min on a Zen5 2-vCPU VM,
+# ~6.5 min on an AVX2 one
 # (two workers of two threads each oversubscribe the cores: 11m46s). A module's tests stay on
 # one worker (loadscope): split, both workers built the same module fixture (the detector
 # overfit, ~30 s, twice). TEST_WORKERS=0 runs it in one process; then LEANNET_TEST_THREADS=2.
