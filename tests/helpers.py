@@ -1,6 +1,9 @@
 """Shared test helpers."""
 
+import importlib.util
+
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -99,3 +102,9 @@ def write_tflite(path, weight: np.ndarray, bias: np.ndarray) -> None:
     b = flatbuffers.Builder(1024)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
     path.write_bytes(bytes(b.Output()))
+
+
+def needs(*modules: str):
+    """Skip unless every module is importable (the mobile engines come with `leannet[mobile]`)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed (pip install 'leannet[mobile]')")

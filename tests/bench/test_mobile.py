@@ -2,7 +2,6 @@
 only, a worker's answer stands in for the pre-flight, an export error arrives as raised, and
 a job the worker has not started is taken back by the cell that needs it."""
 
-import importlib.util
 from concurrent.futures import Future
 
 import numpy as np
@@ -14,9 +13,9 @@ from leannet.bench.mobile import Exporter, mobile_artefact
 from leannet.errors import ExportError, LeannetError
 from leannet.runtime import mobile as engines
 from leannet.runtime.runners import open_runner
+from tests.helpers import needs
 
-pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("ncnn", "pnnx")),
-                                reason="ncnn/pnnx not installed (pip install 'leannet[mobile]')")
+pytestmark = needs("ncnn", "pnnx")
 SHAPE = (1, 3, 32, 32)
 
 

@@ -2,7 +2,6 @@
 asserted; timing and contention are tests/runtime's."""
 
 import csv
-import importlib.util
 import io
 import json
 import math
@@ -17,6 +16,7 @@ from leannet.cli import main
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
 from leannet.runtime import timing
 from leannet.runtime.runners import openvino_precision_supported
+from tests.helpers import needs
 
 TINY = dict(img=32, min_time=0.02, rounds=2, threads=1, progress=False, retries=0)  # retries: a busy test machine must not re-time cells
 HAS_ORT = latency.resolve_runtimes(["onnxruntime"])[0] == ["onnxruntime"]
@@ -498,7 +498,7 @@ def test_a_usage_error_is_one_line_even_with_debug(tmp_path, capsys):
     assert "Traceback" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert not installed")
+@needs("ai_edge_litert")
 def test_a_mobile_artefact_runs_on_its_engine_unless_runtimes_exclude_it(tmp_path, capsys):
     """Without --runtimes a .tflite runs on LiteRT (not on a desktop runtime that cannot read
     it, which made an error row); with runtimes that cannot read it, nothing is measured and

@@ -16,6 +16,7 @@ from leannet.bench.sweep import bench
 from leannet.cli import main
 from leannet.weights import save_weights
 from tests.bench.test_sweep import TINY, needs_ort
+from tests.helpers import needs
 from tests.weights.test_hub import COMMIT, REPO, caches, server, timm_lcnet  # noqa: F401 (fixtures)
 
 RANDOM = "random (latency only)"
@@ -121,8 +122,7 @@ def test_select_exports_the_published_weights_from_the_hub(tmp_path, caches, ser
         assert r["top1_source"].startswith(f"published for {provenance}")
 
 
-@pytest.mark.skipif(any(__import__("importlib.util").util.find_spec(m) is None for m in ("ncnn", "pnnx")),
-                    reason="ncnn/pnnx not installed (pip install 'leannet[mobile]')")
+@needs("ncnn", "pnnx")
 def test_select_exports_a_mobile_pick_for_its_engine_with_the_published_weights(tmp_path, caches, server,  # noqa: F811
                                                                                timm_lcnet, capsys):  # noqa: F811
     """A pick on a phone engine is exported for that engine (ncnn: .param + .bin), with the

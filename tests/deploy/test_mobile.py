@@ -16,14 +16,9 @@ from leannet.layers.shuffle import UnshuffledStage, interleave_plan
 from leannet.runtime import mobile
 from leannet.runtime.runners import open_runner, run_all
 from leannet.weights import save_weights
-from tests.helpers import calibrate_bn
+from tests.helpers import calibrate_bn, needs
 
 IMG = 64
-
-
-def _needs(*modules):
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed (pip install 'leannet[mobile]')")
 
 
 def _trained_like(name, tmp_path):
@@ -40,7 +35,7 @@ def _check_parity(model, path, runtime):
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
 
 
-@_needs("executorch")
+@needs("executorch")
 def test_executorch_export_matches_pytorch(tmp_path):
     model, weights = _trained_like("pplcnet_x0_25", tmp_path)
     result = export(weights, format="executorch", img=IMG, out=tmp_path / "m.pte")
@@ -55,7 +50,7 @@ def test_executorch_export_matches_pytorch(tmp_path):
         open_runner(result.path, threads=runner.info["threads"] + 1)
 
 
-@_needs("ncnn", "pnnx")
+@needs("ncnn", "pnnx")
 @pytest.mark.parametrize("name", ["pplcnet_x0_25", "snet49"])  # snet49 crashed ncnn before
 def test_ncnn_export_matches_pytorch(name, tmp_path, monkeypatch):
     model, weights = _trained_like(name, tmp_path)
@@ -109,7 +104,7 @@ def test_crash_in_child_is_an_error_naming_the_signal(target, args, signal_name)
     assert "\n" not in str(err.value)
 
 
-@_needs("ncnn", "pnnx")
+@needs("ncnn", "pnnx")
 def test_crashing_engine_costs_one_error_row(tmp_path, monkeypatch):
     """A sweep over an artefact whose engine segfaults: the cell is an error row naming the
     signal, the other cells are measured, the process lives on."""

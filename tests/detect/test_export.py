@@ -1,7 +1,6 @@
 """Detector export: parity with PyTorch in ONNX Runtime, OpenVINO, ExecuTorch and ncnn, the artefact through
 `detect infer` / `detect eval`, a detector that finds nothing, unreadable images."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -17,6 +16,7 @@ from leannet.detect.model import RawDetector, build_detector, detector_meta
 from leannet.detect.pipeline import open_detector
 from leannet.errors import ConfigError, DataError, ExportError, LeannetError
 from leannet.weights import save_weights
+from tests.helpers import needs
 
 SIZE = 64
 CLASSES = ["card", "page"]
@@ -76,13 +76,8 @@ def _image(ann, i):
     return torch.from_numpy(np.array(Image.open(ann.parent / f"{i}.png").convert("RGB"))).permute(2, 0, 1) / 255
 
 
-def _needs(*modules):
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed")
-
-
-@pytest.mark.parametrize("fmt", ["onnx", "openvino", pytest.param("executorch", marks=[_needs("executorch"), pytest.mark.slow]),  # ~30 s: lowering + pre-flight
-                                 pytest.param("ncnn", marks=_needs("ncnn", "pnnx"))])
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", pytest.param("executorch", marks=[needs("executorch"), pytest.mark.slow]),  # ~30 s: lowering + pre-flight
+                                 pytest.param("ncnn", marks=needs("ncnn", "pnnx"))])
 def test_export_matches_pytorch(tiny, fmt):
     tmp, model, weights, ann = tiny
     out = tmp / f"parity-{fmt}{FORMATS[fmt]}"

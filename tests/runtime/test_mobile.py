@@ -2,7 +2,6 @@
 spatial mean, a 4-class "classifier" on 8x8 RGB, NHWC as TensorFlow's converter lays it out).
 The reference is torch's conv2d on the same weights, an independent implementation."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -10,10 +9,9 @@ import pytest
 import torch
 
 from leannet.runtime.runners import open_runner
-from tests.helpers import write_tflite
+from tests.helpers import needs, write_tflite
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
-                                reason="ai-edge-litert not installed (pip install 'leannet[mobile]')")
+pytestmark = needs("ai_edge_litert")
 SIDE, CLASSES = 8, 4
 
 

@@ -71,17 +71,22 @@ def file_digest(path: Path) -> str:
     return digest[:16]
 
 
-def artefact_runs(source: Source, runtime: str, precision: str) -> bool:
-    """An exported artefact runs on the runtimes that read it (ONNX Runtime: .onnx; OpenVINO:
-    .onnx and .xml; ExecuTorch .pte, ncnn .param, LiteRT .tflite), in the one precision it was exported at (its sidecar's, else fp32)."""
+def readers(spec: str) -> list[str]:
+    """The runtimes that read an artefact file: ONNX Runtime .onnx; OpenVINO .onnx and .xml;
+    ExecuTorch .pte, ncnn .param, LiteRT .tflite."""
     from leannet.bench.mobile import SUFFIX_OF
+
+    reads = {"onnxruntime": (".onnx",), "openvino": (".onnx", ".xml"),
+             **{rt: (suffix,) for rt, suffix in SUFFIX_OF.items()}}
+    return [rt for rt, suffixes in reads.items() if spec.endswith(suffixes)]
+
+
+def artefact_runs(source: Source, runtime: str, precision: str) -> bool:
+    """An exported artefact runs on the runtimes that read it (`readers`), in the one precision
+    it was exported at (its sidecar's, else fp32)."""
     from leannet.deploy.artefact import sidecar_fields
 
-    reads = {**{rt: (suffix,) for rt, suffix in SUFFIX_OF.items()}, "onnxruntime": (".onnx",),
-             "openvino": (".onnx", ".xml")}
-    if not source.spec.endswith(reads.get(runtime, ())):
-        return False
-    return precision == sidecar_fields(source.spec).get("precision", "fp32")
+    return runtime in readers(source.spec) and precision == sidecar_fields(source.spec).get("precision", "fp32")
 
 
 def static_costs(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, int]:

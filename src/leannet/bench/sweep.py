@@ -78,13 +78,13 @@ from leannet.bench.sources import (
     error_text,
     file_digest,
     img_label,
+    readers,
     static_costs,
 )
 from leannet.errors import LeannetError, UnknownModelError, UnknownRuntimeError
 from leannet.extras import MissingExtraError
 from leannet.fileio import sha256
 from leannet.runtime import timing
-from leannet.runtime.mobile import MOBILE_SUFFIXES
 from leannet.runtime.runners import ARTEFACT_SUFFIXES, PRECISIONS, Runner
 from leannet.runtime.threads import torch_threads
 
@@ -248,14 +248,6 @@ def _pairs(rts: Sequence[str], precisions: Sequence[str], notes: list[str]) -> l
     return pairs
 
 
-def _reader(source: Source) -> str:
-    """The runtimes that read an artefact's format (for a note)."""
-    suffix = Path(source.spec).suffix
-    if suffix in MOBILE_SUFFIXES:
-        return MOBILE_SUFFIXES[suffix]
-    return "onnxruntime or openvino" if suffix == ".onnx" else "openvino"
-
-
 def _runs(source: Source, runtime: str, precision: str) -> bool:
     """A classifier from a model runs everywhere; an artefact only where `artefact_runs` says."""
     return source.kind != "artefact" or artefact_runs(source, runtime, precision)
@@ -322,7 +314,7 @@ def _plan(sources: Sequence[Source], pairs: Sequence[tuple[str, str]], batches: 
             continue
         if s.kind == "artefact" and not any(_runs(s, rt, prec) for rt, prec in pairs):
             notes.append(f"{s.spec}: no runtime asked for runs it ({', '.join(rt for rt, _ in pairs)}); "
-                         f"its format runs on {_reader(s)}: add it to --runtimes")
+                         f"its format runs on {' or '.join(readers(s.spec))}: add it to --runtimes")
             continue
         for b in batches:
             for rt, prec in pairs:
@@ -634,13 +626,16 @@ def _cell_shape(cid: CellId, p: Prepared, ctx: Context) -> tuple[int, ...] | Non
     return (cid.batch, channels, *cid.hw)
 
 
-def _submit_exports(todo: Sequence[CellId], ctx: Context, loaded: dict[Source, Prepared],
+def _exported_in_background(cid: CellId) -> bool:
+    """A classifier model's cell on an engine whose export the background `Exporter` makes."""
+    return cid.source.task != "detect" and cid.source.kind != "artefact" and cid.runtime in Exporter.RUNTIMES
+
+
+def _submit_exports(cells: Sequence[CellId], ctx: Context, loaded: dict[Source, Prepared],
                     exporter: Exporter) -> None:
-    """Hand every mobile model cell's export to the background `exporter` (the cells' own
+    """Hand the exports of `cells` (`_exported_in_background`) to `exporter` (the cells' own
     preparation collects them, and records any error then)."""
-    for cid in todo:
-        if cid.source.task == "detect" or cid.source.kind == "artefact" or cid.runtime not in exporter.RUNTIMES:
-            continue
+    for cid in cells:
         try:
             p = _source(cid.source, ctx, loaded)
             shape = _cell_shape(cid, p, ctx)
@@ -721,8 +716,8 @@ def _prepare(todo: Sequence[CellId], ctx: Context, ids: DataIds,
     # Mobile exports run in a background process, front to back, while the other cells are
     # prepared here; then this process takes the mobile cells back to front, exporting those the
     # worker has not started yet itself, until the two meet.
-    background = [c for c in todo if c.runtime in Exporter.RUNTIMES and c.source.kind != "artefact"]
-    order = [c for c in todo if c not in background] + background[::-1]
+    background = [c for c in todo if _exported_in_background(c)]
+    order = [c for c in todo if not _exported_in_background(c)] + background[::-1]
     with (Progress(*columns, console=ctx.console, disable=not progress, transient=True) as bar,
           Exporter(ctx.threads) as exporter):
         task = bar.add_task("preparing", total=len(todo))
@@ -810,8 +805,7 @@ def bench(
     hw, channels, batches = input_request(img, shape, batches)
     sources, notes = resolve_sources(models, preset)
     if runtimes is None:  # the defaults, and the engine of each mobile artefact given
-        engines = [MOBILE_SUFFIXES[Path(s.spec).suffix] for s in sources
-                   if s.kind == "artefact" and Path(s.spec).suffix in MOBILE_SUFFIXES]
+        engines = [rt for s in sources if s.kind == "artefact" for rt in readers(s.spec) if rt in MOBILE_RUNTIMES]
         runtimes = list(dict.fromkeys([*DEFAULT_RUNTIMES, *engines]))
     rts, rt_notes = resolve_runtimes(runtimes)
     if not rts:  # nothing could run: an error that says what to install, not an empty sweep

@@ -52,14 +52,8 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
     portable_lib = _portable_lib()
     from executorch.runtime import Runtime, Verification
 
-    n = threads or portable_lib._threadpool_get_thread_count()
-    if portable_lib._threadpool_get_thread_count() != n:
-        if _executorch_loaded:
-            raise LeannetError(f"{path}: ExecuTorch's XNNPACK threadpool is process-wide and already serves "
-                               f"{portable_lib._threadpool_get_thread_count()} threads to a loaded program; "
-                               f"run {n} threads in another process")
-        with quiet_engine():
-            portable_lib._unsafe_reset_threadpool(n)
+    if threads:
+        set_executorch_threads(threads, what=f"{path}: ")
     try:
         program = Runtime.get().load_program(Path(path), verification=Verification.Minimal)
         method = program.load_method("forward")
@@ -85,15 +79,16 @@ def executorch_runner(path: str | Path, threads: int | None = None, precision: s
     return _parts(fn, "executorch", precision, batch, info, binder)
 
 
-def set_executorch_threads(n: int) -> None:
+def set_executorch_threads(n: int, what: str = "") -> None:
     """Size ExecuTorch's process-wide XNNPACK threadpool before any .pte is loaded (a reset
-    after a load crashes the loaded program's next call, so it is refused then)."""
+    after a load crashes the loaded program's next call, so it is refused then; `what` leads
+    that error)."""
     portable_lib = _portable_lib()
-    if portable_lib._threadpool_get_thread_count() == n:
+    if (now := portable_lib._threadpool_get_thread_count()) == n:
         return
     if _executorch_loaded:
-        raise LeannetError(f"ExecuTorch's XNNPACK threadpool already serves a loaded program; "
-                           f"{n} threads need another process")
+        raise LeannetError(f"{what}ExecuTorch's XNNPACK threadpool is process-wide and already serves {now} "
+                           f"threads to a loaded program; run {n} threads in another process")
     with quiet_engine():
         portable_lib._unsafe_reset_threadpool(n)
 
